@@ -1,0 +1,31 @@
+# `make run` and `make test` work on a fresh clone: each creates or updates .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BUF := npx --yes @bufbuild/buf@1.75.0
+
+.PHONY: run test lint protos
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+## run: the gateway and the feedback sidecar, SQLite, .eml files in ./outbox instead of SES; Ctrl-C stops both
+run: $(BIN)/.installed
+	MAILGW_TRANSPORT=$${MAILGW_TRANSPORT:-outbox} \
+	MAILGW_DEFAULT_FROM="$${MAILGW_DEFAULT_FROM:-Mail Gateway <noreply@example.com>}" \
+	$(BIN)/mailgw run
+
+## test: lint the API with buf, then the whole suite (SQLite and the PostgreSQL server at 127.0.0.1:5432)
+test: $(BIN)/.installed lint
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BUF) lint
+	$(BIN)/ruff check .
+
+## protos: regenerate gateway/api/ from protos/
+protos: $(BIN)/.installed
+	$(BIN)/python -m gateway.api

@@ -1,0 +1,96 @@
+"""Contacts and their statuses: the one place that decides severity, history and idempotency."""
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from gateway.logs import masked
+from gateway.models import Contact, ContactStatus, StatusChange, database, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class InvalidAddress(ValueError):
+    """The text is not a mailable address."""
+
+
+def email_key(address: str) -> str:
+    """The normalised form contacts are stored under: trimmed, ASCII (IDNA) domain, lower case."""
+    try:
+        valid = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from None
+    return valid.ascii_email.lower()
+
+
+def new_contact_id() -> str:
+    """128 random bits, URL-safe: the id in unsubscribe links must not be guessable."""
+    return secrets.token_urlsafe(16)
+
+
+def find_contact(*, email: str | None = None, contact_id: str | None = None) -> Contact | None:
+    if email is not None:
+        return Contact.get_or_none(Contact.email == email)
+    return Contact.get_or_none(Contact.contact_id == contact_id)
+
+
+def get_or_create_contact(email: str) -> Contact:
+    """The contact for a normalised address, created active on first sight; safe against racing creators."""
+    contact = find_contact(email=email)
+    if contact is None:
+        Contact.insert(email=email, contact_id=new_contact_id()).on_conflict_ignore().execute()
+        contact = find_contact(email=email)
+    return contact
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What change_status did: the contact as it is now, and whether its status moved."""
+
+    contact: Contact
+    changed: bool
+
+
+def change_status(
+    to: ContactStatus,
+    *,
+    source: str,
+    reason: str = "",
+    email: str | None = None,
+    contact_id: str | None = None,
+    allow_downgrade: bool = False,
+) -> StatusUpdate | None:
+    """Move one contact to `to`, writing a history row in the same transaction.
+
+    The contact is named by normalised `email` (created when unknown, so that the guard
+    blocks an address we never mailed) or by `contact_id` (None is returned when unknown).
+    Events only move a contact up the severity order complained > bounced > unsubscribed >
+    active; only an operator's explicit `allow_downgrade` moves it down. Repeating a change
+    is a no-op, so redelivered events are harmless.
+    """
+    with database.atomic():
+        if email is not None:
+            Contact.insert(email=email, contact_id=new_contact_id()).on_conflict_ignore().execute()
+            query = Contact.select().where(Contact.email == email)
+        else:
+            query = Contact.select().where(Contact.contact_id == contact_id)
+        # Row lock on PostgreSQL (SQLite holds the database write lock from BEGIN IMMEDIATE),
+        # so two processes applying events to one contact cannot lose either update.
+        if database.for_update:
+            query = query.for_update()
+        contact = query.get_or_none()
+        if contact is None:
+            return None
+        current = contact.status
+        if to == current or (to.severity < current.severity and not allow_downgrade):
+            return StatusUpdate(contact, changed=False)
+        now = utcnow()
+        Contact.update(status=to, reason=reason, updated_at=now).where(Contact.id == contact.id).execute()
+        StatusChange.create(
+            contact=contact, from_status=current, to_status=to, source=source, reason=reason, created_at=now
+        )
+        contact.status, contact.reason, contact.updated_at = to, reason, now
+        log.info("contact %s (%s): %s -> %s by %s", contact.contact_id, masked(contact.email), current, to, source)
+        return StatusUpdate(contact, changed=True)

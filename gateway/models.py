@@ -1,0 +1,140 @@
+"""Peewee models and the database connection, shared by the gateway and the feedback sidecar."""
+
+import datetime
+import enum
+
+import peewee
+from playhouse import db_url
+
+database = peewee.DatabaseProxy()
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC, the one timezone both SQLite and PostgreSQL columns store."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+class ContactStatus(enum.StrEnum):
+    """A recipient's mailing status; the order of SEVERITY decides which event wins."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY.index(self)
+
+    @property
+    def suppressed(self) -> bool:
+        return self is not ContactStatus.ACTIVE
+
+
+_SEVERITY = [ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED, ContactStatus.BOUNCED, ContactStatus.COMPLAINED]
+
+
+class StatusField(peewee.CharField):
+    """Stores a ContactStatus as its string value."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=16, **kwargs)
+
+    def db_value(self, value):
+        return None if value is None else ContactStatus(value).value
+
+    def python_value(self, value):
+        return None if value is None else ContactStatus(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Contact(BaseModel):
+    """One recipient, keyed by its normalised address; contact_id is the opaque id in unsubscribe links."""
+
+    contact_id = peewee.CharField(max_length=32, unique=True)
+    email = peewee.CharField(max_length=320, unique=True)
+    status = StatusField(default=ContactStatus.ACTIVE)
+    reason = peewee.TextField(default="")
+    soft_bounces = peewee.IntegerField(default=0)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class SentMessage(BaseModel):
+    """One SendEmail that reached (or is reaching) the transport; ses_message_id is NULL while in flight."""
+
+    contact = peewee.ForeignKeyField(Contact, backref="messages", on_delete="CASCADE")
+    ses_message_id = peewee.CharField(max_length=128, null=True, unique=True)
+    request_id = peewee.CharField(max_length=128, null=True, unique=True)
+    request_hash = peewee.CharField(max_length=64, null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    sent_at = peewee.DateTimeField(null=True)
+
+
+class StatusChange(BaseModel):
+    """History: one row for every change of a contact's status."""
+
+    contact = peewee.ForeignKeyField(Contact, backref="history", on_delete="CASCADE")
+    from_status = StatusField()
+    to_status = StatusField()
+    source = peewee.CharField(max_length=64)
+    reason = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+
+class FeedbackEvent(BaseModel):
+    """One SES event received as feedback, stored once per notification id so a redelivery changes nothing."""
+
+    notification_id = peewee.CharField(max_length=128, unique=True)
+    event_type = peewee.CharField(max_length=64)
+    ses_message_id = peewee.CharField(max_length=128, null=True, index=True)
+    sent_message = peewee.ForeignKeyField(SentMessage, null=True, backref="events", on_delete="SET NULL")
+    detail = peewee.TextField(default="")
+    received_at = peewee.DateTimeField(default=utcnow)
+
+
+MODELS = [Contact, SentMessage, StatusChange, FeedbackEvent]
+
+
+def open_database(url: str) -> peewee.Database:
+    """Connect the shared models to `url` (sqlite:///path or postgresql://…) and create missing tables.
+
+    Connections are pooled: each unit of work (an RPC, a webhook request) takes one with
+    `database.connection_context()` and gives it back, so a connection broken by a database
+    restart is dropped and the next unit of work reconnects.
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme in ("sqlite", "sqlite+pool"):
+        # WAL lets the sidecar write while the gateway reads; IMMEDIATE takes the write lock
+        # when a transaction starts, so two processes wait on busy_timeout instead of failing
+        # with "database is locked" when a read transaction tries to become a write.
+        db = db_url.connect(
+            f"sqlite+pool://{rest}",
+            pragmas={"journal_mode": "wal", "busy_timeout": 10_000, "synchronous": "normal", "foreign_keys": 1},
+            lock_type="IMMEDIATE",
+            check_same_thread=False,  # pooled connections move between worker threads, one at a time
+            **POOL,
+        )
+    elif scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
+        db = db_url.connect(f"postgresql+pool://{rest}", **POOL)
+    else:
+        raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///… or postgresql://…")
+    database.initialize(db)
+    # Both processes create the schema on start; one transaction each, serialised (SQLite by BEGIN IMMEDIATE,
+    # PostgreSQL by an advisory lock), so two starting at once do not race on CREATE ... IF NOT EXISTS.
+    with db.connection_context(), db.atomic():
+        if isinstance(db, peewee.PostgresqlDatabase):
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        db.create_tables(MODELS, safe=True)
+    return db
+
+
+SCHEMA_LOCK = 0x6D61696C67770001  # "mailgw" + 1: any constant shared by both processes
+
+
+POOL = {"max_connections": 64, "stale_timeout": 300}

@@ -1,0 +1,123 @@
+"""A SendEmail request checked field by field into an OutgoingEmail, or refused with every violation."""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from email.headerregistry import Address
+
+from email_validator import EmailNotValidError, validate_email
+
+from gateway.errors import InvalidRequest
+
+# SES message tags: names and values of ASCII letters, digits, "_" and "-", at most 256 characters.
+TAG_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+CONTACT_TAG = "contact_id"
+MAX_SUBJECT = 998
+# Header fields must stay on one line: a CR or LF in them is how header injection starts.
+HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# "Display Name <addr@example.com>": the name is free text (quoted and encoded when composed).
+NAMED_ADDRESS = re.compile(r"(?P<name>.*?)\s*<(?P<addr>[^<>]*)>")
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """A message the gateway may compose: addresses parsed, header fields single-line, at least one body."""
+
+    to: Address
+    sender: Address
+    reply_to: Address | None
+    subject: str
+    text_body: str
+    html_body: str
+    tags: tuple[tuple[str, str], ...]
+
+    @property
+    def recipient_key(self) -> str:
+        """The recipient's normalised address, the key of its contact."""
+        return self.to.addr_spec.lower()
+
+    def fingerprint(self) -> str:
+        """A digest of everything the caller asked for, to tell a retry from a reused request_id."""
+        fields = [
+            str(self.to),
+            str(self.sender),
+            str(self.reply_to or ""),
+            self.subject,
+            self.text_body,
+            self.html_body,
+            self.tags,
+        ]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+def outgoing_email(
+    *,
+    to: str,
+    subject: str,
+    text_body: str,
+    html_body: str,
+    from_address: str,
+    reply_to: str,
+    tags: dict[str, str],
+    default_from: str,
+) -> OutgoingEmail:
+    """Check every field of a SendEmail request; raises InvalidRequest listing all violations at once."""
+    violations: dict[str, str] = {}
+
+    def address(field: str, value: str, *, required: bool) -> Address | None:
+        value = value.strip()
+        if not value:
+            if required:
+                violations[field] = "required"
+            return None
+        if HEADER_UNSAFE.search(value):
+            violations[field] = "must not contain line breaks or control characters"
+            return None
+        name, addr = "", value
+        if named := NAMED_ADDRESS.fullmatch(value):
+            name, addr = named["name"].strip().strip('"').strip(), named["addr"].strip()
+        try:
+            valid = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
+        except EmailNotValidError as exc:
+            violations[field] = str(exc)
+            return None
+        # The ASCII form (IDNA domain) is what SES accepts on the envelope and in headers.
+        return Address(display_name=name, addr_spec=valid.ascii_email)
+
+    recipient = address("to", to, required=True)
+    sender = address("from_address", from_address or default_from, required=True)
+    if "from_address" in violations and not from_address:
+        violations["from_address"] = "required: the gateway has no MAILGW_DEFAULT_FROM"
+    reply = address("reply_to", reply_to, required=False)
+
+    if not subject.strip():
+        violations["subject"] = "required"
+    elif HEADER_UNSAFE.search(subject):
+        violations["subject"] = "must not contain line breaks or control characters"
+    elif len(subject) > MAX_SUBJECT:
+        violations["subject"] = f"longer than {MAX_SUBJECT} characters"
+
+    if not text_body and not html_body:
+        violations["text_body"] = "at least one of text_body and html_body is required"
+    for field, body in (("text_body", text_body), ("html_body", html_body)):
+        if "\x00" in body:
+            violations[field] = "must not contain NUL characters"
+
+    for name, value in tags.items():
+        if name == CONTACT_TAG:
+            violations[f"tags[{name}]"] = "reserved: the gateway sets it to the recipient's contact id"
+        elif not TAG_PATTERN.fullmatch(name) or not TAG_PATTERN.fullmatch(value):
+            violations[f"tags[{name}]"] = "names and values need 1-256 ASCII letters, digits, '_' or '-'"
+
+    if violations:
+        raise InvalidRequest(violations)
+    return OutgoingEmail(
+        to=recipient,
+        sender=sender,
+        reply_to=reply,
+        subject=subject.strip(),
+        text_body=text_body,
+        html_body=html_body,
+        tags=tuple(sorted(tags.items())),
+    )

@@ -1,0 +1,76 @@
+"""Builds and runs the gateway's gRPC server: the service, health checking, reflection, graceful shutdown."""
+
+import logging
+import signal
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.config import ConfigError, Settings
+from gateway.logs import setup_logging
+from gateway.models import open_database
+from gateway.outbox import OutboxTransport
+from gateway.sending import Mailer, Transport
+from gateway.service import MailGatewayServicer
+from gateway.ses import SesTransport, ses_client
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MailGatewayService"].full_name
+SHUTDOWN_GRACE_SECONDS = 25.0
+
+
+def make_transport(settings: Settings) -> Transport:
+    if settings.transport == "outbox":
+        return OutboxTransport(settings.outbox_dir)
+    return SesTransport(ses_client(), settings.ses_configuration_set)
+
+
+def create_server(
+    settings: Settings, *, transport: Transport | None = None, health_servicer: health.HealthServicer | None = None
+) -> tuple[grpc.Server, int]:
+    """A started-ready (not started) server bound to settings.grpc_addr; port 0 picks a free port."""
+    open_database(settings.database_url)
+    mailer = Mailer(transport or make_transport(settings), settings.public_base_url)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"))
+    pb_grpc.add_MailGatewayServiceServicer_to_server(MailGatewayServicer(mailer, settings.default_from), server)
+    health_servicer = health_servicer or health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(settings.grpc_addr)
+    if port == 0:
+        raise OSError(f"cannot bind {settings.grpc_addr}")
+    return server, port
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then refuse new RPCs and let in-flight ones finish."""
+    health_servicer = health.HealthServicer()
+    server, port = create_server(settings, health_servicer=health_servicer)
+    server.start()
+    log.info("gateway listening on port %d (transport %s)", port, settings.transport)
+
+    def stop(signum, _frame):
+        log.info("signal %d: draining in-flight RPCs", signum)
+        health_servicer.enter_graceful_shutdown()
+        server.stop(SHUTDOWN_GRACE_SECONDS)  # returns at once; wait_for_termination below waits
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.wait_for_termination()
+    log.info("gateway stopped")
+
+
+def main() -> None:
+    setup_logging()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"mailgw: {exc}") from None
+    serve(settings)

@@ -1,0 +1,96 @@
+"""Fixtures with real peers: SQLite and PostgreSQL, an SES stand-in on loopback, the gateway on a free port."""
+
+import os
+
+import grpc
+import psycopg2
+import pytest
+import pytest_asyncio
+
+from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.config import Settings
+from gateway.models import database
+from gateway.server import create_server
+from tests.ses_standin import SesStandIn
+from tests.sns_signing import FakeSnsHost, SigningCertificate
+
+POSTGRES_URL = os.environ.get("MAILGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def fresh_postgres(url: str) -> None:
+    """An empty public schema, so every test starts from nothing (the server is real, not a mock)."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """The developer's own MAILGW_* settings must not leak into the processes the tests start."""
+    for name in list(os.environ):
+        if name.startswith("MAILGW_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/mailgw.db"
+    else:
+        fresh_postgres(POSTGRES_URL)
+        yield POSTGRES_URL
+    if database.obj is not None:
+        database.close_all()
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """Fake credentials and a region, as boto3 reads them; no request may leave the machine."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # anything not pointed elsewhere fails fast
+
+
+@pytest.fixture
+def ses(aws_env, monkeypatch):
+    standin = SesStandIn()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", standin.start())
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    return Settings(
+        database_url=database_url,
+        grpc_addr="127.0.0.1:0",
+        public_base_url="https://mail.example.com",
+        default_from="Example App <noreply@example.com>",
+        outbox_dir=str(tmp_path / "outbox"),
+    )
+
+
+@pytest.fixture
+def gateway(settings, ses):
+    """A stub for a gateway whose SES transport reaches the stand-in through AWS_ENDPOINT_URL_SESV2."""
+    server, port = create_server(settings)
+    server.start()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield pb_grpc.MailGatewayServiceStub(channel)
+    server.stop(None).wait()
+
+
+@pytest.fixture
+def signer() -> SigningCertificate:
+    """A throwaway RSA key and self-signed certificate that stand in for AWS's SNS signing certificate."""
+    return SigningCertificate()
+
+
+@pytest_asyncio.fixture
+async def sns_host(signer):
+    """Serves the signer's certificate (and SubscribeURLs) over HTTP on loopback, recording every request."""
+    async with FakeSnsHost(signer.pem) as host:
+        yield host

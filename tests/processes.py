@@ -1,0 +1,44 @@
+"""Starting the real server processes for tests, on free loopback ports."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A child process with the test's environment plus `env`, run from the checkout."""
+    return subprocess.Popen(
+        [sys.executable, *args],
+        env=os.environ | env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_until(ready, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Poll `ready()` until it returns true; fail with the child's output if it exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited with {process.returncode}:\n{process.stdout.read()}")
+        try:
+            if ready():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"process not ready after {timeout}s:\n{process.communicate()[0]}")

@@ -1,0 +1,136 @@
+"""The gateway as its users run it: health, reflection, `python -m gateway` with boto3's env, SIGTERM, the CLI."""
+
+import signal
+import threading
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.config import ConfigError, Settings
+from gateway.server import create_server
+from tests.processes import free_port, start, wait_until
+
+
+def test_health_and_reflection_are_registered(settings, ses):
+    server, port = create_server(settings)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "mailgateway.v1.MailGatewayService"):
+                response = health.Check(health_pb2.HealthCheckRequest(service=service))
+                assert response.status == health_pb2.HealthCheckResponse.SERVING
+            services = ProtoReflectionDescriptorDatabase(channel).get_services()
+            assert "mailgateway.v1.MailGatewayService" in services
+            assert "grpc.health.v1.Health" in services
+    finally:
+        server.stop(None)
+
+
+@pytest.fixture
+def gateway_process(database_url, ses):
+    """`python -m gateway` configured only through the environment, SES reached through AWS_ENDPOINT_URL_SESV2."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {
+        "MAILGW_DATABASE_URL": database_url,
+        "MAILGW_GRPC_ADDR": address,
+        "MAILGW_DEFAULT_FROM": "noreply@example.com",
+        "MAILGW_SES_CONFIGURATION_SET": "configured-set",
+    }
+    process = start(["-m", "gateway"], env)
+    channel = grpc.insecure_channel(address)
+    health = health_pb2_grpc.HealthStub(channel)
+    wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1, process)
+    yield process, pb_grpc.MailGatewayServiceStub(channel)
+    channel.close()
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+def test_python_m_gateway_reads_its_config_and_boto3_endpoint_from_the_environment(gateway_process, ses):
+    _, stub = gateway_process
+
+    stub.SendEmail(pb.SendEmailRequest(to="a@example.org", subject="Hi", text_body="Hello"), timeout=10)
+
+    assert len(ses.sent) == 1
+    assert ses.sent[0].body["ConfigurationSetName"] == "configured-set"
+    assert "us-east-1" in ses.sent[0].headers["Authorization"]  # AWS_REGION reached the SigV4 scope
+
+
+def test_sigterm_lets_the_in_flight_send_finish_then_exits_zero(gateway_process, ses):
+    process, stub = gateway_process
+    ses.delay = 1.5
+    outcome = {}
+
+    def send():
+        outcome["response"] = stub.SendEmail(
+            pb.SendEmailRequest(to="a@example.org", subject="Hi", text_body="x"), timeout=20
+        )
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    wait_until(lambda: len(ses.requests) == 1, process)  # the RPC is now inside the SES call
+    process.send_signal(signal.SIGTERM)
+    sender.join(20)
+
+    assert outcome["response"].message_id
+    assert process.wait(20) == 0
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.SendEmail(pb.SendEmailRequest(to="b@example.org", subject="Hi", text_body="x"), timeout=2)
+    assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_bad_settings_are_refused_with_a_clear_message():
+    with pytest.raises(ConfigError, match="MAILGW_TRANSPORT"):
+        Settings.from_env({"MAILGW_TRANSPORT": "smtp"})
+    with pytest.raises(ConfigError, match="MAILGW_GRPC_WORKERS must be a int"):
+        Settings.from_env({"MAILGW_GRPC_WORKERS": "many"})
+    assert Settings.from_env({}).ses_configuration_set == "my-leads-now-config"
+
+
+def test_local_mode_cli_send_writes_an_eml_and_status_reads_it_back(tmp_path, database_url):
+    """What a newcomer does after `make run`: send with the CLI, read the outbox, ask for the status."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {
+        "MAILGW_DATABASE_URL": database_url,
+        "MAILGW_GRPC_ADDR": address,
+        "MAILGW_TRANSPORT": "outbox",
+        "MAILGW_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "MAILGW_DEFAULT_FROM": "App <noreply@example.com>",
+        "MAILGW_PUBLIC_BASE_URL": "http://127.0.0.1:8080",
+    }
+    server = start(["-m", "gateway.cli", "serve"], env)
+    try:
+        channel = grpc.insecure_channel(address)
+        wait_until(
+            lambda: health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1), server
+        )
+        channel.close()
+
+        send = start(
+            ["-m", "gateway.cli", "send", "--to", "Dev@Example.org", "--subject", "Hi", "--text", "Hello"], env
+        )
+        out, _ = send.communicate(timeout=20)
+        assert send.returncode == 0, out
+        contact_id = out.split("contact_id=")[1].strip()
+
+        [eml] = (tmp_path / "outbox").glob("*.eml")
+        assert f"http://127.0.0.1:8080/unsubscribe/{contact_id}" in eml.read_text()
+
+        status = start(["-m", "gateway.cli", "status", "dev@example.org"], env)
+        out, _ = status.communicate(timeout=20)
+        assert status.returncode == 0, out
+        assert out.startswith("dev@example.org: active")
+
+        missing = start(["-m", "gateway.cli", "status", "nobody@example.org"], env)
+        out, _ = missing.communicate(timeout=20)
+        assert missing.returncode == 1
+        assert "NOT_FOUND" in out and "reason=CONTACT_NOT_FOUND" in out
+    finally:
+        server.terminate()
+        assert server.wait(20) == 0
