@@ -1,0 +1,1 @@
+"""The feedback sidecar: SNS notifications of SES events and unsubscribe clicks."""

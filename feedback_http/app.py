@@ -1,0 +1,165 @@
+"""The feedback sidecar's aiohttp application: POST /sns, the unsubscribe pages, /healthz."""
+
+import asyncio
+import datetime
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+import peewee
+from aiohttp import web
+
+from feedback_http import sns, unsubscribe
+from feedback_http.config import FeedbackSettings
+from feedback_http.events import MalformedEvent, parse_ses_event
+from feedback_http.feedback import record_event
+from gateway.config import ConfigError
+from gateway.contacts import change_status, find_contact
+from gateway.logs import setup_logging
+from gateway.models import ContactStatus, database, open_database
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", FeedbackSettings)
+VERIFIER = web.AppKey("verifier", sns.SnsVerifier)
+EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+
+RAW_DELIVERY = (
+    "raw message delivery is on for this subscription: turn it off, "
+    "without the SNS envelope the message cannot be verified"
+)
+
+
+class DatabaseUnavailable(web.HTTPServiceUnavailable):
+    """The database did not answer; SNS retries a 5xx."""
+
+    def __init__(self):
+        super().__init__(text="database unavailable, retry later")
+
+
+async def in_database(request: web.Request, work, *args, **kwargs):
+    """Run blocking Peewee work on the executor, as one unit of work with its own pooled connection."""
+
+    def unit():
+        with database.connection_context():
+            return work(*args, **kwargs)
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], unit)
+    except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        raise DatabaseUnavailable() from None
+
+
+async def sns_webhook(request: web.Request) -> web.Response:
+    """Verify, then act; 4xx means "do not retry", 5xx means "retry later", 200 only after the commit."""
+    if request.headers.get("x-amz-sns-rawdelivery", "").lower() == "true":
+        raise web.HTTPBadRequest(text=RAW_DELIVERY)
+    try:
+        envelope = sns.parse_envelope(await request.read())
+        await request.app[VERIFIER].verify(envelope)
+    except sns.MalformedEnvelope as exc:
+        raise web.HTTPBadRequest(text=f"not an SNS message: {exc}") from None
+    except sns.VerificationFailed as exc:
+        log.warning("SNS message rejected: %s (topic %r)", exc, envelope.get("TopicArn", "")[:200])
+        raise web.HTTPForbidden(text=f"verification failed: {exc}") from None
+    except sns.CertificateUnavailable as exc:
+        log.warning("SNS signing certificate unavailable: %s", exc)
+        raise web.HTTPServiceUnavailable(text="signing certificate unavailable, retry later") from None
+
+    kind, message_id, topic = envelope["Type"], envelope["MessageId"], envelope["TopicArn"]
+    if kind == "SubscriptionConfirmation":
+        try:
+            await request.app[VERIFIER].confirm_subscription(envelope)
+        except sns.ConfirmationFailed as exc:
+            log.warning("confirming the subscription to %s failed: %s", topic, exc)
+            raise web.HTTPServiceUnavailable(text="subscription confirmation failed, retry later") from None
+        log.info("confirmed the subscription to %s", topic)
+        return web.Response(text="subscription confirmed")
+    if kind == "UnsubscribeConfirmation":
+        # Visiting its SubscribeURL would subscribe us again: it is only logged.
+        log.warning("SNS unsubscribed this endpoint from %s", topic)
+        return web.Response(text="noted")
+
+    try:
+        event = parse_ses_event(envelope["Message"])
+    except MalformedEvent as exc:
+        log.error("notification %s from %s is not an SES event: %s", message_id, topic, exc)
+        raise web.HTTPBadRequest(text=f"the Message is not an SES event: {exc}") from None
+    settings = request.app[SETTINGS]
+    stored = await in_database(request, record_event, message_id, event, soft_bounce_limit=settings.soft_bounce_limit)
+    if not event.known:
+        log.info("notification %s: SES event type %r recorded, not acted on", message_id, event.event_type)
+    return web.Response(text="recorded" if stored else "duplicate")
+
+
+async def unsubscribe_page(request: web.Request) -> web.Response:
+    """A confirm button: mail scanners fetch every link, so GET changes nothing unless the operator asks for it."""
+    contact_id = request.match_info["contact_id"]
+    if request.app[SETTINGS].unsubscribe_on_get:
+        return await _unsubscribe(request, contact_id, source="unsubscribe-link")
+    if not unsubscribe.CONTACT_ID.fullmatch(contact_id) or not await in_database(
+        request, find_contact, contact_id=contact_id
+    ):
+        return unsubscribe.not_found_page()
+    return unsubscribe.confirm_page()
+
+
+async def unsubscribe_post(request: web.Request) -> web.Response:
+    """The page's button and RFC 8058 one-click (body List-Unsubscribe=One-Click): unsubscribe at once, 200."""
+    form = await request.post()
+    source = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "unsubscribe-page"
+    return await _unsubscribe(request, request.match_info["contact_id"], source=source)
+
+
+async def _unsubscribe(request: web.Request, contact_id: str, *, source: str) -> web.Response:
+    if not unsubscribe.CONTACT_ID.fullmatch(contact_id):
+        return unsubscribe.not_found_page()
+    update = await in_database(
+        request, change_status, ContactStatus.UNSUBSCRIBED, source=source, reason=source, contact_id=contact_id
+    )
+    if update is None:
+        return unsubscribe.not_found_page()
+    return unsubscribe.done_page()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    await in_database(request, lambda: database.execute_sql("SELECT 1"))
+    return web.Response(text="ok")
+
+
+def create_app(settings: FeedbackSettings) -> web.Application:
+    """The sidecar's application; its HTTP client session, verifier and thread pool live as long as it does."""
+    open_database(settings.database_url)
+    if not settings.sns_topic_arns:
+        log.warning("MAILGW_SNS_TOPIC_ARNS is empty: every SNS message will be refused")
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app.router.add_post("/sns", sns_webhook)
+    app.router.add_get("/unsubscribe/{contact_id}", unsubscribe_page)
+    app.router.add_post("/unsubscribe/{contact_id}", unsubscribe_post)
+    app.router.add_get("/healthz", healthz)
+    app.cleanup_ctx.append(_resources)
+    return app
+
+
+async def _resources(app: web.Application):
+    settings = app[SETTINGS]
+    max_age = datetime.timedelta(seconds=settings.sns_max_age_seconds) if settings.sns_max_age_seconds else None
+    async with aiohttp.ClientSession() as session:
+        app[VERIFIER] = sns.SnsVerifier(
+            session, topic_arns=settings.sns_topic_arns, endpoint_url=settings.sns_endpoint_url or None, max_age=max_age
+        )
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="db") as executor:
+            app[EXECUTOR] = executor
+            yield
+
+
+def main() -> None:
+    setup_logging()
+    try:
+        settings = FeedbackSettings.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"mailgw: {exc}") from None
+    # aiohttp drains in-flight requests on SIGTERM/SIGINT before the cleanup contexts close.
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, shutdown_timeout=25)

@@ -1,0 +1,314 @@
+"""The sidecar's HTTP surface against the real app: signed SNS notifications, unsubscribe pages, health."""
+
+import json
+
+import pytest
+
+from feedback_http.app import RAW_DELIVERY, create_app
+from feedback_http.config import FeedbackSettings
+from gateway.contacts import get_or_create_contact
+from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, StatusChange, database
+from tests import ses_samples
+from tests.sns_signing import TOPIC_ARN, signed_envelope
+
+FOREIGN_TOPIC = "arn:aws:sns:us-east-1:999999999999:not-ours"
+
+
+@pytest.fixture
+def make_sidecar(aiohttp_client, database_url, sns_host):
+    async def make(**options):
+        settings = FeedbackSettings(
+            database_url=database_url,
+            sns_topic_arns=frozenset({TOPIC_ARN}),
+            sns_endpoint_url=sns_host.url,
+            **options,
+        )
+        return await aiohttp_client(create_app(settings))
+
+    return make
+
+
+@pytest.fixture
+async def sidecar(make_sidecar):
+    return await make_sidecar()
+
+
+def notification(signer, event: dict, **options) -> dict:
+    return signed_envelope(signer, message=ses_samples.message(event), **options)
+
+
+async def post_sns(client, envelope: dict, **headers):
+    headers = {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": envelope["Type"], **headers}
+    response = await client.post("/sns", data=json.dumps(envelope), headers=headers)
+    return response.status, await response.text()
+
+
+def status_of(email: str) -> ContactStatus | None:
+    with database.connection_context():
+        contact = Contact.get_or_none(email=email)
+    return contact and contact.status
+
+
+def count(model) -> int:
+    with database.connection_context():
+        return model.select().count()
+
+
+# --- SES events through POST /sns -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("identity", [False, True], ids=["eventType", "notificationType"])
+async def test_permanent_bounce_marks_every_bounced_recipient(sidecar, signer, identity):
+    event = ses_samples.bounce_event(
+        "Permanent",
+        "NoEmail",
+        [ses_samples.bounced_recipient("One@Example.com"), ses_samples.bounced_recipient("two@example.com")],
+        identity=identity,
+    )
+
+    assert await post_sns(sidecar, notification(signer, event)) == (200, "recorded")
+
+    assert status_of("one@example.com") is ContactStatus.BOUNCED
+    assert status_of("two@example.com") is ContactStatus.BOUNCED
+    with database.connection_context():
+        change = StatusChange.select().join(Contact).where(Contact.email == "two@example.com").get()
+    assert (change.source, change.reason) == ("ses:Bounce", "Permanent/NoEmail: smtp; 550 5.1.1 user unknown")
+
+
+@pytest.mark.parametrize("identity", [False, True], ids=["eventType", "notificationType"])
+async def test_complaint_marks_complained_but_not_spam_changes_nothing(sidecar, signer, identity):
+    complaint = ses_samples.complaint_event(["spam@example.com"], "abuse", identity=identity)
+    rescued = ses_samples.complaint_event(["rescued@example.com"], "not-spam", identity=identity)
+
+    assert (await post_sns(sidecar, notification(signer, complaint)))[0] == 200
+    assert (await post_sns(sidecar, notification(signer, rescued)))[0] == 200
+
+    assert status_of("spam@example.com") is ContactStatus.COMPLAINED
+    assert status_of("rescued@example.com") in (None, ContactStatus.ACTIVE)
+
+
+async def test_redelivered_notification_changes_nothing(make_sidecar, signer):
+    sidecar = await make_sidecar(soft_bounce_limit=2)
+    soft = notification(
+        signer, ses_samples.bounce_event("Transient", "MailboxFull", [ses_samples.bounced_recipient(status="4.2.2")])
+    )
+
+    assert await post_sns(sidecar, soft) == (200, "recorded")
+    assert await post_sns(sidecar, soft) == (200, "duplicate")  # SNS retries reuse the MessageId
+
+    assert count(FeedbackEvent) == 1
+    assert status_of(ses_samples.RECIPIENT) is ContactStatus.ACTIVE  # one soft bounce counted, not two
+
+
+async def test_soft_bounces_suppress_only_past_the_optional_limit(make_sidecar, signer):
+    sidecar = await make_sidecar(soft_bounce_limit=2)
+    soft = ses_samples.bounce_event("Transient", "General", [ses_samples.bounced_recipient(status="4.4.7")])
+
+    await post_sns(sidecar, notification(signer, soft))
+    assert status_of(ses_samples.RECIPIENT) is ContactStatus.ACTIVE
+    await post_sns(sidecar, notification(signer, soft))
+
+    assert status_of(ses_samples.RECIPIENT) is ContactStatus.BOUNCED
+    with database.connection_context():
+        assert Contact.get(email=ses_samples.RECIPIENT).reason.startswith("2 soft bounces")
+
+
+async def test_transient_5xx_dsn_is_a_hard_bounce_and_our_fault_is_not(sidecar, signer):
+    invalid_domain = ses_samples.bounce_event(
+        "Transient", "General", [ses_samples.bounced_recipient("a@example.com", status="5.4.4")]
+    )
+    too_large = ses_samples.bounce_event(
+        "Transient", "MessageTooLarge", [ses_samples.bounced_recipient("b@example.com", status="5.3.4")]
+    )
+
+    await post_sns(sidecar, notification(signer, invalid_domain))
+    await post_sns(sidecar, notification(signer, too_large))
+
+    assert status_of("a@example.com") is ContactStatus.BOUNCED
+    assert status_of("b@example.com") in (None, ContactStatus.ACTIVE)
+
+
+async def test_subscription_unsubscribe_all_marks_unsubscribed(sidecar, signer):
+    event = ses_samples.subscription_event(True, destination=["list@example.com"])
+
+    assert (await post_sns(sidecar, notification(signer, event)))[0] == 200
+
+    assert status_of("list@example.com") is ContactStatus.UNSUBSCRIBED
+
+
+async def test_delivery_is_recorded_against_the_sent_message(sidecar, signer):
+    with database.connection_context():
+        contact = get_or_create_contact(ses_samples.RECIPIENT)
+        sent = SentMessage.create(contact=contact, ses_message_id="0100-ours")
+    event = ses_samples.delivery_event(message_id="0100-ours")
+
+    assert (await post_sns(sidecar, notification(signer, event)))[0] == 200
+
+    with database.connection_context():
+        recorded = FeedbackEvent.get()
+    assert (recorded.event_type, recorded.sent_message_id) == ("Delivery", sent.id)
+    assert status_of(ses_samples.RECIPIENT) is ContactStatus.ACTIVE
+
+
+async def test_unknown_event_type_is_acknowledged_and_recorded(sidecar, signer):
+    event = {"eventType": "SomethingNew", "mail": ses_samples.mail()}
+
+    assert await post_sns(sidecar, notification(signer, event)) == (200, "recorded")
+    assert count(FeedbackEvent) == 1
+
+
+# --- refusals: nothing changes ---------------------------------------------------------------------------
+
+
+async def test_tampered_notification_is_forbidden_and_changes_nothing(sidecar, signer):
+    envelope = notification(signer, ses_samples.bounce_event())
+    envelope["Message"] = envelope["Message"].replace("Permanent", "Permanenx")
+
+    status, text = await post_sns(sidecar, envelope)
+
+    assert status == 403 and "verification failed" in text
+    assert status_of(ses_samples.RECIPIENT) is None and count(FeedbackEvent) == 0
+
+
+async def test_foreign_topic_is_forbidden_and_never_confirmed(sidecar, signer, sns_host):
+    bounce = notification(signer, ses_samples.bounce_event(), topic_arn=FOREIGN_TOPIC)
+    subscribe = signed_envelope(signer, "SubscriptionConfirmation", topic_arn=FOREIGN_TOPIC)
+
+    assert (await post_sns(sidecar, bounce))[0] == 403
+    assert (await post_sns(sidecar, subscribe))[0] == 403
+
+    assert sns_host.requests == []  # neither the certificate nor the SubscribeURL was fetched
+    assert status_of(ses_samples.RECIPIENT) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b'{"Type": "Notification"}', b"\xff\xfe", json.dumps({"Type": "Other"}).encode()],
+)
+async def test_malformed_envelope_is_bad_request(sidecar, body):
+    response = await sidecar.post("/sns", data=body, headers={"Content-Type": "text/plain"})
+
+    assert response.status == 400
+    assert (await response.text()).startswith("not an SNS message")
+
+
+async def test_verified_message_that_is_not_an_ses_event_is_bad_request(sidecar, signer):
+    status, text = await post_sns(sidecar, signed_envelope(signer, message="hello"))
+
+    assert status == 400 and "not an SES event" in text
+    assert count(FeedbackEvent) == 0
+
+
+async def test_raw_message_delivery_is_refused_with_the_fix(sidecar):
+    body = ses_samples.message(ses_samples.bounce_event())
+
+    response = await sidecar.post("/sns", data=body, headers={"x-amz-sns-rawdelivery": "true"})
+
+    assert response.status == 400
+    assert await response.text() == RAW_DELIVERY
+    assert status_of(ses_samples.RECIPIENT) is None
+
+
+async def test_oversized_body_is_refused(make_sidecar):
+    sidecar = await make_sidecar(max_body_bytes=1024)
+
+    response = await sidecar.post("/sns", data=b"x" * 2048, headers={"Content-Type": "text/plain"})
+
+    assert response.status == 413
+
+
+async def test_certificate_host_failure_is_retryable_and_recovers(sidecar, signer, sns_host):
+    envelope = notification(signer, ses_samples.bounce_event())
+    sns_host.status = 500
+
+    assert (await post_sns(sidecar, envelope))[0] == 503  # SNS will retry
+    assert status_of(ses_samples.RECIPIENT) is None
+
+    sns_host.status = 200
+    assert await post_sns(sidecar, envelope) == (200, "recorded")
+    assert status_of(ses_samples.RECIPIENT) is ContactStatus.BOUNCED
+
+
+async def test_subscription_confirmation_is_confirmed_and_unsubscribe_confirmation_is_not(sidecar, signer, sns_host):
+    assert (await post_sns(sidecar, signed_envelope(signer, "SubscriptionConfirmation")))[0] == 200
+    assert len(sns_host.confirmations) == 1 and "Action=ConfirmSubscription" in sns_host.confirmations[0]
+
+    assert (await post_sns(sidecar, signed_envelope(signer, "UnsubscribeConfirmation")))[0] == 200
+    assert len(sns_host.confirmations) == 1  # visiting it would subscribe us again
+
+
+# --- unsubscribe --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def contact(sidecar):
+    with database.connection_context():
+        return get_or_create_contact("reader@example.com")
+
+
+async def test_get_shows_a_button_and_changes_nothing(sidecar, contact):
+    response = await sidecar.get(f"/unsubscribe/{contact.contact_id}")
+
+    page = await response.text()
+    assert response.status == 200
+    assert '<form method="post">' in page and "<button" in page and 'lang="en"' in page
+    assert "reader@example.com" not in page  # the page reveals nothing the link holder does not know
+    assert "http" not in page.split("<body>")[1]  # no external assets
+    assert status_of("reader@example.com") is ContactStatus.ACTIVE
+
+
+async def test_page_button_unsubscribes(sidecar, contact):
+    response = await sidecar.post(f"/unsubscribe/{contact.contact_id}", data={"List-Unsubscribe": "Web-Form"})
+
+    assert response.status == 200
+    assert "You are unsubscribed" in await response.text()
+    assert status_of("reader@example.com") is ContactStatus.UNSUBSCRIBED
+
+
+async def test_one_click_post_unsubscribes_without_redirect_and_is_idempotent(sidecar, contact):
+    for _ in range(2):
+        response = await sidecar.post(
+            f"/unsubscribe/{contact.contact_id}",
+            data="List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            allow_redirects=False,
+        )
+        assert response.status == 200
+
+    assert status_of("reader@example.com") is ContactStatus.UNSUBSCRIBED
+    with database.connection_context():
+        assert [c.source for c in StatusChange.select()] == ["one-click"]
+
+
+async def test_unsubscribe_keeps_a_higher_status(sidecar, signer, contact):
+    await post_sns(sidecar, notification(signer, ses_samples.complaint_event(["reader@example.com"])))
+
+    response = await sidecar.post(f"/unsubscribe/{contact.contact_id}", data="List-Unsubscribe=One-Click")
+
+    assert response.status == 200
+    assert status_of("reader@example.com") is ContactStatus.COMPLAINED
+
+
+@pytest.mark.parametrize("contact_id", ["A" * 22, "short", "../../etc/passwd", "x" * 200])
+async def test_unknown_or_malformed_id_is_not_found(sidecar, contact_id):
+    for method in (sidecar.get, sidecar.post):
+        response = await method(f"/unsubscribe/{contact_id}")
+        assert response.status == 404
+    assert count(StatusChange) == 0
+
+
+async def test_unsubscribe_on_get_is_an_operator_option(make_sidecar):
+    sidecar = await make_sidecar(unsubscribe_on_get=True)
+    with database.connection_context():
+        contact = get_or_create_contact("reader@example.com")
+
+    response = await sidecar.get(f"/unsubscribe/{contact.contact_id}")
+
+    assert response.status == 200
+    assert status_of("reader@example.com") is ContactStatus.UNSUBSCRIBED
+
+
+async def test_healthz_answers_when_the_database_does(sidecar):
+    response = await sidecar.get("/healthz")
+
+    assert (response.status, await response.text()) == (200, "ok")
