@@ -34,13 +34,16 @@ def processes(database_url, ses, sns_host):
     gateway = start(["-m", "gateway"], env)
     sidecar = start(["-m", "feedback_http"], env)
     channel = grpc.insecure_channel(grpc_addr)
-    wait_until(lambda: health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1), gateway)
     base_url = f"http://127.0.0.1:{http_port}"
-    wait_until(lambda: urllib.request.urlopen(f"{base_url}/healthz", timeout=1).status == 200, sidecar)
-    yield pb_grpc.MailGatewayServiceStub(channel), base_url
-    channel.close()
-    for process in (gateway, sidecar):
-        process.terminate()
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1), gateway)
+        wait_until(lambda: urllib.request.urlopen(f"{base_url}/healthz", timeout=1).status == 200, sidecar)
+        yield pb_grpc.MailGatewayServiceStub(channel), base_url
+    finally:
+        channel.close()
+        for process in (gateway, sidecar):
+            process.terminate()
     for process in (gateway, sidecar):
         assert process.wait(30) == 0, process.stdout.read()
 
