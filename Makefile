@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BUF := npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run test lint protos
+.PHONY: run test lint protos bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,7 @@ lint: $(BIN)/.installed
 ## protos: regenerate gateway/api/ from protos/
 protos: $(BIN)/.installed
 	$(BIN)/python -m gateway.api
+
+## bench: every benchmark line against its baseline; prints the table, writes bench/results/latest.json
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench

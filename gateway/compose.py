@@ -2,9 +2,12 @@
 
 import html
 import re
-from email import policy
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email import charset, policy
+from email.header import Header
+from email.headerregistry import Address
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, make_msgid
 
 from gateway.outgoing import OutgoingEmail
 
@@ -13,6 +16,12 @@ HTML_FOOTER = (
     '<p style="font-size:12px;color:#666">To stop receiving these emails, <a href="{url}">unsubscribe here</a>.</p>'
 )
 BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+# The legacy (compat32) API stores header strings as given instead of parsing each one: composing is 5x faster
+# (145 vs 712 us a message, bench/). It does not guard against line breaks in headers, so outgoing.py refuses
+# them in every field that becomes a header, and the values built here are encoded before they are set.
+SMTP = policy.compat32.clone(linesep="\r\n")
+UTF8 = charset.Charset("utf-8")
+UTF8.body_encoding = charset.QP  # readable, and safe for lines of any length
 
 
 def unsubscribe_url(public_base_url: str, contact_id: str) -> str:
@@ -21,25 +30,28 @@ def unsubscribe_url(public_base_url: str, contact_id: str) -> str:
 
 def compose(email: OutgoingEmail, unsubscribe: str) -> bytes:
     """RFC 5322 bytes with text and/or HTML alternatives, each ending in the unsubscribe footer (RFC 8058 headers)."""
-    message = EmailMessage(policy=policy.SMTP)
-    message["From"] = email.sender
-    message["To"] = email.to
+    parts = []
+    if email.text_body:
+        parts.append(MIMEText(email.text_body + TEXT_FOOTER.format(url=unsubscribe), "plain", UTF8))
+    if email.html_body:
+        footer = HTML_FOOTER.format(url=html.escape(unsubscribe))
+        parts.append(MIMEText(_with_html_footer(email.html_body, footer), "html", UTF8))
+    message = MIMEMultipart("alternative", _subparts=parts) if len(parts) > 1 else parts[0]
+    message["From"] = _address(email.sender)
+    message["To"] = _address(email.to)
     if email.reply_to:
-        message["Reply-To"] = email.reply_to
-    message["Subject"] = email.subject
+        message["Reply-To"] = _address(email.reply_to)
+    message["Subject"] = email.subject if email.subject.isascii() else Header(email.subject, "utf-8").encode()
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain=email.sender.domain)
     message["List-Unsubscribe"] = f"<{unsubscribe}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    if email.text_body:
-        message.set_content(email.text_body + TEXT_FOOTER.format(url=unsubscribe))
-    if email.html_body:
-        html_body = _with_html_footer(email.html_body, HTML_FOOTER.format(url=html.escape(unsubscribe)))
-        if email.text_body:
-            message.add_alternative(html_body, subtype="html")
-        else:
-            message.set_content(html_body, subtype="html")
-    return message.as_bytes()
+    return message.as_bytes(policy=SMTP)
+
+
+def _address(address: Address) -> str:
+    """Display name quoted, or RFC 2047-encoded when not ASCII; the addr-spec is already ASCII (IDNA)."""
+    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
 
 
 def _with_html_footer(body: str, footer: str) -> str:

@@ -25,14 +25,15 @@ class Settings:
     transport: str = "ses"
     outbox_dir: str = "outbox"
     grpc_workers: int = 16
+    grpc_processes: int = 1
 
     def __post_init__(self):
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"MAILGW_TRANSPORT must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
         if not self.public_base_url.startswith(("https://", "http://")):
             raise ConfigError(f"MAILGW_PUBLIC_BASE_URL must be an http(s) URL, not {self.public_base_url!r}")
-        if self.grpc_workers < 1:
-            raise ConfigError("MAILGW_GRPC_WORKERS must be at least 1")
+        if self.grpc_workers < 1 or self.grpc_processes < 1:
+            raise ConfigError("MAILGW_GRPC_WORKERS and MAILGW_GRPC_PROCESSES must be at least 1")
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
 
     @classmethod

@@ -1,13 +1,16 @@
 """Contacts and their statuses: the one place that decides severity, history and idempotency."""
 
+import functools
 import logging
+import re
 import secrets
 from dataclasses import dataclass
+from email.headerregistry import Address
 
 from email_validator import EmailNotValidError, validate_email
 
 from gateway.logs import masked
-from gateway.models import Contact, ContactStatus, StatusChange, database, utcnow
+from gateway.models import Contact, ContactStatus, StatusChange, database, prepared, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -16,13 +19,34 @@ class InvalidAddress(ValueError):
     """The text is not a mailable address."""
 
 
+# Header fields must stay on one line: a CR or LF in them is how header injection starts.
+HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# "Display Name <addr@example.com>": the name is free text (quoted and encoded when composed).
+NAMED_ADDRESS = re.compile(r"(?P<name>.*?)\s*<(?P<addr>[^<>]*)>")
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_address(value: str) -> Address | str:
+    """The Address in "Name <addr>" or "addr", or why it is not one. Cached: senders and busy recipients repeat."""
+    if HEADER_UNSAFE.search(value):
+        return "must not contain line breaks or control characters"
+    name, addr = "", value
+    if named := NAMED_ADDRESS.fullmatch(value):
+        name, addr = named["name"].strip().strip('"').strip(), named["addr"].strip()
+    try:
+        valid = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        return str(exc)
+    # The ASCII form (IDNA domain) is what SES accepts on the envelope and in headers.
+    return Address(display_name=name, addr_spec=valid.ascii_email)
+
+
 def email_key(address: str) -> str:
     """The normalised form contacts are stored under: trimmed, ASCII (IDNA) domain, lower case."""
-    try:
-        valid = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        raise InvalidAddress(str(exc)) from None
-    return valid.ascii_email.lower()
+    parsed = parse_address(address.strip())
+    if isinstance(parsed, str):
+        raise InvalidAddress(parsed)
+    return parsed.addr_spec.lower()
 
 
 def new_contact_id() -> str:
@@ -30,9 +54,14 @@ def new_contact_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+@prepared
+def _contact_by_email():
+    return Contact.select().where(Contact.email == "")
+
+
 def find_contact(*, email: str | None = None, contact_id: str | None = None) -> Contact | None:
-    if email is not None:
-        return Contact.get_or_none(Contact.email == email)
+    if email is not None:  # the guard's lookup, once per SendEmail
+        return next(iter(Contact.raw(_contact_by_email(), email)), None)
     return Contact.get_or_none(Contact.contact_id == contact_id)
 
 

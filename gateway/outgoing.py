@@ -6,18 +6,13 @@ import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 
-from email_validator import EmailNotValidError, validate_email
-
+from gateway.contacts import HEADER_UNSAFE, parse_address
 from gateway.errors import InvalidRequest
 
 # SES message tags: names and values of ASCII letters, digits, "_" and "-", at most 256 characters.
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 CONTACT_TAG = "contact_id"
 MAX_SUBJECT = 998
-# Header fields must stay on one line: a CR or LF in them is how header injection starts.
-HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# "Display Name <addr@example.com>": the name is free text (quoted and encoded when composed).
-NAMED_ADDRESS = re.compile(r"(?P<name>.*?)\s*<(?P<addr>[^<>]*)>")
 
 
 @dataclass(frozen=True)
@@ -71,19 +66,11 @@ def outgoing_email(
             if required:
                 violations[field] = "required"
             return None
-        if HEADER_UNSAFE.search(value):
-            violations[field] = "must not contain line breaks or control characters"
+        parsed = parse_address(value)
+        if isinstance(parsed, str):
+            violations[field] = parsed
             return None
-        name, addr = "", value
-        if named := NAMED_ADDRESS.fullmatch(value):
-            name, addr = named["name"].strip().strip('"').strip(), named["addr"].strip()
-        try:
-            valid = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
-        except EmailNotValidError as exc:
-            violations[field] = str(exc)
-            return None
-        # The ASCII form (IDNA domain) is what SES accepts on the envelope and in headers.
-        return Address(display_name=name, addr_spec=valid.ascii_email)
+        return parsed
 
     recipient = address("to", to, required=True)
     sender = address("from_address", from_address or default_from, required=True)

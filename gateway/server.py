@@ -1,8 +1,11 @@
 """Builds and runs the gateway's gRPC server: the service, health checking, reflection, graceful shutdown."""
 
 import logging
+import multiprocessing
+import os
 import signal
 from concurrent import futures
+from dataclasses import replace
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,7 +30,7 @@ SHUTDOWN_GRACE_SECONDS = 25.0
 def make_transport(settings: Settings) -> Transport:
     if settings.transport == "outbox":
         return OutboxTransport(settings.outbox_dir)
-    return SesTransport(ses_client(), settings.ses_configuration_set)
+    return SesTransport(ses_client(settings.grpc_workers), settings.ses_configuration_set)
 
 
 def create_server(
@@ -67,10 +70,42 @@ def serve(settings: Settings) -> None:
     log.info("gateway stopped")
 
 
+def serve_processes(settings: Settings) -> int:
+    """MAILGW_GRPC_PROCESSES copies of the server on one port: gRPC binds with SO_REUSEPORT, so the kernel spreads
+    client connections over them and each copy has a GIL of its own. SIGTERM and SIGINT reach every copy."""
+    if settings.grpc_addr.endswith(":0"):
+        raise ConfigError("MAILGW_GRPC_PROCESSES above 1 needs a fixed port in MAILGW_GRPC_ADDR")
+    spawn = multiprocessing.get_context("spawn")  # gRPC must not be forked once it has started
+    copies = [
+        spawn.Process(target=_serve_copy, args=(replace(settings, grpc_processes=1),))
+        for _ in range(settings.grpc_processes)
+    ]
+    for copy in copies:
+        copy.start()
+
+    def forward(signum, _frame):
+        for copy in copies:
+            if copy.is_alive():
+                os.kill(copy.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for copy in copies:
+        copy.join()
+    return max(abs(copy.exitcode or 0) for copy in copies)
+
+
+def _serve_copy(settings: Settings) -> None:
+    setup_logging()
+    serve(settings)
+
+
 def main() -> None:
     setup_logging()
     try:
         settings = Settings.from_env()
+        if settings.grpc_processes > 1:
+            raise SystemExit(serve_processes(settings))
     except ConfigError as exc:
         raise SystemExit(f"mailgw: {exc}") from None
     serve(settings)

@@ -24,13 +24,19 @@ REJECTION_REASONS = {
 }
 
 
-def ses_client():
-    """An sesv2 client from boto3's own conventions: the credential chain, AWS_ENDPOINT_URL(_SESV2), the region."""
+def ses_client(max_connections: int = 10):
+    """An sesv2 client from boto3's own conventions: the credential chain, AWS_ENDPOINT_URL(_SESV2), the region.
+
+    One client is shared by every RPC thread (botocore clients are thread-safe); its connection pool is as
+    large as the number of threads, so no send waits for or throws away a connection.
+    """
     # botocore reads AWS_DEFAULT_REGION (and the config file); AWS_REGION is what the other AWS SDKs and
     # Lambda set, so it is honoured too.
     region = os.environ.get("AWS_REGION") or None
     try:
-        return boto3.session.Session(region_name=region).client("sesv2", config=CLIENT_CONFIG)
+        return boto3.session.Session(region_name=region).client(
+            "sesv2", config=CLIENT_CONFIG.merge(Config(max_pool_connections=max_connections))
+        )
     except NoRegionError:
         raise ConfigError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) for the SES transport") from None
 

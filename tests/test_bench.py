@@ -1,0 +1,24 @@
+"""A seconds-long run of `make bench`, so the benchmarks cannot rot (figures are not judged here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_smoke_run_produces_every_line(tmp_path):
+    out = tmp_path / "bench.json"
+
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--json", out], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    lines = {row["line"].split()[0] for row in report["rows"]}
+    assert lines == {"1", "2", "3", "4", "5"}
+    assert all(value > 0 for row in report["rows"] for value in row["ours"] + row["baseline"])
+    assert report["machine"]["cores"] >= 1
+    assert "| line | metric |" in run.stdout
