@@ -26,6 +26,12 @@ class Settings:
     outbox_dir: str = "outbox"
     grpc_workers: int = 16
     grpc_processes: int = 1
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    auth_tokens: str = ""
+    auth_tokens_file: str = ""
+    allow_insecure_bind: bool = False
 
     def __post_init__(self):
         if self.transport not in TRANSPORTS:
@@ -34,6 +40,8 @@ class Settings:
             raise ConfigError(f"MAILGW_PUBLIC_BASE_URL must be an http(s) URL, not {self.public_base_url!r}")
         if self.grpc_workers < 1 or self.grpc_processes < 1:
             raise ConfigError("MAILGW_GRPC_WORKERS and MAILGW_GRPC_PROCESSES must be at least 1")
+        if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_client_ca and not self.tls_cert):
+            raise ConfigError("MAILGW_TLS_CERT and MAILGW_TLS_KEY go together; MAILGW_TLS_CLIENT_CA needs both")
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
 
     @classmethod

@@ -43,6 +43,18 @@ class ContactNotFound(GatewayError):
     reason = "CONTACT_NOT_FOUND"
 
 
+class Unauthenticated(GatewayError):
+    """The call carries no valid credentials."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class SendOutcomeUnknown(GatewayError):
+    """An earlier call with this request_id was interrupted while SES had the message: it may have been sent."""
+
+    reason = "SEND_OUTCOME_UNKNOWN"
+
+
 class RequestInProgress(GatewayError):
     """Another call with the same request_id is still sending; retry later for its response."""
 
@@ -68,9 +80,13 @@ class SesRejected(GatewayError):
 
 
 class SesUnavailable(GatewayError):
-    """SES could not be reached or failed after retries."""
+    """SES could not be reached or failed after retries; `maybe_sent` when SES may have taken the message."""
 
     reason = "SES_UNAVAILABLE"
+
+    def __init__(self, message: str, *, maybe_sent: bool = False, **metadata: str):
+        super().__init__(message, **metadata)
+        self.maybe_sent = maybe_sent
 
 
 class DatabaseUnavailable(GatewayError):

@@ -6,7 +6,7 @@ import functools
 import weakref
 
 import peewee
-from playhouse import db_url
+from playhouse import db_url, migrate
 from playhouse.pool import PooledPostgresqlDatabase
 
 database = peewee.DatabaseProxy()
@@ -69,14 +69,20 @@ class Contact(BaseModel):
 
 
 class SentMessage(BaseModel):
-    """One SendEmail that reached (or is reaching) the transport; ses_message_id is NULL while in flight."""
+    """One SendEmail that reached the transport: state "sending" while in flight, "sent", or "unknown" when
+    SES may have taken it without our hearing back; `caller` is who asked (auth.py)."""
 
     contact = peewee.ForeignKeyField(Contact, backref="messages", on_delete="CASCADE")
     ses_message_id = peewee.CharField(max_length=128, null=True, unique=True)
-    request_id = peewee.CharField(max_length=128, null=True, unique=True)
+    caller = peewee.CharField(max_length=128, default="")
+    request_id = peewee.CharField(max_length=128, null=True)
     request_hash = peewee.CharField(max_length=64, null=True)
+    state = peewee.CharField(max_length=8, default="sent")
     created_at = peewee.DateTimeField(default=utcnow)
     sent_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("caller", "request_id"), True),)  # request ids are unique per caller
 
 
 class StatusChange(BaseModel):
@@ -151,8 +157,21 @@ def open_database(url: str) -> peewee.Database:
     with db.connection_context(), db.atomic():
         if isinstance(db, peewee.PostgresqlDatabase):
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        add_missing_columns(db)
         db.create_tables(MODELS, safe=True)
     return db
+
+
+def add_missing_columns(db: peewee.Database) -> None:
+    """Columns added to a model since its table was created (each has a default), so upgrades need no manual step."""
+    migrator = migrate.SchemaMigrator.from_database(db)
+    for model in MODELS:
+        if not db.table_exists(model._meta.table_name):
+            continue
+        existing = {column.name for column in db.get_columns(model._meta.table_name)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in existing:
+                migrate.migrate(migrator.add_column(model._meta.table_name, field.column_name, field))
 
 
 SCHEMA_LOCK = 0x6D61696C67770001  # "mailgw" + 1: any constant shared by both processes

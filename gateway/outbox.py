@@ -13,7 +13,7 @@ class OutboxTransport:
         self._directory = Path(directory)
         self._directory.mkdir(parents=True, exist_ok=True)
 
-    def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str:
+    def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str], deadline: float | None) -> str:
         message_id = f"outbox-{uuid.uuid4().hex}"
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
         path = self._directory / f"{stamp}-{message_id}.eml"

@@ -1,6 +1,8 @@
 """SendEmail's domain flow: idempotency, the guard, the composer, the transport, the record of the send."""
 
+import datetime
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -9,7 +11,7 @@ import peewee
 
 from gateway import guard
 from gateway.compose import compose, unsubscribe_url
-from gateway.errors import RequestIdReused, RequestInProgress
+from gateway.errors import RequestIdReused, RequestInProgress, SendOutcomeUnknown, SesUnavailable
 from gateway.logs import masked
 from gateway.models import Contact, SentMessage, database, utcnow
 from gateway.outgoing import CONTACT_TAG, OutgoingEmail
@@ -17,11 +19,16 @@ from gateway.outgoing import CONTACT_TAG, OutgoingEmail
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
+MAX_WAIT_SECONDS = 30.0
+# A claim still "sending" after this long belongs to a call that died: no send takes longer (3 attempts,
+# 5 s connect and 15 s read timeouts, backoff).
+STALE_CLAIM = datetime.timedelta(minutes=2)
+SENDING, SENT, UNKNOWN = "sending", "sent", "unknown"
 
 
 class Transport(Protocol):
-    def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str:
-        """Hand one raw message to the mail system; returns its message id."""
+    def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str], deadline: float | None) -> str:
+        """Hand one raw message to the mail system before `deadline` (time.monotonic()); returns its message id."""
 
 
 @dataclass(frozen=True)
@@ -37,36 +44,55 @@ class Mailer:
         self._transport = transport
         self._public_base_url = public_base_url
 
-    def send(self, email: OutgoingEmail, request_id: str = "", wait: float = 30.0) -> Sent:
-        """Send `email`; with a request_id, a repeat returns the first response (AIP-155), waiting up to `wait` seconds
-        for a racing first call to finish."""
+    def send(
+        self, email: OutgoingEmail, *, request_id: str = "", caller: str = "", deadline: float | None = None
+    ) -> Sent:
+        """Send `email` for `caller` before `deadline` (time.monotonic()).
+
+        With a request_id (scoped to the caller), a repeat returns the first response (AIP-155); a repeat racing
+        the first call waits for it, at most MAX_WAIT_SECONDS.
+        """
         if not request_id:
             contact = guard.admit(email.recipient_key)
-            message_id = self._deliver(email, contact)
-            SentMessage.create(contact=contact, ses_message_id=message_id, sent_at=utcnow())
+            message_id = self._deliver(email, contact, deadline)
+            SentMessage.create(contact=contact, ses_message_id=message_id, caller=caller, state=SENT, sent_at=utcnow())
             return Sent(message_id, contact.contact_id)
 
         fingerprint = email.fingerprint()
-        give_up = time.monotonic() + wait
+        give_up = min(deadline or math.inf, time.monotonic() + MAX_WAIT_SECONDS)
         while True:
             earlier = (
                 SentMessage.select(SentMessage, Contact.contact_id)
                 .join(Contact)
-                .where(SentMessage.request_id == request_id)
+                .where((SentMessage.caller == caller) & (SentMessage.request_id == request_id))
                 .get_or_none()
             )
             if earlier is None:
                 contact = guard.admit(email.recipient_key)
                 try:
                     with database.atomic():
-                        claim = SentMessage.create(contact=contact, request_id=request_id, request_hash=fingerprint)
+                        claim = SentMessage.create(
+                            contact=contact,
+                            caller=caller,
+                            request_id=request_id,
+                            request_hash=fingerprint,
+                            state=SENDING,
+                        )
                 except peewee.IntegrityError:
                     continue  # a racing call claimed it first: wait for its response
-                return self._send_claimed(email, contact, claim)
+                return self._send_claimed(email, contact, claim, deadline)
             if earlier.request_hash != fingerprint:
                 raise RequestIdReused()
-            if earlier.ses_message_id:
+            if earlier.state == SENT:
                 return Sent(earlier.ses_message_id, earlier.contact.contact_id)
+            if earlier.state == UNKNOWN or utcnow() - earlier.created_at > STALE_CLAIM:
+                # The first call died (or lost SES's answer) while SES had the message: sending again could
+                # mail the recipient twice, so the caller decides.
+                raise SendOutcomeUnknown(
+                    "an earlier call with this request_id was interrupted while SES had the message, which may have "
+                    "been sent; check before sending it again under a new request_id",
+                    requestId=request_id,
+                )
             if time.monotonic() >= give_up:
                 raise RequestInProgress(
                     "another call with this request_id is still sending; retry later to get its response",
@@ -74,19 +100,29 @@ class Mailer:
                 )
             time.sleep(POLL_SECONDS)
 
-    def _send_claimed(self, email: OutgoingEmail, contact: Contact, claim: SentMessage) -> Sent:
+    def _send_claimed(self, email: OutgoingEmail, contact: Contact, claim: SentMessage, deadline: float | None) -> Sent:
         try:
-            message_id = self._deliver(email, contact)
+            message_id = self._deliver(email, contact, deadline)
+        except SesUnavailable as exc:
+            if exc.maybe_sent:
+                SentMessage.update(state=UNKNOWN).where(SentMessage.id == claim.id).execute()
+            else:
+                claim.delete_instance()
+            raise
         except Exception:
             claim.delete_instance()  # nothing was sent: free the request_id so the caller may retry
             raise
-        SentMessage.update(ses_message_id=message_id, sent_at=utcnow()).where(SentMessage.id == claim.id).execute()
+        SentMessage.update(ses_message_id=message_id, state=SENT, sent_at=utcnow()).where(
+            SentMessage.id == claim.id
+        ).execute()
         return Sent(message_id, contact.contact_id)
 
-    def _deliver(self, email: OutgoingEmail, contact: Contact) -> str:
+    def _deliver(self, email: OutgoingEmail, contact: Contact, deadline: float | None) -> str:
         raw = compose(email, unsubscribe_url(self._public_base_url, contact.contact_id))
         tags = dict(email.tags) | {CONTACT_TAG: contact.contact_id}
-        message_id = self._transport.send(raw, sender=email.sender.addr_spec, recipient=email.to.addr_spec, tags=tags)
+        message_id = self._transport.send(
+            raw, sender=email.sender.addr_spec, recipient=email.to.addr_spec, tags=tags, deadline=deadline
+        )
         log.info(
             "sent %s to %s (contact %s, %d bytes)", message_id, masked(email.to.addr_spec), contact.contact_id, len(raw)
         )

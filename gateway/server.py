@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.auth import authenticator, check_exposure, server_credentials
 from gateway.config import ConfigError, Settings
 from gateway.logs import setup_logging
 from gateway.models import open_database
@@ -37,16 +38,23 @@ def create_server(
     settings: Settings, *, transport: Transport | None = None, health_servicer: health.HealthServicer | None = None
 ) -> tuple[grpc.Server, int]:
     """A started-ready (not started) server bound to settings.grpc_addr; port 0 picks a free port."""
+    check_exposure(settings)
+    credentials, callers = server_credentials(settings), authenticator(settings)
     open_database(settings.database_url)
     mailer = Mailer(transport or make_transport(settings), settings.public_base_url)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"))
-    pb_grpc.add_MailGatewayServiceServicer_to_server(MailGatewayServicer(mailer, settings.default_from), server)
+    pb_grpc.add_MailGatewayServiceServicer_to_server(
+        MailGatewayServicer(mailer, settings.default_from, callers), server
+    )
     health_servicer = health_servicer or health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(settings.grpc_addr)
+    if credentials:
+        port = server.add_secure_port(settings.grpc_addr, credentials)
+    else:
+        port = server.add_insecure_port(settings.grpc_addr)
     if port == 0:
         raise OSError(f"cannot bind {settings.grpc_addr}")
     return server, port

@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import time
 
 import grpc
 import peewee
@@ -12,6 +13,7 @@ from grpc_status import rpc_status
 from gateway import contacts, errors
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.auth import Authenticator
 from gateway.models import ContactStatus, database
 from gateway.outgoing import outgoing_email
 from gateway.sending import Mailer
@@ -19,12 +21,14 @@ from gateway.sending import Mailer
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "mailgateway"
-MAX_IDEMPOTENCY_WAIT = 30.0
+DEADLINE_MARGIN_SECONDS = 0.2
 
 STATUS_CODES = [  # most specific class first
     (errors.InvalidRequest, code_pb2.INVALID_ARGUMENT),
     (errors.RecipientSuppressed, code_pb2.FAILED_PRECONDITION),
     (errors.SesRejected, code_pb2.FAILED_PRECONDITION),
+    (errors.SendOutcomeUnknown, code_pb2.FAILED_PRECONDITION),
+    (errors.Unauthenticated, code_pb2.UNAUTHENTICATED),
     (errors.ContactNotFound, code_pb2.NOT_FOUND),
     (errors.SesThrottled, code_pb2.RESOURCE_EXHAUSTED),
     (errors.RequestInProgress, code_pb2.ABORTED),
@@ -57,15 +61,16 @@ def rich_status(error: errors.GatewayError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def translate_errors(method):
-    """Every failure leaves as a typed status: domain errors as mapped, a dead database as UNAVAILABLE, a bug as
-    INTERNAL — never UNKNOWN and never a traceback."""
+def rpc(method):
+    """Authenticates the caller, then runs the method with it; every failure leaves as a typed status: domain
+    errors as mapped, a dead database as UNAVAILABLE, a bug as INTERNAL — never UNKNOWN, never a traceback."""
 
     @functools.wraps(method)
     def wrapper(self, request, context):
         try:
+            caller = self._authenticator.caller(context)
             with database.connection_context():
-                return method(self, request, context)
+                return method(self, request, context, caller)
         except errors.GatewayError as exc:
             error = exc
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
@@ -82,12 +87,15 @@ def translate_errors(method):
 class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
     """MailGatewayService over a Mailer; holds no business logic."""
 
-    def __init__(self, mailer: Mailer, default_from: str):
+    def __init__(self, mailer: Mailer, default_from: str, authenticator: Authenticator):
         self._mailer = mailer
         self._default_from = default_from
+        self._authenticator = authenticator
 
-    @translate_errors
-    def SendEmail(self, request: pb.SendEmailRequest, context: grpc.ServicerContext) -> pb.SendEmailResponse:
+    @rpc
+    def SendEmail(
+        self, request: pb.SendEmailRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.SendEmailResponse:
         email = outgoing_email(
             to=request.to,
             subject=request.subject,
@@ -99,13 +107,14 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
             default_from=self._default_from,
         )
         remaining = context.time_remaining()
-        wait = MAX_IDEMPOTENCY_WAIT if remaining is None else max(0.0, min(MAX_IDEMPOTENCY_WAIT, remaining - 0.5))
-        sent = self._mailer.send(email, request_id=request.request_id, wait=wait)
+        # Leave a little of the caller's deadline for the answer to travel back.
+        deadline = None if remaining is None else time.monotonic() + remaining - DEADLINE_MARGIN_SECONDS
+        sent = self._mailer.send(email, request_id=request.request_id, caller=caller, deadline=deadline)
         return pb.SendEmailResponse(message_id=sent.message_id, contact_id=sent.contact_id)
 
-    @translate_errors
+    @rpc
     def GetContactStatus(
-        self, request: pb.GetContactStatusRequest, context: grpc.ServicerContext
+        self, request: pb.GetContactStatusRequest, context: grpc.ServicerContext, caller: str
     ) -> pb.GetContactStatusResponse:
         which = request.WhichOneof("contact")
         if which == "email":

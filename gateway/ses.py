@@ -1,16 +1,28 @@
 """The Amazon SES (sesv2) transport and the table that turns SES errors into the gateway's."""
 
 import os
+import random
+import time
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoRegionError,
+    ReadTimeoutError,
+)
 
 from gateway.config import ConfigError
 from gateway.errors import GatewayError, SesRejected, SesThrottled, SesUnavailable
 
-# Bounded retries inside botocore (throttling, 5xx, connection faults); what is left after them reaches the caller.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=15)
+# botocore's own retries are off: SesTransport retries itself, within the caller's deadline, and never
+# resends after a read timeout (SES may already have the message).
+CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=15)
+MAX_ATTEMPTS = 3
+BACKOFF_SECONDS = 0.2  # doubled after each attempt, with jitter
 
 THROTTLING_CODES = {"TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException"}
 # SES error code -> ErrorInfo reason, for refusals that a retry of the same call will not fix.
@@ -48,7 +60,24 @@ class SesTransport:
         self._client = client
         self._configuration_set = configuration_set
 
-    def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str:
+    def send(
+        self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str], deadline: float | None = None
+    ) -> str:
+        """Send, retrying throttling, 5xx answers and refused connections up to MAX_ATTEMPTS with backoff, never
+        past `deadline` (time.monotonic()) and never when SES may have the message; the last error is raised."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self._send_once(raw, sender=sender, recipient=recipient, tags=tags)
+            except (SesThrottled, SesUnavailable) as exc:
+                delay = BACKOFF_SECONDS * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+                maybe_sent = isinstance(exc, SesUnavailable) and exc.maybe_sent
+                out_of_time = deadline is not None and time.monotonic() + delay >= deadline
+                if attempt == MAX_ATTEMPTS or maybe_sent or out_of_time:
+                    raise
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _send_once(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str:
         try:
             response = self._client.send_email(
                 FromEmailAddress=sender,
@@ -59,13 +88,18 @@ class SesTransport:
             )
         except ClientError as exc:
             raise ses_error(exc) from None
-        except BotoCoreError as exc:
+        except ReadTimeoutError:
+            # SES may have taken the message: the caller must not be told it is safe to send again.
+            raise SesUnavailable("SES did not answer in time", maybe_sent=True) from None
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:
             raise SesUnavailable(f"SES could not be reached: {type(exc).__name__}") from None
+        except BotoCoreError as exc:
+            raise SesUnavailable(f"SES call failed: {type(exc).__name__}", maybe_sent=True) from None
         return response["MessageId"]
 
 
 def ses_error(exc: ClientError) -> GatewayError:
-    """The gateway error for an SES error response (after botocore's own retries)."""
+    """The gateway error for an SES error response."""
     error = exc.response.get("Error", {})
     code, detail = error.get("Code", "Unknown"), error.get("Message", "")
     http_status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)

@@ -1,0 +1,156 @@
+"""Access control: bearer tokens per caller, TLS and mutual TLS, and no accidental exposure."""
+
+from dataclasses import replace
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.config import ConfigError
+from gateway.models import SentMessage, database
+from gateway.server import create_server
+from tests.rpc import error_info, rpc_failure
+from tests.tls_certs import CertificateAuthority
+
+BILLING_TOKEN = "billing-token-0123456789abcdef"
+SIGNUP_TOKEN = "signup-token-0123456789abcdef"
+REQUEST = pb.SendEmailRequest(to="a@example.org", subject="Hi", text_body="Hello")
+
+
+@pytest.fixture
+def serve(ses):
+    started = []
+
+    def start(settings, channel_credentials=None):
+        server, port = create_server(settings)
+        server.start()
+        started.append(server)
+        target = f"localhost:{port}"
+        if channel_credentials:
+            return grpc.secure_channel(target, channel_credentials)
+        return grpc.insecure_channel(target)
+
+    yield start
+    for server in started:
+        server.stop(None)
+
+
+def callers() -> list[str]:
+    with database.connection_context():
+        return [m.caller for m in SentMessage.select().order_by(SentMessage.id)]
+
+
+def with_token(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+def test_tokens_name_the_caller_and_everything_else_is_unauthenticated(settings, serve, ses):
+    channel = serve(replace(settings, auth_tokens=f"billing={BILLING_TOKEN},signup={SIGNUP_TOKEN}"))
+    stub = pb_grpc.MailGatewayServiceStub(channel)
+
+    for metadata in ([], with_token("wrong-token-0123456789abcdef"), [("authorization", BILLING_TOKEN)]):
+        code, _, details = rpc_failure(stub.SendEmail, REQUEST, metadata=metadata)
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        assert error_info(details).reason == "UNAUTHENTICATED"
+    assert ses.requests == []
+
+    stub.SendEmail(REQUEST, metadata=with_token(SIGNUP_TOKEN))
+    stub.GetContactStatus(pb.GetContactStatusRequest(email="a@example.org"), metadata=with_token(BILLING_TOKEN))
+    assert callers() == ["signup"]
+    # Health checks stay open, so load balancers and orchestrators need no token.
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_tokens_come_from_a_file_too(settings, serve, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# caller token\nbilling {BILLING_TOKEN}\n")
+    stub = pb_grpc.MailGatewayServiceStub(serve(replace(settings, auth_tokens_file=str(tokens))))
+
+    stub.SendEmail(REQUEST, metadata=with_token(BILLING_TOKEN))
+
+    assert callers() == ["billing"]
+
+
+def test_request_ids_are_scoped_to_their_caller(settings, serve, ses):
+    stub = pb_grpc.MailGatewayServiceStub(serve(replace(settings, auth_tokens=f"a={BILLING_TOKEN},b={SIGNUP_TOKEN}")))
+    request = pb.SendEmailRequest(to="a@example.org", subject="Hi", text_body="Hello", request_id="order-1")
+
+    first = stub.SendEmail(request, metadata=with_token(BILLING_TOKEN))
+    second = stub.SendEmail(request, metadata=with_token(SIGNUP_TOKEN))
+
+    assert first.message_id != second.message_id
+    assert len(ses.sent) == 2
+
+
+@pytest.mark.parametrize("bad", ["short=abc", "=no-name-0123456789abcdef", "justatoken"])
+def test_weak_or_unnamed_tokens_are_refused_at_start(settings, bad):
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        create_server(replace(settings, auth_tokens=bad))
+
+
+@pytest.fixture
+def pki(tmp_path):
+    ca = CertificateAuthority()
+    cert, key = ca.issue("mailgw.internal", server=True).write(tmp_path, "server")
+    ca_path = tmp_path / "ca.crt"
+    ca_path.write_bytes(ca.pem)
+    return ca, cert, key, str(ca_path)
+
+
+def test_mutual_tls_names_the_caller_by_its_certificate(settings, serve, pki):
+    ca, cert, key, ca_path = pki
+    client = ca.issue("billing-service")
+    secure = replace(settings, tls_cert=cert, tls_key=key, tls_client_ca=ca_path)
+    credentials = grpc.ssl_channel_credentials(ca.pem, client.key_pem, client.cert_pem)
+
+    pb_grpc.MailGatewayServiceStub(serve(secure, credentials)).SendEmail(REQUEST, timeout=10)
+
+    assert callers() == ["billing-service"]
+
+
+def test_mutual_tls_refuses_clients_without_a_certificate_from_the_ca(settings, serve, pki, ses):
+    ca, cert, key, ca_path = pki
+    secure = replace(settings, tls_cert=cert, tls_key=key, tls_client_ca=ca_path)
+    stranger = CertificateAuthority("another CA").issue("intruder")
+    attempts = [
+        grpc.ssl_channel_credentials(ca.pem),  # no client certificate
+        grpc.ssl_channel_credentials(ca.pem, stranger.key_pem, stranger.cert_pem),
+        None,  # plaintext
+    ]
+    for credentials in attempts:
+        stub = pb_grpc.MailGatewayServiceStub(serve(secure, credentials))
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.SendEmail(REQUEST, timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # the handshake fails: no RPC is served
+    assert ses.requests == []
+
+
+def test_tls_with_tokens(settings, serve, pki):
+    ca, cert, key, _ = pki
+    secure = replace(settings, tls_cert=cert, tls_key=key, auth_tokens=f"billing={BILLING_TOKEN}")
+    stub = pb_grpc.MailGatewayServiceStub(serve(secure, grpc.ssl_channel_credentials(ca.pem)))
+
+    stub.SendEmail(REQUEST, metadata=with_token(BILLING_TOKEN), timeout=10)
+    code, _, _ = rpc_failure(stub.SendEmail, REQUEST, timeout=10)
+
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert callers() == ["billing"]
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:0", "[::]:0", "192.0.2.10:0"])
+def test_a_non_loopback_address_needs_tls_or_tokens_or_an_explicit_opt_in(settings, address):
+    with pytest.raises(ConfigError, match="refusing to serve"):
+        create_server(replace(settings, grpc_addr=address))
+
+
+def test_explicit_opt_in_or_tokens_allow_a_non_loopback_address(settings, ses):
+    for exposed in (
+        replace(settings, grpc_addr="0.0.0.0:0", allow_insecure_bind=True),
+        replace(settings, grpc_addr="0.0.0.0:0", auth_tokens=f"billing={BILLING_TOKEN}"),
+    ):
+        server, port = create_server(exposed)
+        assert port > 0
+        server.stop(None)
