@@ -51,12 +51,22 @@ async def in_database(request: web.Request, work, *args, **kwargs):
         raise DatabaseUnavailable() from None
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body within the body timeout (a slow client cannot hold a handler); its size is capped by
+    client_max_size (413)."""
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].http_body_timeout_seconds):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="request body not received in time") from None
+
+
 async def sns_webhook(request: web.Request) -> web.Response:
     """Verify, then act; 4xx means "do not retry", 5xx means "retry later", 200 only after the commit."""
     if request.headers.get("x-amz-sns-rawdelivery", "").lower() == "true":
         raise web.HTTPBadRequest(text=RAW_DELIVERY)
     try:
-        envelope = sns.parse_envelope(await request.read())
+        envelope = sns.parse_envelope(await read_body(request))
         await request.app[VERIFIER].verify(envelope)
     except sns.MalformedEnvelope as exc:
         raise web.HTTPBadRequest(text=f"not an SNS message: {exc}") from None
@@ -107,6 +117,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 
 async def unsubscribe_post(request: web.Request) -> web.Response:
     """The page's button and RFC 8058 one-click (body List-Unsubscribe=One-Click): unsubscribe at once, 200."""
+    await read_body(request)  # cached by aiohttp: post() parses it without reading again
     form = await request.post()
     source = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "unsubscribe-page"
     return await _unsubscribe(request, request.match_info["contact_id"], source=source)
@@ -150,7 +161,10 @@ async def _resources(app: web.Application):
         app[VERIFIER] = sns.SnsVerifier(
             session, topic_arns=settings.sns_topic_arns, endpoint_url=settings.sns_endpoint_url or None, max_age=max_age
         )
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="db") as executor:
+        # SQLite has one writer at a time: more threads would only queue inside SQLite's busy handler, which
+        # sleeps in steps of up to 100 ms. PostgreSQL takes writers in parallel.
+        workers = 1 if settings.database_url.startswith("sqlite") else 8
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as executor:
             app[EXECUTOR] = executor
             yield
 

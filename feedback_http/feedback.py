@@ -6,7 +6,7 @@ import peewee
 
 from feedback_http.events import SesEvent
 from gateway.contacts import change_status, get_or_create_contact
-from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, database
+from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, database, insert_row, prepared
 
 log = logging.getLogger(__name__)
 
@@ -14,14 +14,11 @@ log = logging.getLogger(__name__)
 def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: int = 0) -> bool:
     """Store and apply `event`; False when this notification was already stored (a redelivery), changing nothing."""
     with database.atomic():
-        sent = (
-            SentMessage.get_or_none(SentMessage.ses_message_id == event.ses_message_id)
-            if event.ses_message_id
-            else None
-        )
+        sent = next(iter(SentMessage.raw(_sent_by_ses_id(), event.ses_message_id)), None)
         try:
             with database.atomic():  # a savepoint: a duplicate must not abort the whole transaction on PostgreSQL
-                FeedbackEvent.create(
+                insert_row(
+                    FeedbackEvent,
                     notification_id=notification_id,
                     event_type=event.event_type[:64],
                     ses_message_id=event.ses_message_id,
@@ -39,6 +36,11 @@ def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: in
             if status is not None:
                 change_status(status, source=f"ses:{event.event_type}", reason=reason, email=outcome.email)
     return True
+
+
+@prepared
+def _sent_by_ses_id():
+    return SentMessage.select().where(SentMessage.ses_message_id == "")
 
 
 def _count_soft_bounce(email: str) -> int:

@@ -10,7 +10,7 @@ from email.headerregistry import Address
 from email_validator import EmailNotValidError, validate_email
 
 from gateway.logs import masked
-from gateway.models import Contact, ContactStatus, StatusChange, database, prepared, utcnow
+from gateway.models import Contact, ContactStatus, StatusChange, database, insert_row, prepared, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,19 @@ def _contact_by_email():
     return Contact.select().where(Contact.email == "")
 
 
+@prepared
+def _locked_contact_by_email():
+    # Row lock on PostgreSQL (SQLite holds the database write lock from BEGIN IMMEDIATE),
+    # so two processes applying events to one contact cannot lose either update.
+    query = Contact.select().where(Contact.email == "")
+    return query.for_update() if database.for_update else query
+
+
+@prepared
+def _update_status():
+    return Contact.update(status=ContactStatus.ACTIVE, reason="", updated_at=None).where(Contact.id == 0)
+
+
 def find_contact(*, email: str | None = None, contact_id: str | None = None) -> Contact | None:
     if email is not None:  # the guard's lookup, once per SendEmail
         return next(iter(Contact.raw(_contact_by_email(), email)), None)
@@ -69,7 +82,7 @@ def get_or_create_contact(email: str) -> Contact:
     """The contact for a normalised address, created active on first sight; safe against racing creators."""
     contact = find_contact(email=email)
     if contact is None:
-        Contact.insert(email=email, contact_id=new_contact_id()).on_conflict_ignore().execute()
+        insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
         contact = find_contact(email=email)
     return contact
 
@@ -100,25 +113,26 @@ def change_status(
     is a no-op, so redelivered events are harmless.
     """
     with database.atomic():
-        if email is not None:
-            Contact.insert(email=email, contact_id=new_contact_id()).on_conflict_ignore().execute()
-            query = Contact.select().where(Contact.email == email)
-        else:
-            query = Contact.select().where(Contact.contact_id == contact_id)
-        # Row lock on PostgreSQL (SQLite holds the database write lock from BEGIN IMMEDIATE),
-        # so two processes applying events to one contact cannot lose either update.
-        if database.for_update:
-            query = query.for_update()
-        contact = query.get_or_none()
-        if contact is None:
-            return None
+        if email is None:  # an unsubscribe link: the id must exist
+            contact = find_contact(contact_id=contact_id)
+            if contact is None:
+                return None
+            email = contact.email
+        insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
+        contact = next(iter(Contact.raw(_locked_contact_by_email(), email)))
         current = contact.status
         if to == current or (to.severity < current.severity and not allow_downgrade):
             return StatusUpdate(contact, changed=False)
         now = utcnow()
-        Contact.update(status=to, reason=reason, updated_at=now).where(Contact.id == contact.id).execute()
-        StatusChange.create(
-            contact=contact, from_status=current, to_status=to, source=source, reason=reason, created_at=now
+        database.execute_sql(_update_status(), (to.value, reason, now, contact.id))
+        insert_row(
+            StatusChange,
+            contact=contact,
+            from_status=current,
+            to_status=to,
+            source=source,
+            reason=reason,
+            created_at=now,
         )
         contact.status, contact.reason, contact.updated_at = to, reason, now
         log.info("contact %s (%s): %s -> %s by %s", contact.contact_id, masked(contact.email), current, to, source)

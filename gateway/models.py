@@ -128,6 +128,24 @@ def prepared(build):
     return sql
 
 
+_insert_sql: "weakref.WeakKeyDictionary[peewee.Database, dict]" = weakref.WeakKeyDictionary()
+
+
+def insert_row(model: type[BaseModel], *, ignore_conflict: bool = False, **values) -> None:
+    """A one-row INSERT whose SQL is rendered once per database (see prepared); unset fields take their defaults."""
+    fields = [field for field in model._meta.sorted_fields if not isinstance(field, peewee.AutoField)]
+    rendered = _insert_sql.setdefault(database.obj, {})
+    if (model, ignore_conflict) not in rendered:
+        query = model.insert({field: None for field in fields})
+        rendered[model, ignore_conflict] = (query.on_conflict_ignore() if ignore_conflict else query).sql()[0]
+    params = [field.db_value(values[field.name] if field.name in values else _default(field)) for field in fields]
+    database.execute_sql(rendered[model, ignore_conflict], params)
+
+
+def _default(field: peewee.Field):
+    return field.default() if callable(field.default) else field.default
+
+
 def open_database(url: str) -> peewee.Database:
     """Connect the shared models to `url` (sqlite:///path or postgresql://…) and create missing tables.
 

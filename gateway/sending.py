@@ -13,7 +13,7 @@ from gateway import guard
 from gateway.compose import compose, unsubscribe_url
 from gateway.errors import RequestIdReused, RequestInProgress, SendOutcomeUnknown, SesUnavailable
 from gateway.logs import masked
-from gateway.models import Contact, SentMessage, database, utcnow
+from gateway.models import Contact, SentMessage, database, insert_row, utcnow
 from gateway.outgoing import CONTACT_TAG, OutgoingEmail
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,9 @@ class Mailer:
         if not request_id:
             contact = guard.admit(email.recipient_key)
             message_id = self._deliver(email, contact, deadline)
-            SentMessage.create(contact=contact, ses_message_id=message_id, caller=caller, state=SENT, sent_at=utcnow())
+            insert_row(
+                SentMessage, contact=contact, ses_message_id=message_id, caller=caller, state=SENT, sent_at=utcnow()
+            )
             return Sent(message_id, contact.contact_id)
 
         fingerprint = email.fingerprint()
