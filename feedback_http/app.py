@@ -16,7 +16,7 @@ from feedback_http.feedback import record_event
 from gateway.config import ConfigError
 from gateway.contacts import change_status, find_contact
 from gateway.logs import setup_logging
-from gateway.models import ContactStatus, database, open_database
+from gateway.models import ContactStatus, database, drop_idle_connections, open_database
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ async def in_database(request: web.Request, work, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], unit)
     except (peewee.OperationalError, peewee.InterfaceError) as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
+        drop_idle_connections()
         raise DatabaseUnavailable() from None
 
 

@@ -3,12 +3,14 @@
 import datetime
 import enum
 import functools
+import logging
 import weakref
 
 import peewee
 from playhouse import db_url, migrate
 from playhouse.pool import PooledPostgresqlDatabase
 
+log = logging.getLogger(__name__)
 database = peewee.DatabaseProxy()
 
 
@@ -166,7 +168,8 @@ def open_database(url: str) -> peewee.Database:
             **POOL,
         )
     elif scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
-        db = PostgresPool(**db_url.parse(f"postgresql://{rest}"), **POOL)
+        params = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT} | db_url.parse(f"postgresql://{rest}")
+        db = PostgresPool(**params, **POOL)
     else:
         raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///… or postgresql://…")
     database.initialize(db)
@@ -196,6 +199,16 @@ SCHEMA_LOCK = 0x6D61696C67770001  # "mailgw" + 1: any constant shared by both pr
 
 
 POOL = {"max_connections": 64, "stale_timeout": 300}
+POSTGRES_CONNECT_TIMEOUT = 5  # seconds: a database that does not answer is reported, not waited for
+
+
+def drop_idle_connections() -> None:
+    """After a database error: pooled connections opened before the fault are likely dead too; drop them so the
+    next unit of work connects afresh instead of failing once more on each."""
+    try:
+        database.close_idle()
+    except Exception:  # the pool is being dropped because something is wrong; never mask the first error
+        log.debug("closing idle connections failed", exc_info=True)
 
 
 class PostgresPool(PooledPostgresqlDatabase):

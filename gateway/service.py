@@ -14,7 +14,7 @@ from gateway import contacts, errors
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.auth import Authenticator
-from gateway.models import ContactStatus, database
+from gateway.models import ContactStatus, database, drop_idle_connections
 from gateway.outgoing import outgoing_email
 from gateway.sending import Mailer
 
@@ -75,6 +75,7 @@ def rpc(method):
             error = exc
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             log.warning("database unavailable in %s: %s", method.__name__, type(exc).__name__)
+            drop_idle_connections()
             error = errors.DatabaseUnavailable("the database is unavailable; retry later")
         except Exception:
             log.exception("unexpected failure in %s", method.__name__)
