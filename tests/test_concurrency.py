@@ -199,7 +199,7 @@ def rpc_answer(future, call: str, address: str, rid: str, gateway: int) -> RpcAn
             if detail.Unpack(info):
                 answer.reason, answer.metadata = info.reason, dict(info.metadata)
         return answer
-    answer.message_id, answer.contact_id = response.message_id, response.contact_id
+    answer.message_id, answer.contact_id = getattr(response, "message_id", ""), response.contact_id
     return answer
 
 

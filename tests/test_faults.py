@@ -5,6 +5,7 @@ import json
 import signal
 import threading
 import urllib.request
+
 import aiohttp
 import grpc
 import pytest
