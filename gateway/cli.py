@@ -1,6 +1,7 @@
 """The `mailgw` command: run the servers, send a mail, ask a recipient's status."""
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -68,11 +69,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def call(method: str, request):
-    """One RPC to MAILGW_GRPC_ADDR; a failure prints its code, reason and details and exits 1."""
-    with grpc.insecure_channel(Settings.from_env().grpc_addr) as channel:
+    """One RPC to MAILGW_GRPC_ADDR; a failure prints its code, reason and details and exits 1.
+
+    Against a protected gateway: MAILGW_CLIENT_TOKEN (bearer token), MAILGW_CLIENT_CA (CA of the server's TLS
+    certificate), MAILGW_CLIENT_CERT and MAILGW_CLIENT_KEY (client certificate for mutual TLS).
+    """
+    env = os.environ
+    address = Settings.from_env().grpc_addr
+    if env.get("MAILGW_CLIENT_CA"):
+        ca, key, cert = (
+            _read_optional(env.get(name)) for name in ("MAILGW_CLIENT_CA", "MAILGW_CLIENT_KEY", "MAILGW_CLIENT_CERT")
+        )
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca, key, cert))
+    else:
+        channel = grpc.insecure_channel(address)
+    token = env.get("MAILGW_CLIENT_TOKEN")
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    with channel:
         stub = pb_grpc.MailGatewayServiceStub(channel)
         try:
-            return getattr(stub, method)(request, timeout=30)
+            return getattr(stub, method)(request, timeout=30, metadata=metadata)
         except grpc.RpcError as err:
             print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
             status = rpc_status.from_call(err)
@@ -84,6 +100,10 @@ def call(method: str, request):
                         file=sys.stderr,
                     )
             raise SystemExit(1) from None
+
+
+def _read_optional(path: str | None) -> bytes | None:
+    return open(path, "rb").read() if path else None
 
 
 def run_both() -> int:

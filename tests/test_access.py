@@ -9,7 +9,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.config import ConfigError
-from gateway.models import SentMessage, database
+from gateway.models import SentMessage, database, open_database
 from gateway.server import create_server
 from tests.rpc import error_info, rpc_failure
 from tests.tls_certs import CertificateAuthority
@@ -154,3 +154,40 @@ def test_explicit_opt_in_or_tokens_allow_a_non_loopback_address(settings, ses):
         server, port = create_server(exposed)
         assert port > 0
         server.stop(None)
+
+
+def test_cli_sends_with_a_token_over_tls(settings, pki, ses, database_url):
+    """`mailgw send` against a protected gateway, configured the way an operator would."""
+    from tests.processes import free_port, start, wait_until
+
+    ca, cert, key, ca_path = pki
+    address = f"localhost:{free_port()}"
+    env = {
+        "MAILGW_DATABASE_URL": database_url,
+        "MAILGW_GRPC_ADDR": address,
+        "MAILGW_DEFAULT_FROM": "noreply@example.com",
+        "MAILGW_TLS_CERT": cert,
+        "MAILGW_TLS_KEY": key,
+        "MAILGW_AUTH_TOKENS": f"ops-cli={BILLING_TOKEN}",
+    }
+    server = start(["-m", "gateway"], env)
+    try:
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca.pem))
+        wait_until(
+            lambda: health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1), server
+        )
+        client_env = env | {"MAILGW_CLIENT_CA": ca_path, "MAILGW_CLIENT_TOKEN": BILLING_TOKEN}
+        send = start(
+            ["-m", "gateway.cli", "send", "--to", "a@example.org", "--subject", "Hi", "--text", "x"], client_env
+        )
+        out, _ = send.communicate(timeout=30)
+        assert send.returncode == 0, out
+        assert out.startswith("sent: message_id=")
+        unauthenticated = start(["-m", "gateway.cli", "status", "a@example.org"], env | {"MAILGW_CLIENT_CA": ca_path})
+        out, _ = unauthenticated.communicate(timeout=30)
+        assert unauthenticated.returncode == 1 and "reason=UNAUTHENTICATED" in out
+    finally:
+        server.terminate()
+        assert server.wait(20) == 0
+    open_database(database_url)
+    assert callers() == ["ops-cli"]

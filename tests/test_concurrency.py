@@ -40,7 +40,7 @@ SOURCE_OF = {
     ContactStatus.BOUNCED: "ses:Bounce",
     ContactStatus.COMPLAINED: "ses:Complaint",
 }
-REQUEST_IDS_PER_ADDRESS = 5
+REQUEST_IDS_PER_ADDRESS = 8
 CALLS_PER_GATEWAY = (2, 1)  # the racing rounds of one request id: calls sent to each gateway at the same time
 UNSUBSCRIBES_PER_ADDRESS = 3  # alternating sidecars
 SOFT_BOUNCES = 2
@@ -352,19 +352,24 @@ async def test_two_gateways_and_two_sidecars_race_on_one_database(cluster, recor
     sends = [(address, f"rid-{i}-{j}") for i, address in enumerate(ADDRESSES) for j in range(REQUEST_IDS_PER_ADDRESS)]
     envelopes = {i: notifications(signer, address, PLAN[i]) for i, address in enumerate(ADDRESSES)}
     posted_ids = {envelope["MessageId"] for batch in envelopes.values() for envelope in batch}
-    jobs = [lambda partners, a=address, r=rid: send_rounds(cluster, a, r, partners) for address, rid in sends]
-    jobs += [
+    send_jobs = [lambda partners, a=address, r=rid: send_rounds(cluster, a, r, partners) for address, rid in sends]
+    feedback_jobs = [
         lambda partners, a=ADDRESSES[i], e=envelope: notify(cluster, a, e, partners)
         for i, batch in envelopes.items()
         for envelope in batch
     ]
-    jobs += [
+    feedback_jobs += [
         lambda partners, a=ADDRESSES[i], n=n: unsubscribe(cluster, a, n % 2, partners)
         for i, kinds in PLAN.items()
         if "U" in kinds
         for n in range(UNSUBSCRIBES_PER_ADDRESS)
     ]
+    # A head start for some sends, so that every address is mailed before feedback arrives; then both mixed.
+    rng.shuffle(send_jobs)
+    head_start = len(send_jobs) // 4
+    jobs = send_jobs[head_start:] + feedback_jobs
     rng.shuffle(jobs)
+    jobs = send_jobs[:head_start] + jobs
 
     # Blocking clients on threads: this loop must stay free to serve the sidecars the SNS signing certificate.
     started = time.monotonic()
