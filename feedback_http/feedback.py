@@ -27,7 +27,9 @@ def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: in
                 )
         except peewee.IntegrityError:
             return False
-        for outcome in event.outcomes:
+        # One lock order for every transaction: two events naming the same recipients in another order cannot
+        # deadlock on PostgreSQL's row locks.
+        for outcome in sorted(event.outcomes, key=lambda outcome: outcome.email):
             status, reason = outcome.status, outcome.reason
             if outcome.soft_bounce:
                 count = _count_soft_bounce(outcome.email)

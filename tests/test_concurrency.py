@@ -3,6 +3,7 @@ complaints, soft bounces and one-click unsubscribes for the same addresses, each
 sidecars at once. Nothing may be lost, sent twice, applied twice, or fail with a lock error."""
 
 import asyncio
+import functools
 import itertools
 import json
 import random
@@ -44,7 +45,9 @@ REQUEST_IDS_PER_ADDRESS = 8
 CALLS_PER_GATEWAY = (2, 1)  # the racing rounds of one request id: calls sent to each gateway at the same time
 UNSUBSCRIBES_PER_ADDRESS = 3  # alternating sidecars
 SOFT_BOUNCES = 2
-WORKERS = 12
+WORKERS = 12  # jobs at a time: send rounds and feedback bursts
+PARTNERS = 48  # calls of the feedback bursts at a time
+BURSTS_PER_ADDRESS = 2
 RPC_TIMEOUT = 20.0
 SEED = 20240611
 OUTBOUND = "/v2/email/outbound-emails"
@@ -244,18 +247,20 @@ def send_rounds(cluster: Cluster, address: str, rid: str, partners) -> list[RpcA
     return answers
 
 
-def notify(cluster: Cluster, address: str, envelope: dict, partners) -> list[HttpAnswer]:
-    """One SNS notification posted to both sidecars at the same time (a redelivery racing the delivery)."""
-    body = json.dumps(envelope).encode()
-    other = partners.submit(http_post, f"{cluster.sidecars[1]}/sns", body, "text/plain")
-    first = http_post(f"{cluster.sidecars[0]}/sns", body, "text/plain")
-    return [
-        HttpAnswer("sns", address, sidecar, status, text, envelope["MessageId"])
-        for sidecar, (status, text) in enumerate((first, other.result()))
-    ]
+def post_sns(cluster: Cluster, address: str, envelope: dict, sidecar: int) -> list[HttpAnswer]:
+    status, text = http_post(f"{cluster.sidecars[sidecar]}/sns", json.dumps(envelope).encode(), "text/plain")
+    return [HttpAnswer("sns", address, sidecar, status, text, envelope["MessageId"])]
 
 
-def unsubscribe(cluster: Cluster, address: str, sidecar: int, partners) -> list:
+def burst(calls, partners) -> list:
+    """Calls to the sidecars all at once (each makes its own requests only, so none waits for a queued one)."""
+    results = []
+    for future in [partners.submit(call) for call in calls]:
+        results += future.result()
+    return results
+
+
+def unsubscribe(cluster: Cluster, address: str, sidecar: int) -> list:
     """One-click unsubscribe; the contact id is looked up first (the contact may not exist yet)."""
     answers, give_up = [], time.monotonic() + 20
     while True:
@@ -307,7 +312,7 @@ def notifications(signer, address: str, kinds: str) -> list[dict]:
 
 def run_jobs(jobs) -> list:
     results, failures = [], []
-    with ThreadPoolExecutor(WORKERS) as pool, ThreadPoolExecutor(WORKERS) as partners:
+    with ThreadPoolExecutor(WORKERS) as pool, ThreadPoolExecutor(PARTNERS) as partners:
         for future in [pool.submit(job, partners) for job in jobs]:
             try:
                 results += future.result()
@@ -353,17 +358,19 @@ async def test_two_gateways_and_two_sidecars_race_on_one_database(cluster, recor
     envelopes = {i: notifications(signer, address, PLAN[i]) for i, address in enumerate(ADDRESSES)}
     posted_ids = {envelope["MessageId"] for batch in envelopes.values() for envelope in batch}
     send_jobs = [lambda partners, a=address, r=rid: send_rounds(cluster, a, r, partners) for address, rid in sends]
-    feedback_jobs = [
-        lambda partners, a=ADDRESSES[i], e=envelope: notify(cluster, a, e, partners)
-        for i, batch in envelopes.items()
-        for envelope in batch
-    ]
-    feedback_jobs += [
-        lambda partners, a=ADDRESSES[i], n=n: unsubscribe(cluster, a, n % 2, partners)
-        for i, kinds in PLAN.items()
-        if "U" in kinds
-        for n in range(UNSUBSCRIBES_PER_ADDRESS)
-    ]
+    # Each SNS message goes to both sidecars (a redelivery racing the delivery), each unsubscribe to one of
+    # them in turn; an address's feedback is split into bursts whose calls all start at once.
+    feedback_jobs = []
+    for index, address in enumerate(ADDRESSES):
+        calls = [
+            functools.partial(post_sns, cluster, address, envelope, sidecar)
+            for envelope in envelopes[index]
+            for sidecar in (0, 1)
+        ]
+        if "U" in PLAN[index]:
+            calls += [functools.partial(unsubscribe, cluster, address, n % 2) for n in range(UNSUBSCRIBES_PER_ADDRESS)]
+        rng.shuffle(calls)
+        feedback_jobs += [functools.partial(burst, calls[n::BURSTS_PER_ADDRESS]) for n in range(BURSTS_PER_ADDRESS)]
     # A head start for some sends, so that every address is mailed before feedback arrives; then both mixed.
     rng.shuffle(send_jobs)
     head_start = len(send_jobs) // 4
@@ -382,8 +389,9 @@ async def test_two_gateways_and_two_sidecars_race_on_one_database(cluster, recor
     rpc = [a for a in answers if isinstance(a, RpcAnswer)]
     http = [a for a in answers if isinstance(a, HttpAnswer)]
     summary = (
-        f"{database_url.split(':')[0]}: {len(rpc)} RPCs, {len(http)} HTTP posts in {elapsed:.1f}s; "
-        f"codes {Counter(a.code.name for a in rpc)}"
+        f"{database_url.split(':')[0]}: {len(rpc)} RPCs ({Counter(a.code.name for a in rpc)}), "
+        f"{len(http)} HTTP posts ({Counter(a.call for a in http)}), {len(recording_ses.sent)} SES requests, "
+        f"in {elapsed:.1f}s"
     )
     print(summary)
 
