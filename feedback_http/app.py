@@ -55,8 +55,11 @@ async def in_database(request: web.Request, work, *args, **kwargs):
 async def read_body(request: web.Request) -> bytes:
     """The whole body within the body timeout (a slow client cannot hold a handler); its size is capped by
     client_max_size (413)."""
+    settings = request.app[SETTINGS]
+    if (request.content_length or 0) > settings.max_body_bytes:  # refused before waiting for it
+        raise web.HTTPRequestEntityTooLarge(max_size=settings.max_body_bytes, actual_size=request.content_length)
     try:
-        async with asyncio.timeout(request.app[SETTINGS].http_body_timeout_seconds):
+        async with asyncio.timeout(settings.http_body_timeout_seconds):
             return await request.read()
     except TimeoutError:
         raise web.HTTPRequestTimeout(text="request body not received in time") from None
@@ -118,9 +121,9 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 
 async def unsubscribe_post(request: web.Request) -> web.Response:
     """The page's button and RFC 8058 one-click (body List-Unsubscribe=One-Click): unsubscribe at once, 200."""
-    await read_body(request)  # cached by aiohttp: post() parses it without reading again
-    form = await request.post()
-    source = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "unsubscribe-page"
+    # Any POST to a valid link unsubscribes: the body only tells which path the recipient took, so it is not
+    # parsed as a form (urlencoded or multipart, as RFC 8058 allows), and a malformed one changes nothing.
+    source = "one-click" if b"One-Click" in await read_body(request) else "unsubscribe-page"
     return await _unsubscribe(request, request.match_info["contact_id"], source=source)
 
 

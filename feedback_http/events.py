@@ -51,7 +51,7 @@ def parse_ses_event(message: str) -> SesEvent:
     """Read the JSON text of an SNS `Message`; raise MalformedEvent when it is not an SES event."""
     try:
         event = json.loads(message)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise MalformedEvent("the Message is not JSON") from None
     if not isinstance(event, dict):
         raise MalformedEvent("the Message is not a JSON object")

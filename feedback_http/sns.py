@@ -56,14 +56,15 @@ def parse_envelope(body: bytes) -> dict[str, str]:
     """The envelope's string fields, Lambda spellings canonicalised; raises MalformedEnvelope."""
     try:
         document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: thousands of nested brackets
         raise MalformedEnvelope("body is not UTF-8 JSON") from None
     if not isinstance(document, dict):
         raise MalformedEnvelope("body is not a JSON object")
     for lambda_key, key in _LAMBDA_SPELLINGS.items():
         if key not in document and lambda_key in document:
             document[key] = document[lambda_key]
-    signed_keys = _SIGNED_KEYS.get(document.get("Type"))
+    kind = document.get("Type")
+    signed_keys = _SIGNED_KEYS.get(kind) if isinstance(kind, str) else None
     if signed_keys is None:
         raise MalformedEnvelope("unknown or missing Type")
     envelope = {}

@@ -41,7 +41,7 @@ def compose(email: OutgoingEmail, unsubscribe: str) -> bytes:
     message["To"] = _address(email.to)
     if email.reply_to:
         message["Reply-To"] = _address(email.reply_to)
-    message["Subject"] = email.subject if email.subject.isascii() else Header(email.subject, "utf-8").encode()
+    message["Subject"] = _text(email.subject)
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain=email.sender.domain)
     message["List-Unsubscribe"] = f"<{unsubscribe}>"
@@ -49,9 +49,24 @@ def compose(email: OutgoingEmail, unsubscribe: str) -> bytes:
     return message.as_bytes(policy=SMTP)
 
 
-def _address(address: Address) -> str:
-    """Display name quoted, or RFC 2047-encoded when not ASCII; the addr-spec is already ASCII (IDNA)."""
-    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+def _address(address: Address) -> str | Header:
+    """Display name quoted, or RFC 2047-encoded (see _text); the addr-spec is already ASCII (IDNA)."""
+    if _plain(address.display_name):
+        return formataddr((address.display_name, address.addr_spec))
+    header = Header(address.display_name, "utf-8")
+    header.append(f" <{address.addr_spec}>", "us-ascii")
+    return header
+
+
+def _text(value: str) -> str | Header:
+    """A header text as is when plain ASCII; otherwise RFC 2047 encoded words of at most 75 characters, folded."""
+    return value if _plain(value) else Header(value, "utf-8")
+
+
+def _plain(value: str) -> bool:
+    # ASCII that looks like an encoded word ("=?utf-8?q?...?=") would be decoded by the reader's mail program:
+    # it is encoded too, so the recipient sees the characters that were sent.
+    return value.isascii() and "=?" not in value
 
 
 def _with_html_footer(body: str, footer: str) -> str:

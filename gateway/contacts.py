@@ -23,6 +23,7 @@ class InvalidAddress(ValueError):
 HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # "Display Name <addr@example.com>": the name is free text (quoted and encoded when composed).
 NAMED_ADDRESS = re.compile(r"(?P<name>.*?)\s*<(?P<addr>[^<>]*)>")
+MAX_DISPLAY_NAME = 200  # with the address, a header line stays far below SMTP's 998 octets
 
 
 @functools.lru_cache(maxsize=4096)
@@ -32,7 +33,11 @@ def parse_address(value: str) -> Address | str:
         return "must not contain line breaks or control characters"
     name, addr = "", value
     if named := NAMED_ADDRESS.fullmatch(value):
-        name, addr = named["name"].strip().strip('"').strip(), named["addr"].strip()
+        name, addr = named["name"].strip(), named["addr"].strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = name[1:-1].strip()
+        if len(name) > MAX_DISPLAY_NAME:
+            return f"the display name is longer than {MAX_DISPLAY_NAME} characters"
     try:
         valid = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:

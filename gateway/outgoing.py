@@ -12,7 +12,7 @@ from gateway.errors import InvalidRequest
 # SES message tags: names and values of ASCII letters, digits, "_" and "-", at most 256 characters.
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 CONTACT_TAG = "contact_id"
-MAX_SUBJECT = 998
+MAX_SUBJECT = 900  # an unbreakable subject still fits SMTP's 998-octet line, with its folding
 
 
 @dataclass(frozen=True)

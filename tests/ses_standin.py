@@ -11,6 +11,8 @@ from email import message_from_bytes, policy
 
 from aiohttp import web
 
+MAX_REQUEST = 64 * 1024 * 1024  # SES v2 takes 40 MB messages; base64 inside JSON makes the request larger
+
 
 @dataclass
 class SesRequest:
@@ -63,7 +65,7 @@ class SesStandIn:
         ready = threading.Event()
 
         async def serve():
-            app = web.Application()
+            app = web.Application(client_max_size=MAX_REQUEST)
             app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app)
             await self._runner.setup()
