@@ -7,12 +7,14 @@ import psycopg2
 import pytest
 import pytest_asyncio
 
+from feedback_http.app import create_app
+from feedback_http.config import FeedbackSettings
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.config import Settings
 from gateway.models import database
 from gateway.server import create_server
 from tests.ses_standin import SesStandIn
-from tests.sns_signing import FakeSnsHost, SigningCertificate
+from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
 
 POSTGRES_URL = os.environ.get("MAILGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -94,3 +96,28 @@ async def sns_host(signer):
     """Serves the signer's certificate (and SubscribeURLs) over HTTP on loopback, recording every request."""
     async with FakeSnsHost(signer.pem) as host:
         yield host
+
+
+@pytest.fixture
+def make_sidecar(aiohttp_client, database_url, sns_host):
+    """The real sidecar app behind aiohttp's test server, accepting our test topic and fetching certificates from
+    sns_host; with `environ`, its settings are read from those variables as an operator sets them."""
+
+    async def make(*, environ: dict[str, str] | None = None, **options):
+        if environ is not None:
+            base = {
+                "MAILGW_DATABASE_URL": database_url,
+                "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN,
+                "AWS_ENDPOINT_URL_SNS": sns_host.url,
+            }
+            settings = FeedbackSettings.from_env(base | environ)
+        else:
+            settings = FeedbackSettings(
+                database_url=database_url,
+                sns_topic_arns=frozenset({TOPIC_ARN}),
+                sns_endpoint_url=sns_host.url,
+                **options,
+            )
+        return await aiohttp_client(create_app(settings))
+
+    return make

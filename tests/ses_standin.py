@@ -19,6 +19,7 @@ class SesRequest:
     path: str
     headers: dict
     body: dict
+    message_id: str = ""  # what the stand-in answered, when it answered with success
 
     @property
     def raw(self) -> bytes:
@@ -53,13 +54,15 @@ class SesStandIn:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.requests.append(SesRequest(request.path, dict(request.headers), json.loads(body or b"{}")))
+        recorded = SesRequest(request.path, dict(request.headers), json.loads(body or b"{}"))
+        self.requests.append(recorded)
         if self.delay:
             await asyncio.sleep(self.delay)
         if self._failures:
             status, code, message = self._failures.popleft()
             return web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": code})
-        return web.json_response({"MessageId": f"0100019{uuid.uuid4().hex}-000000"})
+        recorded.message_id = f"0100019{uuid.uuid4().hex}-000000"
+        return web.json_response({"MessageId": recorded.message_id})
 
     def start(self) -> str:
         ready = threading.Event()

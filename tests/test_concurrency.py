@@ -28,7 +28,6 @@ from gateway.contacts import email_key
 from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, StatusChange, database, open_database
 from tests import ses_samples
 from tests.processes import free_port, start
-from tests.ses_standin import SesRequest, SesStandIn
 from tests.sns_signing import TOPIC_ARN, signed_envelope
 
 ADDRESSES = [f"Reader{i}@Example.org" for i in range(10)]
@@ -55,29 +54,6 @@ OUTBOUND = "/v2/email/outbound-emails"
 
 def expected_status(index: int) -> ContactStatus:
     return max((STATUS_OF[kind] for kind in PLAN[index]), key=lambda s: s.severity, default=ContactStatus.ACTIVE)
-
-
-class RecordingSes(SesStandIn):
-    """The SES stand-in, also recording which MessageId it answered to which request (by our "rid" tag)."""
-
-    def __init__(self):
-        super().__init__()
-        self.answered: list[tuple[str | None, str]] = []
-
-    async def _handle(self, request):
-        response = await super()._handle(request)
-        if request.path == OUTBOUND and response.status == 200:
-            tags = SesRequest(request.path, {}, json.loads(await request.read())).tags  # read() is cached
-            self.answered.append((tags.get("rid"), json.loads(response.text)["MessageId"]))
-        return response
-
-
-@pytest.fixture
-def recording_ses(aws_env, monkeypatch):
-    standin = RecordingSes()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", standin.start())
-    yield standin
-    standin.stop()
 
 
 class Child:
@@ -136,7 +112,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(database_url, recording_ses, sns_host):
+def cluster(database_url, ses, sns_host):
     """Two `python -m gateway` and two `python -m feedback_http` on one database, all started at once."""
     ports: set[int] = set()
     while len(ports) < 4:
@@ -352,7 +328,7 @@ def stored_state(database_url: str):
 # --- the test ----------------------------------------------------------------------------------------------
 
 
-async def test_two_gateways_and_two_sidecars_race_on_one_database(cluster, recording_ses, signer, database_url):
+async def test_two_gateways_and_two_sidecars_race_on_one_database(cluster, ses, signer, database_url):
     rng = random.Random(SEED)
     sends = [(address, f"rid-{i}-{j}") for i, address in enumerate(ADDRESSES) for j in range(REQUEST_IDS_PER_ADDRESS)]
     envelopes = {i: notifications(signer, address, PLAN[i]) for i, address in enumerate(ADDRESSES)}
@@ -390,7 +366,7 @@ async def test_two_gateways_and_two_sidecars_race_on_one_database(cluster, recor
     http = [a for a in answers if isinstance(a, HttpAnswer)]
     summary = (
         f"{database_url.split(':')[0]}: {len(rpc)} RPCs ({Counter(a.code.name for a in rpc)}), "
-        f"{len(http)} HTTP posts ({Counter(a.call for a in http)}), {len(recording_ses.sent)} SES requests, "
+        f"{len(http)} HTTP posts ({Counter(a.call for a in http)}), {len(ses.sent)} SES requests, "
         f"in {elapsed:.1f}s"
     )
     print(summary)
@@ -423,16 +399,14 @@ async def test_two_gateways_and_two_sidecars_race_on_one_database(cluster, recor
     for answer in rpc:
         if answer.call.startswith("send") and answer.code == grpc.StatusCode.OK:
             ok[answer.rid].add(answer.message_id)
-    ses_requests = Counter(request.tags.get("rid") for request in recording_ses.sent)
+    ses_requests = Counter(request.tags.get("rid") for request in ses.sent)
     duplicates = {rid: count for rid, count in ses_requests.items() if count > 1}
     assert duplicates == {}, f"request ids sent to SES more than once: {duplicates}"
     assert set(ses_requests) == set(ok), "SES requests without a successful answer, or the other way round"
     assert {rid: ids for rid, ids in ok.items() if len(ids) != 1} == {}, "one request id, different message ids"
-    assert dict(recording_ses.answered) == {rid: ids.pop() for rid, ids in ok.items()}
+    assert {r.tags.get("rid"): r.message_id for r in ses.sent} == {rid: ids.pop() for rid, ids in ok.items()}
     address_of = {rid: address for address, rid in sends} | {f"final-{i}": a for i, a in enumerate(ADDRESSES)}
-    wrong_contact = [
-        r.tags for r in recording_ses.sent if r.tags["contact_id"] != contact_id[address_of[r.tags["rid"]]]
-    ]
+    wrong_contact = [r.tags for r in ses.sent if r.tags["contact_id"] != contact_id[address_of[r.tags["rid"]]]]
     assert wrong_contact == []
     # A request id that succeeded keeps answering with its first response, also after its recipient is suppressed.
     replayed = [a for a in rpc if a.call == "send replay" and a.rid in ok]

@@ -4,28 +4,13 @@ import json
 
 import pytest
 
-from feedback_http.app import RAW_DELIVERY, create_app
-from feedback_http.config import FeedbackSettings
+from feedback_http.app import RAW_DELIVERY
 from gateway.contacts import get_or_create_contact
 from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, StatusChange, database
 from tests import ses_samples
-from tests.sns_signing import TOPIC_ARN, signed_envelope
+from tests.sns_signing import signed_envelope
 
 FOREIGN_TOPIC = "arn:aws:sns:us-east-1:999999999999:not-ours"
-
-
-@pytest.fixture
-def make_sidecar(aiohttp_client, database_url, sns_host):
-    async def make(**options):
-        settings = FeedbackSettings(
-            database_url=database_url,
-            sns_topic_arns=frozenset({TOPIC_ARN}),
-            sns_endpoint_url=sns_host.url,
-            **options,
-        )
-        return await aiohttp_client(create_app(settings))
-
-    return make
 
 
 @pytest.fixture

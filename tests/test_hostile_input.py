@@ -30,7 +30,6 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from yarl import URL
 
-from feedback_http.app import create_app
 from feedback_http.config import FeedbackSettings
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.contacts import get_or_create_contact
@@ -572,31 +571,6 @@ HOSTILE_CERT_URLS = [
     "https://SNS.US-EAST-1.AMAZONAWS.COM/SimpleNotificationService-other.pem",
     "https://sns.eu-west-1.amazonaws.com/x.pem?a=1#frag",
 ]
-
-
-@pytest.fixture
-def make_sidecar(aiohttp_client, database_url, sns_host):
-    """The real app behind aiohttp's test server, as tests/test_feedback_app.py makes it; with `environ`, its
-    settings are read from those variables as the operator sets them."""
-
-    async def make(*, environ: dict[str, str] | None = None, **options):
-        if environ is not None:
-            base = {
-                "MAILGW_DATABASE_URL": database_url,
-                "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN,
-                "AWS_ENDPOINT_URL_SNS": sns_host.url,
-            }
-            settings_ = FeedbackSettings.from_env(base | environ)
-        else:
-            settings_ = FeedbackSettings(
-                database_url=database_url,
-                sns_topic_arns=frozenset({TOPIC_ARN}),
-                sns_endpoint_url=sns_host.url,
-                **options,
-            )
-        return await aiohttp_client(create_app(settings_))
-
-    return make
 
 
 class Bridge:
