@@ -136,22 +136,14 @@ def gateway(database_url: str, env: dict[str, str]):
     address = f"127.0.0.1:{free_port()}"
     channel = grpc.insecure_channel(address)
     health = health_pb2_grpc.HealthStub(channel)
-    gateway_env = (
-        AWS_ENV
-        | env
-        | {
-            "MAILGW_DATABASE_URL": database_url,
-            "MAILGW_GRPC_ADDR": address,
-            "MAILGW_DEFAULT_FROM": "Bench <bench@example.com>",
-            "MAILGW_LOG_LEVEL": "WARNING",
-        }
-    )
-    with process(
-        ["-m", "gateway"], gateway_env, ready=lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-    ) as (
-        child,
-        _,
-    ):
+    settings = {
+        "MAILGW_DATABASE_URL": database_url,
+        "MAILGW_GRPC_ADDR": address,
+        "MAILGW_DEFAULT_FROM": "Bench <bench@example.com>",
+        "MAILGW_LOG_LEVEL": "WARNING",
+    }
+    ready = lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1)  # noqa: E731
+    with process(["-m", "gateway"], AWS_ENV | env | settings, ready=ready) as (child, _):
         yield child, address
     channel.close()
 

@@ -51,7 +51,12 @@ def email_key(address: str) -> str:
     parsed = parse_address(address.strip())
     if isinstance(parsed, str):
         raise InvalidAddress(parsed)
-    return parsed.addr_spec.lower()
+    return address_key(parsed)
+
+
+def address_key(address: Address) -> str:
+    """The contact key of an address parse_address accepted (already trimmed and ASCII)."""
+    return address.addr_spec.lower()
 
 
 def new_contact_id() -> str:
@@ -123,7 +128,8 @@ def change_status(
             if contact is None:
                 return None
             email = contact.email
-        insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
+        else:
+            insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
         contact = next(iter(Contact.raw(_locked_contact_by_email(), email)))
         current = contact.status
         if to == current or (to.severity < current.severity and not allow_downgrade):

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 
-from gateway.contacts import HEADER_UNSAFE, parse_address
+from gateway.contacts import HEADER_UNSAFE, address_key, parse_address
 from gateway.errors import InvalidRequest
 
 # SES message tags: names and values of ASCII letters, digits, "_" and "-", at most 256 characters.
@@ -30,7 +30,7 @@ class OutgoingEmail:
     @property
     def recipient_key(self) -> str:
         """The recipient's normalised address, the key of its contact."""
-        return self.to.addr_spec.lower()
+        return address_key(self.to)
 
     def fingerprint(self) -> str:
         """A digest of everything the caller asked for, to tell a retry from a reused request_id."""
