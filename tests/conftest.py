@@ -1,11 +1,15 @@
 """Fixtures with real peers: SQLite and PostgreSQL, an SES stand-in on loopback, the gateway on a free port."""
 
+import contextlib
 import os
+import secrets
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import psycopg2
 import pytest
 import pytest_asyncio
+from psycopg2 import sql
 
 from feedback_http.app import create_app
 from feedback_http.config import FeedbackSettings
@@ -16,7 +20,54 @@ from gateway.server import create_server
 from tests.ses_standin import SesStandIn
 from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
 
-POSTGRES_URL = os.environ.get("MAILGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# A server where this user may create databases: each test run creates its own and drops it at the end, so two
+# runs on one machine (or two xdist workers) never see each other's rows.
+POSTGRES_SERVER_URL = os.environ.get("MAILGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RUN_DATABASE_PREFIX = "mailgw_test_"
+
+
+@contextlib.contextmanager
+def _admin_cursor():
+    connection = psycopg2.connect(POSTGRES_SERVER_URL)
+    connection.autocommit = True  # CREATE / DROP DATABASE cannot run in a transaction (nor under `with connection`)
+    try:
+        with connection.cursor() as cursor:
+            yield cursor
+    finally:
+        connection.close()
+
+
+def _drop_abandoned_run_databases(cursor) -> None:
+    """Databases of runs on this machine that were killed before they could drop theirs (the pid is gone)."""
+    cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (RUN_DATABASE_PREFIX + "%",))
+    for (name,) in cursor.fetchall():
+        pid = name.removeprefix(RUN_DATABASE_PREFIX).partition("_")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A database of this test run's own on the PostgreSQL server, dropped when the run ends."""
+    name = f"{RUN_DATABASE_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+    with _admin_cursor() as cursor:
+        _drop_abandoned_run_databases(cursor)
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield urlunsplit(urlsplit(POSTGRES_SERVER_URL)._replace(path=f"/{name}"))
+    if database.obj is not None:
+        database.close_all()
+    with _admin_cursor() as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def fresh_postgres(url: str) -> None:
@@ -38,8 +89,9 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/mailgw.db"
     else:
-        fresh_postgres(POSTGRES_URL)
-        yield POSTGRES_URL
+        url = request.getfixturevalue("postgres_url")
+        fresh_postgres(url)
+        yield url
     if database.obj is not None:
         database.close_all()
 

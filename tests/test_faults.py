@@ -5,6 +5,7 @@ import json
 import signal
 import threading
 import urllib.request
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import grpc
@@ -19,7 +20,7 @@ from gateway.config import Settings
 from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, database, open_database
 from gateway.server import create_server
 from tests import ses_samples
-from tests.conftest import POSTGRES_URL, fresh_postgres
+from tests.conftest import fresh_postgres
 from tests.processes import free_port, start, wait_until
 from tests.rpc import error_info, rpc_failure
 from tests.sns_signing import TOPIC_ARN, signed_envelope
@@ -37,11 +38,14 @@ def bounce_envelope(signer, address: str) -> dict:
 
 
 @pytest.fixture
-def postgres_proxy():
-    fresh_postgres(POSTGRES_URL)
-    proxy = TcpProxy(("127.0.0.1", 5432))
+def postgres_proxy(postgres_url):
+    fresh_postgres(postgres_url)
+    server = urlsplit(postgres_url)
+    proxy = TcpProxy((server.hostname, server.port or 5432))
     proxy.start()
-    yield proxy, f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
+    credentials = server.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:{proxy.port}" if credentials else f"127.0.0.1:{proxy.port}"
+    yield proxy, urlunsplit(server._replace(netloc=netloc))
     proxy.cut()
     if database.obj is not None:
         database.close_all()

@@ -1,0 +1,44 @@
+"""Two test runs at once on one machine do not share a PostgreSQL database (a run once failed while another ran)."""
+
+import os
+import subprocess
+import sys
+
+import psycopg2
+
+from gateway.contacts import get_or_create_contact
+from gateway.models import Contact, database, open_database
+from tests.conftest import POSTGRES_SERVER_URL, RUN_DATABASE_PREFIX, fresh_postgres
+from tests.processes import ROOT
+
+
+def run_databases() -> set[str]:
+    with psycopg2.connect(POSTGRES_SERVER_URL) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (RUN_DATABASE_PREFIX + "%",))
+        names = {name for (name,) in cursor.fetchall()}
+    connection.close()
+    return names
+
+
+def test_a_second_run_at_the_same_time_leaves_this_runs_database_alone(postgres_url):
+    fresh_postgres(postgres_url)
+    open_database(postgres_url)
+    with database.connection_context():
+        get_or_create_contact("mine@example.org")
+    before = run_databases()
+
+    # Another run starts, wipes the database it uses before every test, and ends.
+    other = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_contacts.py", "-k", "postgresql"],
+        cwd=ROOT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert other.returncode == 0, other.stdout[-2000:]
+    with database.connection_context():
+        assert [c.email for c in Contact.select()] == ["mine@example.org"]
+    assert run_databases() == before  # the other run dropped the database it created
+    database.close_all()
