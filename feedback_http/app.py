@@ -13,10 +13,10 @@ from feedback_http import sns, unsubscribe
 from feedback_http.config import FeedbackSettings
 from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
-from gateway.config import ConfigError
-from gateway.contacts import change_status, find_contact
-from gateway.logs import setup_logging
+from gateway.contacts import change_status, find_contact, is_contact_id
+from gateway.logs import masked, setup_logging
 from gateway.models import ContactStatus, database, drop_idle_connections, open_database
+from gateway.startup import claim_address, run
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ async def sns_webhook(request: web.Request) -> web.Response:
     except MalformedEvent as exc:
         log.error("notification %s from %s is not an SES event: %s", message_id, topic, exc)
         raise web.HTTPBadRequest(text=f"the Message is not an SES event: {exc}") from None
+    for address, why in event.unreadable:
+        log.warning("notification %s names an invalid address, left alone: %s (%s)", message_id, masked(address), why)
     settings = request.app[SETTINGS]
     stored = await in_database(request, record_event, message_id, event, soft_bounce_limit=settings.soft_bounce_limit)
     if not event.known:
@@ -112,9 +114,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     contact_id = request.match_info["contact_id"]
     if request.app[SETTINGS].unsubscribe_on_get:
         return await _unsubscribe(request, contact_id, source="unsubscribe-link")
-    if not unsubscribe.CONTACT_ID.fullmatch(contact_id) or not await in_database(
-        request, find_contact, contact_id=contact_id
-    ):
+    if not is_contact_id(contact_id) or not await in_database(request, find_contact, contact_id=contact_id):
         return unsubscribe.not_found_page()
     return unsubscribe.confirm_page()
 
@@ -128,7 +128,7 @@ async def unsubscribe_post(request: web.Request) -> web.Response:
 
 
 async def _unsubscribe(request: web.Request, contact_id: str, *, source: str) -> web.Response:
-    if not unsubscribe.CONTACT_ID.fullmatch(contact_id):
+    if not is_contact_id(contact_id):
         return unsubscribe.not_found_page()
     update = await in_database(
         request, change_status, ContactStatus.UNSUBSCRIBED, source=source, reason=source, contact_id=contact_id
@@ -148,6 +148,12 @@ def create_app(settings: FeedbackSettings) -> web.Application:
     open_database(settings.database_url)
     if not settings.sns_topic_arns:
         log.warning("MAILGW_SNS_TOPIC_ARNS is empty: every SNS message will be refused")
+    if settings.sns_endpoint_url:
+        log.warning(
+            "AWS_ENDPOINT_URL_SNS is set: SNS signing certificates are fetched from %s, which therefore vouches for "
+            "every notification (for tests and local stacks only)",
+            settings.sns_endpoint_url,
+        )
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app.router.add_post("/sns", sns_webhook)
@@ -175,9 +181,12 @@ async def _resources(app: web.Application):
 
 def main() -> None:
     setup_logging()
-    try:
-        settings = FeedbackSettings.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"mailgw: {exc}") from None
-    # aiohttp drains in-flight requests on SIGTERM/SIGINT before the cleanup contexts close.
+    run(_start)
+
+
+def _start() -> None:
+    settings = FeedbackSettings.from_env()
+    claim_address(settings.http_addr, "MAILGW_HTTP_ADDR")
+    # aiohttp drains in-flight requests on SIGTERM/SIGINT before the cleanup contexts close. reuse_port stays off:
+    # one process owns the port.
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, shutdown_timeout=25)

@@ -1,10 +1,13 @@
 """The sidecar's settings: one typed object, read from the environment once at start-up."""
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.config import ConfigError, read_env
+from gateway.config import ConfigError, check_database_url, listen_address, read_env
+
+TOPIC_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 
 
 @dataclass(frozen=True)
@@ -19,27 +22,34 @@ class FeedbackSettings:
     sns_max_age_seconds: int = 0  # 0: no age limit (SNS retries for up to an hour; redelivery is deduplicated)
     max_body_bytes: int = 256 * 1024  # SNS messages are at most 256 KiB
     http_body_timeout_seconds: float = 10.0  # a client that has not sent its whole body by then is cut off (408)
-    sns_endpoint_url: str = ""  # from AWS_ENDPOINT_URL_SNS / AWS_ENDPOINT_URL, as boto3 reads them
+    sns_endpoint_url: str = ""  # from AWS_ENDPOINT_URL_SNS only: where signing certificates are fetched instead
 
     def __post_init__(self):
-        host, _, port = self.http_addr.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"MAILGW_HTTP_ADDR must be host:port, not {self.http_addr!r}")
+        check_database_url(self.database_url)
+        listen_address(self.http_addr, "MAILGW_HTTP_ADDR")
+        for arn in self.sns_topic_arns:
+            if not TOPIC_ARN.fullmatch(arn):  # a typo here would refuse every notification
+                raise ConfigError(f"MAILGW_SNS_TOPIC_ARNS: {arn!r} is not an ARN like arn:aws:sns:region:account:topic")
         for name in ("soft_bounce_limit", "sns_max_age_seconds", "http_body_timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"MAILGW_{name.upper()} must not be negative")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("MAILGW_MAX_BODY_BYTES must be at least 1024")
+        if self.sns_endpoint_url and not self.sns_endpoint_url.startswith(("http://", "https://")):
+            raise ConfigError(f"AWS_ENDPOINT_URL_SNS must be an http(s) URL, not {self.sns_endpoint_url!r}")
 
     @property
     def host(self) -> str:
-        return self.http_addr.rpartition(":")[0].strip("[]")
+        return listen_address(self.http_addr, "MAILGW_HTTP_ADDR")[0]
 
     @property
     def port(self) -> int:
-        return int(self.http_addr.rpartition(":")[2])
+        return listen_address(self.http_addr, "MAILGW_HTTP_ADDR")[1]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FeedbackSettings":
         values = read_env(cls, environ)
         values.pop("sns_endpoint_url", None)
-        endpoint = environ.get("AWS_ENDPOINT_URL_SNS") or environ.get("AWS_ENDPOINT_URL") or ""
-        return cls(**values, sns_endpoint_url=endpoint)
+        # Not the generic AWS_ENDPOINT_URL: a LocalStack setup leaves it behind, and whoever serves that endpoint
+        # would then vouch for every notification.
+        return cls(**values, sns_endpoint_url=environ.get("AWS_ENDPOINT_URL_SNS", "").strip())

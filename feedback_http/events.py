@@ -7,12 +7,15 @@ may be missing, and unknown fields are ignored, since SES adds fields at any tim
 """
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
-from gateway.contacts import InvalidAddress, email_key
+from gateway.addresses import MAX_ADDRESS_FIELD, InvalidAddress, email_key
+from gateway.contacts import CONTACT_TAG, is_contact_id
 from gateway.models import ContactStatus
 
-MAX_REASON = 500
+# SES message ids are short printable tokens ("0100018f…-000000"); anything else is not one of ours to look up.
+SES_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 # Recorded against the sent message by ses_message_id; no contact changes status.
 RECORD_ONLY_TYPES = frozenset({"Delivery", "Send", "Reject", "DeliveryDelay", "Open", "Click", "Rendering Failure"})
@@ -30,10 +33,11 @@ class MalformedEvent(ValueError):
 class RecipientOutcome:
     """What one event means for one recipient."""
 
-    email: str
+    email: str  # the recipient as SES reports it: for a bounce, the DSN's final recipient, not always the one we mailed
     status: ContactStatus | None  # None: record only
     reason: str
-    soft_bounce: bool = False  # counts toward an optional soft-bounce limit
+    soft_bounce: bool = False  # one more in a row toward the optional soft-bounce limit
+    delivered: bool = False  # a delivery ends a run of soft bounces
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,10 @@ class SesEvent:
 
     event_type: str
     ses_message_id: str | None
-    contact_id: str | None
+    contact_id: str | None  # our EmailTag: the contact the message was sent to
+    destination: tuple[str, ...]  # mail.destination, normalised: the envelope recipients the message was sent to
     outcomes: tuple[RecipientOutcome, ...]
+    unreadable: tuple[tuple[str, str], ...]  # (address, why) for each reported address the validator refuses
     known: bool
 
 
@@ -67,18 +73,26 @@ def parse_ses_event(message: str) -> SesEvent:
         outcomes = _complaint_outcomes(_field(event, "complaint", dict))
     elif event_type == "Subscription":
         outcomes = _subscription_outcomes(_field(event, "subscription", dict), mail)
+    elif event_type == "Delivery":
+        outcomes = _delivery_outcomes(event.get("delivery"))
     else:
         outcomes = []
+    unreadable: list[tuple[str, str]] = []
+    destination = mail.get("destination")
+    destination = [a for a in destination if isinstance(a, str)] if isinstance(destination, list) else []
+    ses_message_id = _text(mail, "messageId")
     return SesEvent(
         event_type=event_type,
-        ses_message_id=_text(mail, "messageId") or None,
+        ses_message_id=ses_message_id if SES_MESSAGE_ID.fullmatch(ses_message_id) else None,
         contact_id=_contact_id(mail),
-        outcomes=_unique(outcomes),
+        destination=tuple(_normalised(destination, unreadable)),
+        outcomes=_unique(outcomes, unreadable),
+        unreadable=tuple(dict.fromkeys(unreadable)),
         known=event_type in KNOWN_TYPES,
     )
 
 
-def _bounce_outcomes(bounce: dict) -> list[tuple[str, ContactStatus | None, str, bool]]:
+def _bounce_outcomes(bounce: dict) -> list[RecipientOutcome]:
     bounce_type = _field(bounce, "bounceType", str)
     subtype = _text(bounce, "bounceSubType")
     kind = f"{bounce_type}/{subtype}" if subtype else bounce_type
@@ -97,40 +111,55 @@ def _bounce_outcomes(bounce: dict) -> list[tuple[str, ContactStatus | None, str,
             status, soft = ContactStatus.BOUNCED, False
         else:
             status, soft = None, True
-        outcomes.append((recipient["emailAddress"], status, reason, soft))
+        outcomes.append(RecipientOutcome(recipient["emailAddress"], status, reason, soft_bounce=soft))
     return outcomes
 
 
-def _complaint_outcomes(complaint: dict) -> list[tuple[str, ContactStatus | None, str, bool]]:
+def _complaint_outcomes(complaint: dict) -> list[RecipientOutcome]:
     feedback_type = _text(complaint, "complaintFeedbackType")
     # not-spam: the recipient rescued the mail from a spam folder, the opposite of a complaint.
     status = None if feedback_type == "not-spam" else ContactStatus.COMPLAINED
     reason = f"Complaint/{feedback_type}" if feedback_type else "Complaint"
-    return [(r["emailAddress"], status, reason, False) for r in _recipients(complaint, "complainedRecipients")]
+    return [RecipientOutcome(r["emailAddress"], status, reason) for r in _recipients(complaint, "complainedRecipients")]
 
 
-def _subscription_outcomes(subscription: dict, mail: dict) -> list[tuple[str, ContactStatus | None, str, bool]]:
+def _subscription_outcomes(subscription: dict, mail: dict) -> list[RecipientOutcome]:
     preferences = _field(subscription, "newTopicPreferences", dict, required=False) or {}
     if preferences.get("unsubscribeAll") is not True:
         return []
     destination = _field(mail, "destination", list)
     if not all(isinstance(address, str) for address in destination):
         raise MalformedEvent("mail.destination is not a list of strings")
-    return [
-        (address, ContactStatus.UNSUBSCRIBED, "SES list management: unsubscribeAll", False) for address in destination
-    ]
+    reason = "SES list management: unsubscribeAll"
+    return [RecipientOutcome(address, ContactStatus.UNSUBSCRIBED, reason) for address in destination]
 
 
-def _unique(outcomes: list[tuple[str, ContactStatus | None, str, bool]]) -> tuple[RecipientOutcome, ...]:
-    """Normalised outcomes, first one per address; an address email_key rejects is skipped."""
+def _delivery_outcomes(delivery) -> list[RecipientOutcome]:
+    # Read when well formed, never a reason to refuse the notification: a delivery changes no status.
+    recipients = delivery.get("recipients") if isinstance(delivery, dict) else None
+    if not isinstance(recipients, list):
+        return []
+    return [RecipientOutcome(r, None, "Delivery", delivered=True) for r in recipients if isinstance(r, str)]
+
+
+def _unique(outcomes: list[RecipientOutcome], unreadable: list[tuple[str, str]]) -> tuple[RecipientOutcome, ...]:
+    """Outcomes with normalised addresses, the first one per address; an address the validator refuses goes to
+    `unreadable` instead."""
     by_email: dict[str, RecipientOutcome] = {}
-    for address, status, reason, soft in outcomes:
-        try:
-            email = email_key(address)
-        except InvalidAddress:
-            continue
-        by_email.setdefault(email, RecipientOutcome(email, status, reason[:MAX_REASON], soft))
+    for outcome in outcomes:
+        for email in _normalised([outcome.email], unreadable):
+            by_email.setdefault(email, replace(outcome, email=email))
     return tuple(by_email.values())
+
+
+def _normalised(addresses: list[str], unreadable: list[tuple[str, str]]) -> list[str]:
+    keys = []
+    for address in addresses:
+        try:
+            keys.append(email_key(address))
+        except InvalidAddress as exc:
+            unreadable.append((address[:MAX_ADDRESS_FIELD], str(exc)))
+    return keys
 
 
 def _recipients(obj: dict, key: str) -> list[dict]:
@@ -143,8 +172,8 @@ def _recipients(obj: dict, key: str) -> list[dict]:
 def _contact_id(mail: dict) -> str | None:
     # Event publishing returns our EmailTags as lists of strings; identity notifications carry no tags.
     tags = mail.get("tags")
-    values = tags.get("contact_id") if isinstance(tags, dict) else None
-    if isinstance(values, list) and values and isinstance(values[0], str) and values[0]:
+    values = tags.get(CONTACT_TAG) if isinstance(tags, dict) else None
+    if isinstance(values, list) and values and isinstance(values[0], str) and is_contact_id(values[0]):
         return values[0]
     return None
 

@@ -1,12 +1,12 @@
-"""Stores one SES event and applies it to its recipients, in one transaction, at most once per notification."""
+"""Stores one SES event and applies it to the contacts it concerns, in one transaction, once per notification."""
 
 import logging
 
 import peewee
 
-from feedback_http.events import SesEvent
-from gateway.contacts import change_status, get_or_create_contact
-from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, database, insert_row, prepared
+from feedback_http.events import RecipientOutcome, SesEvent
+from gateway.contacts import change_status, count_soft_bounce, find_contact, reset_soft_bounces
+from gateway.models import ContactStatus, FeedbackEvent, SentMessage, database, insert_row, prepared
 
 log = logging.getLogger(__name__)
 
@@ -20,32 +20,56 @@ def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: in
                 insert_row(
                     FeedbackEvent,
                     notification_id=notification_id,
-                    event_type=event.event_type[:64],
+                    event_type=event.event_type,
                     ses_message_id=event.ses_message_id,
                     sent_message=sent,
-                    detail="; ".join(outcome.reason for outcome in event.outcomes)[:2000],
+                    detail="; ".join(outcome.reason for outcome in event.outcomes),
                 )
         except peewee.IntegrityError:
             return False
+        changes = affected_contacts(event)
         # One lock order for every transaction: two events naming the same recipients in another order cannot
         # deadlock on PostgreSQL's row locks.
-        for outcome in sorted(event.outcomes, key=lambda outcome: outcome.email):
-            status, reason = outcome.status, outcome.reason
-            if outcome.soft_bounce:
-                count = _count_soft_bounce(outcome.email)
-                if soft_bounce_limit and count >= soft_bounce_limit:
-                    status, reason = ContactStatus.BOUNCED, f"{count} soft bounces; last: {reason}"
-            if status is not None:
-                change_status(status, source=f"ses:{event.event_type}", reason=reason, email=outcome.email)
+        for email in sorted(changes):
+            _apply(changes[email], email, event.event_type, soft_bounce_limit)
     return True
+
+
+def affected_contacts(event: SesEvent) -> dict[str, RecipientOutcome]:
+    """Normalised address → outcome, for every contact an event concerns.
+
+    SES reports a bounce against the DSN's final recipient, which is not the address we mailed when the mail was
+    forwarded (ada@example.org → ada.lovelace@mailhost.example). The contact we mailed comes first: named by the
+    contact-id EmailTag every message carries, else the one envelope recipient (`mail.destination`), else the
+    reported address itself. The reported address is affected too, but only when it is a contact of ours.
+    """
+    tagged = find_contact(contact_id=event.contact_id) if event.contact_id else None
+    changes: dict[str, RecipientOutcome] = {}
+    for outcome in event.outcomes:
+        if tagged is not None:
+            mailed = tagged.email
+        elif outcome.email in event.destination or len(event.destination) != 1:
+            mailed = outcome.email
+        else:
+            mailed = event.destination[0]
+        changes.setdefault(mailed, outcome)
+        if outcome.email != mailed and find_contact(email=outcome.email) is not None:
+            changes.setdefault(outcome.email, outcome)
+    return changes
+
+
+def _apply(outcome: RecipientOutcome, email: str, event_type: str, soft_bounce_limit: int) -> None:
+    status, reason = outcome.status, outcome.reason
+    if outcome.delivered:
+        reset_soft_bounces(email)
+    if outcome.soft_bounce:
+        count = count_soft_bounce(email)
+        if soft_bounce_limit and count >= soft_bounce_limit:
+            status, reason = ContactStatus.BOUNCED, f"{count} soft bounces in a row; last: {reason}"
+    if status is not None:
+        change_status(status, source=f"ses:{event_type}", reason=reason, email=email)
 
 
 @prepared
 def _sent_by_ses_id():
     return SentMessage.select().where(SentMessage.ses_message_id == "")
-
-
-def _count_soft_bounce(email: str) -> int:
-    contact = get_or_create_contact(email)
-    Contact.update(soft_bounces=Contact.soft_bounces + 1).where(Contact.id == contact.id).execute()
-    return Contact.get_by_id(contact.id).soft_bounces

@@ -47,8 +47,16 @@ _LAMBDA_SPELLINGS = {
     "UnsubscribeUrl": "UnsubscribeURL",
 }
 _HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
-# A full match on the host only: a suffix check lets any S3 bucket under amazonaws.com sign (django-ses CVE).
-_SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?", re.IGNORECASE | re.ASCII)
+# A full match on the host, its middle label an AWS region: a suffix check lets any S3 bucket under amazonaws.com
+# sign (django-ses CVE), and a loose middle label let buckets named "sns" sign (sns.s3.amazonaws.com,
+# sns.s3-us-west-2.amazonaws.com). Regions: us-east-1, eu-central-2, us-gov-west-1; China's (cn-north-1) are
+# served from amazonaws.com.cn, and only theirs.
+_SNS_HOST = re.compile(
+    r"sns\.(?:(?!cn-)[a-z]{2}(?:-gov)?-[a-z]+-[0-9]{1,2}\.amazonaws\.com|cn-[a-z]+-[0-9]{1,2}\.amazonaws\.com\.cn)",
+    re.IGNORECASE | re.ASCII,
+)
+# SNS message ids are UUIDs; the id is stored to deduplicate redeliveries, so it must fit its column as it is.
+_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 _MAX_CERTIFICATE_BYTES = 64 * 1024
 
 
@@ -81,6 +89,8 @@ def parse_envelope(body: bytes) -> dict[str, str]:
         _timestamp(envelope["Timestamp"])
     except ValueError:
         raise MalformedEnvelope("Timestamp is not an ISO-8601 UTC time") from None
+    if not _MESSAGE_ID.fullmatch(envelope["MessageId"]):
+        raise MalformedEnvelope("MessageId is not 1-128 printable ASCII characters")
     return envelope
 
 

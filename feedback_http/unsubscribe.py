@@ -1,11 +1,6 @@
 """The unsubscribe pages: GET shows a confirm button (link scanners change nothing), POST unsubscribes."""
 
-import re
-
 from aiohttp import web
-
-# contact ids are secrets.token_urlsafe(16): 22 URL-safe characters.
-CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 PAGE = """<!doctype html>
 <html lang="en">

@@ -1,16 +1,20 @@
 """Who may call the gateway: TLS (optionally mutual) and per-caller bearer tokens, from settings."""
 
 import hmac
-import ipaddress
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from gateway.config import ConfigError, Settings
+from gateway.config import ConfigError, Settings, is_loopback, listen_address
 from gateway.errors import Unauthenticated
 
+log = logging.getLogger(__name__)
+
 MIN_TOKEN_LENGTH = 16
+CALLER_NAME = re.compile(r"[\x20-\x7e]{1,128}")  # a token's name or a certificate's CN, stored with each message
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,10 @@ class Authenticator:
         if not self.tokens:
             # Without tokens, a client certificate (mTLS) names the caller; on loopback nobody is named.
             names = context.auth_context().get("x509_common_name") or [b""]
-            return names[0].decode(errors="replace")
+            name = names[0].decode(errors="replace")
+            if name and not CALLER_NAME.fullmatch(name):  # the name is stored with every message it sends
+                raise Unauthenticated("the client certificate's CN is not a usable caller name")
+            return name
         presented = b""
         for key, value in context.invocation_metadata():
             if key == "authorization" and value.startswith("Bearer "):
@@ -50,7 +57,11 @@ def authenticator(settings: Settings) -> Authenticator:
     for entry in entries:
         name, token = (part.strip() for part in (entry + ("",))[:2])
         if not name or len(token) < MIN_TOKEN_LENGTH:
-            raise ConfigError(f"each token needs a caller name and at least {MIN_TOKEN_LENGTH} characters")
+            raise ConfigError(
+                f"MAILGW_AUTH_TOKENS(_FILE): each token needs a caller name and at least {MIN_TOKEN_LENGTH} characters"
+            )
+        if not CALLER_NAME.fullmatch(name):
+            raise ConfigError(f"MAILGW_AUTH_TOKENS(_FILE): caller name {name[:40]!r} is not 1-128 printable ASCII")
         tokens.append((name, token.encode()))
     return Authenticator(tuple(tokens))
 
@@ -68,20 +79,23 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 def check_exposure(settings: Settings) -> None:
-    """Refuse to serve a non-loopback address in the clear to anyone, unless explicitly allowed."""
-    host = settings.grpc_addr.rpartition(":")[0].strip("[]")
-    protected = settings.tls_cert or settings.auth_tokens or settings.auth_tokens_file
-    if not is_loopback(host) and not protected and not settings.allow_insecure_bind:
+    """Refuse to serve a non-loopback address to callers nobody authenticates, unless explicitly allowed.
+
+    TLS alone encrypts; it does not say who is calling, so any client on the network could send as anyone.
+    Client certificates (MAILGW_TLS_CLIENT_CA) or bearer tokens do.
+    """
+    host = listen_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")[0]
+    authenticated = settings.tls_client_ca or settings.auth_tokens or settings.auth_tokens_file
+    if is_loopback(host) or authenticated:
+        return
+    if not settings.allow_insecure_bind:
         raise ConfigError(
-            f"refusing to serve {settings.grpc_addr} without TLS or tokens: set MAILGW_TLS_CERT and MAILGW_TLS_KEY, "
-            "or MAILGW_AUTH_TOKENS(_FILE), or MAILGW_ALLOW_INSECURE_BIND=true"
+            f"MAILGW_GRPC_ADDR={settings.grpc_addr} is reachable from the network but callers are not authenticated "
+            "(TLS alone does not say who calls): set MAILGW_TLS_CLIENT_CA or MAILGW_AUTH_TOKENS(_FILE), or "
+            "MAILGW_ALLOW_INSECURE_BIND=true"
         )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    log.warning(
+        "serving %s without authenticating callers (MAILGW_ALLOW_INSECURE_BIND=true): anyone who reaches it can "
+        "send mail",
+        settings.grpc_addr,
+    )

@@ -13,28 +13,27 @@ from grpc_status import rpc_status
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.compose import unsubscribe_url
 from gateway.config import Settings
+
+# Request fields as the user typed them on this command line, so an error names the flag, not the proto field.
+FLAGS = {
+    "to": "--to",
+    "subject": "--subject",
+    "text_body": "--text",
+    "html_body": "--html",
+    "from_address": "--from",
+    "reply_to": "--reply-to",
+    "request_id": "--request-id",
+    "tags": "--tag",
+    "email": "CONTACT",
+    "contact_id": "CONTACT",
+    "contact": "CONTACT",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mailgw", description="Mail gateway for Amazon SES.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the gRPC gateway")
-    commands.add_parser("feedback", help="run the feedback sidecar (SNS webhook, unsubscribe pages)")
-    commands.add_parser("run", help="run the gateway and the sidecar together until Ctrl-C")
-    send = commands.add_parser("send", help="send one email through the running gateway")
-    send.add_argument("--to", required=True)
-    send.add_argument("--subject", required=True)
-    send.add_argument("--text", default="", help="plain-text body")
-    send.add_argument("--html", default="", help="HTML body")
-    send.add_argument("--from", dest="from_address", default="")
-    send.add_argument("--reply-to", default="")
-    send.add_argument("--request-id", default="")
-    send.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE")
-    status = commands.add_parser("status", help="show a recipient's status")
-    status.add_argument("contact", help="an email address or a contact id")
-    args = parser.parse_args(argv)
-
+    args = parser().parse_args(argv)
     if args.command == "serve":
         from gateway.server import main as serve
 
@@ -44,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
         feedback()
     elif args.command == "run":
-        return run_both()
+        from gateway.startup import run
+
+        run(run_both)
     elif args.command == "send":
-        tags = dict(tag.partition("=")[::2] for tag in args.tag)
         request = pb.SendEmailRequest(
             to=args.to,
             subject=args.subject,
@@ -55,27 +55,103 @@ def main(argv: list[str] | None = None) -> int:
             from_address=args.from_address,
             reply_to=args.reply_to,
             request_id=args.request_id,
-            tags=tags,
+            tags=dict(args.tag),
         )
-        response = call("SendEmail", request)
+        response = call(args.addr, "SendEmail", request)
         print(f"sent: message_id={response.message_id} contact_id={response.contact_id}")
+        base_url = os.environ.get("MAILGW_PUBLIC_BASE_URL", Settings.public_base_url).rstrip("/")
+        print(f"unsubscribe link: {unsubscribe_url(base_url, response.contact_id)}")
     elif args.command == "status":
         field = "email" if "@" in args.contact else "contact_id"
-        response = call("GetContactStatus", pb.GetContactStatusRequest(**{field: args.contact}))
+        response = call(args.addr, "GetContactStatus", pb.GetContactStatusRequest(**{field: args.contact}))
         status_name = pb.ContactStatus.Name(response.status).removeprefix("CONTACT_STATUS_").lower()
         print(f"{response.email}: {status_name}" + (f" ({response.reason})" if response.reason else ""))
         print(f"  contact_id={response.contact_id} updated_at={response.updated_at.ToJsonString()}")
     return 0
 
 
-def call(method: str, request):
-    """One RPC to MAILGW_GRPC_ADDR; a failure prints its code, reason and details and exits 1.
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="mailgw",
+        description="Mail gateway for Amazon SES. The servers read their settings from MAILGW_* variables (README).",
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="run the gRPC gateway", description="Run the gRPC gateway.")
+    commands.add_parser(
+        "feedback",
+        help="run the feedback sidecar (SNS webhook, unsubscribe pages)",
+        description="Run the feedback sidecar: the SNS webhook for SES events and the unsubscribe pages.",
+    )
+    commands.add_parser(
+        "run",
+        help="run the gateway and the sidecar together until Ctrl-C",
+        description="Run the gateway and the feedback sidecar together; Ctrl-C or SIGTERM stops both.",
+    )
+
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument(
+        "--addr",
+        default=os.environ.get("MAILGW_GRPC_ADDR", Settings.grpc_addr),
+        metavar="HOST:PORT",
+        help="the gateway to call (default: $MAILGW_GRPC_ADDR or %(default)s)",
+    )
+    send = commands.add_parser(
+        "send",
+        parents=[client],
+        help="send one email through a running gateway",
+        description="Send one email through a running gateway. Against a protected gateway, set "
+        "MAILGW_CLIENT_TOKEN, MAILGW_CLIENT_CA, MAILGW_CLIENT_CERT and MAILGW_CLIENT_KEY.",
+    )
+    send.add_argument("--to", required=True, metavar="ADDRESS", help='the recipient, e.g. "Ada <ada@example.org>"')
+    send.add_argument("--subject", required=True, metavar="TEXT", help="the subject line")
+    send.add_argument("--text", default="", metavar="TEXT", help="the plain-text body")
+    send.add_argument("--html", default="", metavar="HTML", help="the HTML body")
+    send.add_argument(
+        "--from",
+        dest="from_address",
+        default="",
+        metavar="ADDRESS",
+        help="the sender (default: the gateway's MAILGW_DEFAULT_FROM)",
+    )
+    send.add_argument("--reply-to", default="", metavar="ADDRESS", help="where replies go")
+    send.add_argument(
+        "--request-id",
+        default="",
+        metavar="ID",
+        help="idempotency key: a repeat with the same key returns the first answer and sends nothing",
+    )
+    send.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        type=_tag,
+        metavar="NAME=VALUE",
+        help="an SES message tag; repeat for more",
+    )
+    status = commands.add_parser(
+        "status",
+        parents=[client],
+        help="show a recipient's status",
+        description="Show whether a recipient may be mailed, and why not.",
+    )
+    status.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
+    return root
+
+
+def _tag(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
+def call(address: str, method: str, request):
+    """One RPC; a failure prints its code, its reason and what was wrong with which flag, and exits 1.
 
     Against a protected gateway: MAILGW_CLIENT_TOKEN (bearer token), MAILGW_CLIENT_CA (CA of the server's TLS
     certificate), MAILGW_CLIENT_CERT and MAILGW_CLIENT_KEY (client certificate for mutual TLS).
     """
     env = os.environ
-    address = Settings.from_env().grpc_addr
     if env.get("MAILGW_CLIENT_CA"):
         ca, key, cert = (
             _read_optional(env.get(name)) for name in ("MAILGW_CLIENT_CA", "MAILGW_CLIENT_KEY", "MAILGW_CLIENT_CERT")
@@ -90,16 +166,35 @@ def call(method: str, request):
         try:
             return getattr(stub, method)(request, timeout=30, metadata=metadata)
         except grpc.RpcError as err:
-            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
-            status = rpc_status.from_call(err)
-            for detail in status.details if status else []:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    print(
-                        f"  reason={info.reason} " + " ".join(f"{k}={v}" for k, v in sorted(info.metadata.items())),
-                        file=sys.stderr,
-                    )
+            print("\n".join(describe_error(err)), file=sys.stderr)
             raise SystemExit(1) from None
+
+
+def describe_error(err: grpc.RpcError) -> list[str]:
+    """The lines a user reads: the code and message, each bad flag with what is wrong, the ErrorInfo reason."""
+    status = rpc_status.from_call(err)
+    details = list(status.details) if status else []
+    violations = []
+    reason_line = ""
+    for detail in details:
+        info, bad_request = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+        if detail.Unpack(info):
+            reason_line = " ".join([f"reason={info.reason}", *(f"{k}={v}" for k, v in sorted(info.metadata.items()))])
+        elif detail.Unpack(bad_request):
+            violations = [(_flag(v.field), v.description) for v in bad_request.field_violations]
+    message = "the request is invalid" if violations else err.details()
+    lines = [f"error: {err.code().name}: {message}"]
+    lines += [f"  {flag}: {description}" for flag, description in violations]
+    if reason_line:
+        lines.append(f"  {reason_line}")
+    return [line.rstrip() for line in lines]
+
+
+def _flag(field: str) -> str:
+    name, bracket, key = field.partition("[")
+    if name == "tags" and bracket:
+        return f"--tag {key.removesuffix(']')}=…"
+    return FLAGS.get(field, field)
 
 
 def _read_optional(path: str | None) -> bytes | None:
@@ -107,7 +202,16 @@ def _read_optional(path: str | None) -> bytes | None:
 
 
 def run_both() -> int:
-    """The gateway and the sidecar as two processes; Ctrl-C (or SIGTERM) stops both."""
+    """The gateway and the sidecar as two processes; Ctrl-C (or SIGTERM) stops both.
+
+    Both settings and both addresses are checked first, so neither starts when the other could not.
+    """
+    from feedback_http.config import FeedbackSettings
+    from gateway.startup import claim_address
+
+    gateway_settings, sidecar_settings = Settings.from_env(), FeedbackSettings.from_env()
+    claim_address(gateway_settings.grpc_addr, "MAILGW_GRPC_ADDR")
+    claim_address(sidecar_settings.http_addr, "MAILGW_HTTP_ADDR")
     children = [subprocess.Popen([sys.executable, "-m", module]) for module in ("gateway", "feedback_http")]
 
     def forward(signum, _frame):

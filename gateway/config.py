@@ -1,16 +1,24 @@
 """The gateway's settings: one typed object, read from the environment once at start-up."""
 
 import dataclasses
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from gateway.addresses import parse_address
 
 
 class ConfigError(ValueError):
-    """A setting in the environment has a value the gateway cannot use."""
+    """A setting in the environment has a value the gateway cannot use; the message names the variable."""
 
 
 TRANSPORTS = ("ses", "outbox")
+DATABASE_SCHEMES = ("sqlite", "sqlite+pool", "postgres", "postgresql", "postgres+pool", "postgresql+pool")
+# SES: "up to 64 alphanumeric characters, including letters, numbers, hyphens (-) and underscores (_) only".
+CONFIGURATION_SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -34,12 +42,24 @@ class Settings:
     allow_insecure_bind: bool = False
 
     def __post_init__(self):
+        check_database_url(self.database_url)
+        listen_address(self.grpc_addr, "MAILGW_GRPC_ADDR")
+        check_base_url(self.public_base_url)
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"MAILGW_TRANSPORT must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
-        if not self.public_base_url.startswith(("https://", "http://")):
-            raise ConfigError(f"MAILGW_PUBLIC_BASE_URL must be an http(s) URL, not {self.public_base_url!r}")
+        if not CONFIGURATION_SET_NAME.fullmatch(self.ses_configuration_set):
+            raise ConfigError(
+                "MAILGW_SES_CONFIGURATION_SET must be an SES configuration set name (1-64 letters, digits, '_', '-'), "
+                f"not {self.ses_configuration_set!r}"
+            )
+        if self.default_from:
+            parsed = parse_address(self.default_from.strip())
+            if isinstance(parsed, str):
+                raise ConfigError(f"MAILGW_DEFAULT_FROM is not an address SES can send from: {parsed}")
         if self.grpc_workers < 1 or self.grpc_processes < 1:
             raise ConfigError("MAILGW_GRPC_WORKERS and MAILGW_GRPC_PROCESSES must be at least 1")
+        if self.grpc_processes > 1 and listen_address(self.grpc_addr, "MAILGW_GRPC_ADDR")[1] == 0:
+            raise ConfigError("MAILGW_GRPC_PROCESSES above 1 needs a fixed port in MAILGW_GRPC_ADDR")
         if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_client_ca and not self.tls_cert):
             raise ConfigError("MAILGW_TLS_CERT and MAILGW_TLS_KEY go together; MAILGW_TLS_CLIENT_CA needs both")
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
@@ -47,6 +67,46 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
         return cls(**read_env(cls, environ))
+
+    def warnings(self) -> list[str]:
+        """Settings that work but that an operator should hear about at start."""
+        host = urlsplit(self.public_base_url).hostname or ""
+        if self.public_base_url.startswith("http://") and not is_loopback(host):
+            return [
+                f"MAILGW_PUBLIC_BASE_URL is http:// on {host}: mailbox providers only offer one-click unsubscribe "
+                "(RFC 8058) for https links"
+            ]
+        return []
+
+
+def check_database_url(url: str) -> None:
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme not in DATABASE_SCHEMES or not rest:
+        raise ConfigError(f"MAILGW_DATABASE_URL must be sqlite:///path or postgresql://user@host/db, not {url!r}")
+
+
+def check_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"MAILGW_PUBLIC_BASE_URL must be an http(s) URL without query or fragment, not {url!r}")
+
+
+def listen_address(value: str, variable: str) -> tuple[str, int]:
+    """(host, port) of a "host:port" or "[v6]:port" setting; ConfigError naming `variable` otherwise."""
+    host, _, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{variable} must be host:port (port 0-65535), not {value!r}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def read_env(settings_class, environ: Mapping[str, str]) -> dict:
@@ -61,8 +121,11 @@ def read_env(settings_class, environ: Mapping[str, str]) -> dict:
         try:
             values[field.name] = _convert(kind, raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a {kind.__name__}, not {raw!r}") from None
+            raise ConfigError(f"{name} must be {_KIND_NAMES.get(kind, kind.__name__)}, not {raw!r}") from None
     return values
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", bool: "true or false"}
 
 
 def _convert(kind, raw: str):

@@ -1,62 +1,26 @@
 """Contacts and their statuses: the one place that decides severity, history and idempotency."""
 
-import functools
 import logging
 import re
 import secrets
 from dataclasses import dataclass
-from email.headerregistry import Address
 
-from email_validator import EmailNotValidError, validate_email
-
-from gateway.logs import masked
+from gateway.logs import contact_ref, masked
 from gateway.models import Contact, ContactStatus, StatusChange, database, insert_row, prepared, utcnow
 
 log = logging.getLogger(__name__)
 
 
-class InvalidAddress(ValueError):
-    """The text is not a mailable address."""
+# contact ids are secrets.token_urlsafe(16): 22 URL-safe characters. Anything else is refused before a query.
+CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
-# Header fields must stay on one line: a CR or LF in them is how header injection starts.
-HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# "Display Name <addr@example.com>": the name is free text (quoted and encoded when composed).
-NAMED_ADDRESS = re.compile(r"(?P<name>.*?)\s*<(?P<addr>[^<>]*)>")
-MAX_DISPLAY_NAME = 200  # with the address, a header line stays far below SMTP's 998 octets
+# The EmailTag every message carries, so each SES event about it names the contact it was sent to.
+CONTACT_TAG = "contact_id"
 
 
-@functools.lru_cache(maxsize=4096)
-def parse_address(value: str) -> Address | str:
-    """The Address in "Name <addr>" or "addr", or why it is not one. Cached: senders and busy recipients repeat."""
-    if HEADER_UNSAFE.search(value):
-        return "must not contain line breaks or control characters"
-    name, addr = "", value
-    if named := NAMED_ADDRESS.fullmatch(value):
-        name, addr = named["name"].strip(), named["addr"].strip()
-        if len(name) >= 2 and name[0] == name[-1] == '"':
-            name = name[1:-1].strip()
-        if len(name) > MAX_DISPLAY_NAME:
-            return f"the display name is longer than {MAX_DISPLAY_NAME} characters"
-    try:
-        valid = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        return str(exc)
-    # The ASCII form (IDNA domain) is what SES accepts on the envelope and in headers.
-    return Address(display_name=name, addr_spec=valid.ascii_email)
-
-
-def email_key(address: str) -> str:
-    """The normalised form contacts are stored under: trimmed, ASCII (IDNA) domain, lower case."""
-    parsed = parse_address(address.strip())
-    if isinstance(parsed, str):
-        raise InvalidAddress(parsed)
-    return address_key(parsed)
-
-
-def address_key(address: Address) -> str:
-    """The contact key of an address parse_address accepted (already trimmed and ASCII)."""
-    return address.addr_spec.lower()
+def is_contact_id(text: str) -> bool:
+    return len(text) == 22 and CONTACT_ID.fullmatch(text) is not None
 
 
 def new_contact_id() -> str:
@@ -134,7 +98,7 @@ def change_status(
         current = contact.status
         if to == current or (to.severity < current.severity and not allow_downgrade):
             return StatusUpdate(contact, changed=False)
-        now = utcnow()
+        now, reason = utcnow(), Contact.reason.db_value(reason)  # storable: no NUL, bounded
         database.execute_sql(_update_status(), (to.value, reason, now, contact.id))
         insert_row(
             StatusChange,
@@ -146,5 +110,18 @@ def change_status(
             created_at=now,
         )
         contact.status, contact.reason, contact.updated_at = to, reason, now
-        log.info("contact %s (%s): %s -> %s by %s", contact.contact_id, masked(contact.email), current, to, source)
+        ref = contact_ref(contact.contact_id)
+        log.info("contact %s (%s): %s -> %s by %s", ref, masked(contact.email), current, to, source)
         return StatusUpdate(contact, changed=True)
+
+
+def count_soft_bounce(email: str) -> int:
+    """One more soft bounce in a row for the contact of a normalised address (created when unknown); the count."""
+    contact = get_or_create_contact(email)
+    Contact.update(soft_bounces=Contact.soft_bounces + 1).where(Contact.id == contact.id).execute()
+    return Contact.get_by_id(contact.id).soft_bounces
+
+
+def reset_soft_bounces(email: str) -> None:
+    """A delivery ends a run of soft bounces: only consecutive ones count toward the limit."""
+    Contact.update(soft_bounces=0).where((Contact.email == email) & (Contact.soft_bounces != 0)).execute()

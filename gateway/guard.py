@@ -4,7 +4,7 @@ import logging
 
 from gateway.contacts import get_or_create_contact
 from gateway.errors import RecipientSuppressed
-from gateway.logs import masked
+from gateway.logs import contact_ref, masked
 from gateway.models import Contact
 
 log = logging.getLogger(__name__)
@@ -14,7 +14,8 @@ def admit(recipient_key: str) -> Contact:
     """The recipient's contact (created active on first sight) when it may be mailed; RecipientSuppressed otherwise."""
     contact = get_or_create_contact(recipient_key)
     if contact.status.suppressed:
-        log.info("refused a send to %s: %s (contact %s)", masked(recipient_key), contact.status, contact.contact_id)
+        ref = contact_ref(contact.contact_id)
+        log.info("refused a send to %s: %s (contact %s)", masked(recipient_key), contact.status, ref)
         raise RecipientSuppressed(
             f"the recipient is {contact.status.value}: nothing was sent",
             status=contact.status.value,

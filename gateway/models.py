@@ -39,6 +39,9 @@ class ContactStatus(enum.StrEnum):
 _SEVERITY = [ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED, ContactStatus.BOUNCED, ContactStatus.COMPLAINED]
 
 
+MAX_REASON = 1000  # characters of a status change's reason that are kept
+
+
 class StatusField(peewee.CharField):
     """Stores a ContactStatus as its string value."""
 
@@ -50,6 +53,32 @@ class StatusField(peewee.CharField):
 
     def python_value(self, value):
         return None if value is None else ContactStatus(value)
+
+
+def storable(text: str, limit: int) -> str:
+    """Free text as both databases hold it: valid UTF-8 (a lone surrogate from JSON becomes "?"), no NUL
+    (PostgreSQL refuses it in text), at most `limit` characters. SQLite took what PostgreSQL refused, so a
+    bounce whose diagnostic carried a NUL was answered 500 on every SNS redelivery until it was lost."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:limit]
+
+
+class FreeTextField(peewee.TextField):
+    """Text written by others (a remote mail server's diagnostic, an operator's reason), stored as storable() makes it.
+    Identifiers are never stored this way: they are validated where they enter, since truncating one changes it."""
+
+    def __init__(self, max_length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def db_value(self, value):
+        return None if value is None else storable(str(value), self.max_length)
+
+
+class FreeCharField(peewee.CharField):
+    """A short free-text column (an event type as SES names it), stored as storable() makes it."""
+
+    def db_value(self, value):
+        return None if value is None else storable(str(value), self.max_length)
 
 
 class BaseModel(peewee.Model):
@@ -64,7 +93,7 @@ class Contact(BaseModel):
     contact_id = peewee.CharField(max_length=32, unique=True)
     email = peewee.CharField(max_length=320, unique=True)
     status = StatusField(default=ContactStatus.ACTIVE)
-    reason = peewee.TextField(default="")
+    reason = FreeTextField(MAX_REASON, default="")
     soft_bounces = peewee.IntegerField(default=0)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
@@ -94,7 +123,7 @@ class StatusChange(BaseModel):
     from_status = StatusField()
     to_status = StatusField()
     source = peewee.CharField(max_length=64)
-    reason = peewee.TextField(default="")
+    reason = FreeTextField(MAX_REASON, default="")
     created_at = peewee.DateTimeField(default=utcnow, index=True)
 
 
@@ -102,10 +131,10 @@ class FeedbackEvent(BaseModel):
     """One SES event received as feedback, stored once per notification id so a redelivery changes nothing."""
 
     notification_id = peewee.CharField(max_length=128, unique=True)
-    event_type = peewee.CharField(max_length=64)
+    event_type = FreeCharField(max_length=64)
     ses_message_id = peewee.CharField(max_length=128, null=True, index=True)
     sent_message = peewee.ForeignKeyField(SentMessage, null=True, backref="events", on_delete="SET NULL")
-    detail = peewee.TextField(default="")
+    detail = FreeTextField(2000, default="")
     received_at = peewee.DateTimeField(default=utcnow)
 
 

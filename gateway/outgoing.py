@@ -6,12 +6,16 @@ import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 
-from gateway.contacts import HEADER_UNSAFE, address_key, parse_address
+from gateway.addresses import HEADER_UNSAFE, address_key, parse_address
+from gateway.contacts import CONTACT_TAG
 from gateway.errors import InvalidRequest
 
-# SES message tags: names and values of ASCII letters, digits, "_" and "-", at most 256 characters.
+# SES message tags: names and values of ASCII letters, digits, "_" and "-", at most 256 characters; SES takes 50
+# tags a message, and the gateway keeps some for its own.
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
-CONTACT_TAG = "contact_id"
+MAX_TAGS = 40
+# AIP-155 request ids: a UUID is typical; stored as given, so refused (not cut) when they do not fit.
+REQUEST_ID = re.compile(r"[\x20-\x7e]{1,128}")
 MAX_SUBJECT = 900  # an unbreakable subject still fits SMTP's 998-octet line, with its folding
 
 
@@ -56,8 +60,12 @@ def outgoing_email(
     reply_to: str,
     tags: dict[str, str],
     default_from: str,
+    request_id: str = "",
 ) -> OutgoingEmail:
-    """Check every field of a SendEmail request; raises InvalidRequest listing all violations at once."""
+    """Check every field of a SendEmail request; raises InvalidRequest listing all violations at once.
+
+    Every length is checked before any pattern or parser reads the text, so no field costs more than its limit.
+    """
     violations: dict[str, str] = {}
 
     def address(field: str, value: str, *, required: bool) -> Address | None:
@@ -78,12 +86,12 @@ def outgoing_email(
         violations["from_address"] = "required: the gateway has no MAILGW_DEFAULT_FROM"
     reply = address("reply_to", reply_to, required=False)
 
-    if not subject.strip():
+    if len(subject) > MAX_SUBJECT:
+        violations["subject"] = f"longer than {MAX_SUBJECT} characters"
+    elif not subject.strip():
         violations["subject"] = "required"
     elif HEADER_UNSAFE.search(subject):
         violations["subject"] = "must not contain line breaks or control characters"
-    elif len(subject) > MAX_SUBJECT:
-        violations["subject"] = f"longer than {MAX_SUBJECT} characters"
 
     if not text_body and not html_body:
         violations["text_body"] = "at least one of text_body and html_body is required"
@@ -91,11 +99,18 @@ def outgoing_email(
         if "\x00" in body:
             violations[field] = "must not contain NUL characters"
 
-    for name, value in tags.items():
-        if name == CONTACT_TAG:
-            violations[f"tags[{name}]"] = "reserved: the gateway sets it to the recipient's contact id"
-        elif not TAG_PATTERN.fullmatch(name) or not TAG_PATTERN.fullmatch(value):
-            violations[f"tags[{name}]"] = "names and values need 1-256 ASCII letters, digits, '_' or '-'"
+    if len(tags) > MAX_TAGS:
+        violations["tags"] = f"at most {MAX_TAGS} tags"
+    else:
+        for name, value in tags.items():
+            field = f"tags[{name}]" if len(name) <= 64 else f"tags[{name[:64]}…]"  # the field path is echoed back
+            if name == CONTACT_TAG:
+                violations[field] = "reserved: the gateway sets it to the recipient's contact id"
+            elif not TAG_PATTERN.fullmatch(name) or not TAG_PATTERN.fullmatch(value):
+                violations[field] = "names and values need 1-256 ASCII letters, digits, '_' or '-'"
+
+    if request_id and not REQUEST_ID.fullmatch(request_id):
+        violations["request_id"] = "1-128 printable ASCII characters (a UUID is a good choice)"
 
     if violations:
         raise InvalidRequest(violations)

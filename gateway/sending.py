@@ -11,10 +11,11 @@ import peewee
 
 from gateway import guard
 from gateway.compose import compose, unsubscribe_url
-from gateway.errors import RequestIdReused, RequestInProgress, SendOutcomeUnknown, SesUnavailable
-from gateway.logs import masked
+from gateway.contacts import CONTACT_TAG
+from gateway.errors import GatewayError, RequestIdReused, RequestInProgress, SendOutcomeUnknown, SesUnavailable
+from gateway.logs import contact_ref, masked
 from gateway.models import Contact, SentMessage, database, insert_row, utcnow
-from gateway.outgoing import CONTACT_TAG, OutgoingEmail
+from gateway.outgoing import OutgoingEmail
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,13 @@ class Mailer:
     def _deliver(self, email: OutgoingEmail, contact: Contact, deadline: float | None) -> str:
         raw = compose(email, unsubscribe_url(self._public_base_url, contact.contact_id))
         tags = dict(email.tags) | {CONTACT_TAG: contact.contact_id}
-        message_id = self._transport.send(
-            raw, sender=email.sender.addr_spec, recipient=email.to.addr_spec, tags=tags, deadline=deadline
-        )
-        log.info(
-            "sent %s to %s (contact %s, %d bytes)", message_id, masked(email.to.addr_spec), contact.contact_id, len(raw)
-        )
+        recipient, ref = masked(email.to.addr_spec), contact_ref(contact.contact_id)
+        try:
+            message_id = self._transport.send(
+                raw, sender=email.sender.addr_spec, recipient=email.to.addr_spec, tags=tags, deadline=deadline
+            )
+        except GatewayError as exc:
+            log.warning("send to %s (contact %s) failed: %s %s", recipient, ref, exc.reason, exc.metadata)
+            raise
+        log.info("sent %s to %s (contact %s, %d bytes)", message_id, recipient, ref, len(raw))
         return message_id

@@ -14,13 +14,14 @@ from grpc_reflection.v1alpha import reflection
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.auth import authenticator, check_exposure, server_credentials
-from gateway.config import ConfigError, Settings
+from gateway.config import Settings
 from gateway.logs import setup_logging
 from gateway.models import open_database
 from gateway.outbox import OutboxTransport
 from gateway.sending import Mailer, Transport
 from gateway.service import MailGatewayServicer
 from gateway.ses import SesTransport, ses_client
+from gateway.startup import AddressInUse, claim_address, claim_port_group, run
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,29 @@ def make_transport(settings: Settings) -> Transport:
 
 
 def create_server(
-    settings: Settings, *, transport: Transport | None = None, health_servicer: health.HealthServicer | None = None
+    settings: Settings,
+    *,
+    transport: Transport | None = None,
+    health_servicer: health.HealthServicer | None = None,
+    shared_port: bool = False,
 ) -> tuple[grpc.Server, int]:
-    """A started-ready (not started) server bound to settings.grpc_addr; port 0 picks a free port."""
+    """A started-ready (not started) server bound to settings.grpc_addr; port 0 picks a free port.
+
+    The port has one owner: it must be free (AddressInUse otherwise), unless `shared_port`, which only the copies
+    of one `MAILGW_GRPC_PROCESSES` group pass, after their parent claimed the port for them (serve_processes).
+    """
     check_exposure(settings)
+    for warning in settings.warnings():
+        log.warning("%s", warning)
     credentials, callers = server_credentials(settings), authenticator(settings)
+    if not shared_port:
+        claim_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")
     open_database(settings.database_url)
     mailer = Mailer(transport or make_transport(settings), settings.public_base_url)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
+        options=[("grpc.so_reuseport", int(shared_port))],
+    )
     pb_grpc.add_MailGatewayServiceServicer_to_server(
         MailGatewayServicer(mailer, settings.default_from, callers), server
     )
@@ -51,19 +67,22 @@ def create_server(
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    if credentials:
-        port = server.add_secure_port(settings.grpc_addr, credentials)
-    else:
-        port = server.add_insecure_port(settings.grpc_addr)
+    try:
+        if credentials:
+            port = server.add_secure_port(settings.grpc_addr, credentials)
+        else:
+            port = server.add_insecure_port(settings.grpc_addr)
+    except RuntimeError:  # grpcio: "Failed to bind to address"; taken since the check, or not an address here
+        port = 0
     if port == 0:
-        raise OSError(f"cannot bind {settings.grpc_addr}")
+        raise AddressInUse(f"MAILGW_GRPC_ADDR={settings.grpc_addr}: cannot listen on this address")
     return server, port
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, shared_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT, then refuse new RPCs and let in-flight ones finish."""
     health_servicer = health.HealthServicer()
-    server, port = create_server(settings, health_servicer=health_servicer)
+    server, port = create_server(settings, health_servicer=health_servicer, shared_port=shared_port)
     server.start()
     log.info("gateway listening on port %d (transport %s)", port, settings.transport)
 
@@ -79,10 +98,10 @@ def serve(settings: Settings) -> None:
 
 
 def serve_processes(settings: Settings) -> int:
-    """MAILGW_GRPC_PROCESSES copies of the server on one port: gRPC binds with SO_REUSEPORT, so the kernel spreads
-    client connections over them and each copy has a GIL of its own. SIGTERM and SIGINT reach every copy."""
-    if settings.grpc_addr.endswith(":0"):
-        raise ConfigError("MAILGW_GRPC_PROCESSES above 1 needs a fixed port in MAILGW_GRPC_ADDR")
+    """MAILGW_GRPC_PROCESSES copies of the server on one port: they bind with SO_REUSEPORT, so the kernel spreads
+    client connections over them and each copy has a GIL of its own. This process holds the port's claim while
+    they run, so no other gateway joins them. SIGTERM and SIGINT reach every copy."""
+    claim = claim_port_group(settings.grpc_addr, "MAILGW_GRPC_ADDR")
     spawn = multiprocessing.get_context("spawn")  # gRPC must not be forked once it has started
     copies = [
         spawn.Process(target=_serve_copy, args=(replace(settings, grpc_processes=1),))
@@ -100,20 +119,23 @@ def serve_processes(settings: Settings) -> int:
     signal.signal(signal.SIGINT, forward)
     for copy in copies:
         copy.join()
+    claim.close()
     return max(abs(copy.exitcode or 0) for copy in copies)
 
 
 def _serve_copy(settings: Settings) -> None:
     setup_logging()
-    serve(settings)
+    run(lambda: serve(settings, shared_port=True))
 
 
 def main() -> None:
     setup_logging()
-    try:
-        settings = Settings.from_env()
-        if settings.grpc_processes > 1:
-            raise SystemExit(serve_processes(settings))
-    except ConfigError as exc:
-        raise SystemExit(f"mailgw: {exc}") from None
+    run(_start)
+
+
+def _start() -> int:
+    settings = Settings.from_env()
+    if settings.grpc_processes > 1:
+        return serve_processes(settings)
     serve(settings)
+    return 0

@@ -11,6 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway import contacts, errors
+from gateway.addresses import InvalidAddress, email_key
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.auth import Authenticator
@@ -106,6 +107,7 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
             reply_to=request.reply_to,
             tags=dict(request.tags),
             default_from=self._default_from,
+            request_id=request.request_id,
         )
         remaining = context.time_remaining()
         # Leave a little of the caller's deadline for the answer to travel back.
@@ -120,10 +122,12 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         which = request.WhichOneof("contact")
         if which == "email":
             try:
-                contact = contacts.find_contact(email=contacts.email_key(request.email))
-            except contacts.InvalidAddress as exc:
+                contact = contacts.find_contact(email=email_key(request.email))
+            except InvalidAddress as exc:
                 raise errors.InvalidRequest({"email": str(exc)}) from None
         elif which == "contact_id":
+            if not contacts.is_contact_id(request.contact_id):
+                raise errors.InvalidRequest({"contact_id": "not a contact id (22 URL-safe characters)"})
             contact = contacts.find_contact(contact_id=request.contact_id)
         else:
             raise errors.InvalidRequest({"contact": "set either email or contact_id"})

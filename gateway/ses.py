@@ -11,7 +11,6 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
-    NoRegionError,
     ReadTimeoutError,
 )
 
@@ -44,13 +43,10 @@ def ses_client(max_connections: int = 10):
     """
     # botocore reads AWS_DEFAULT_REGION (and the config file); AWS_REGION is what the other AWS SDKs and
     # Lambda set, so it is honoured too.
-    region = os.environ.get("AWS_REGION") or None
-    try:
-        return boto3.session.Session(region_name=region).client(
-            "sesv2", config=CLIENT_CONFIG.merge(Config(max_pool_connections=max_connections))
-        )
-    except NoRegionError:
-        raise ConfigError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) for the SES transport") from None
+    session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
+    if not session.region_name:  # checked here: with an endpoint URL set, botocore would go on without one
+        raise ConfigError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) for the SES transport")
+    return session.client("sesv2", config=CLIENT_CONFIG.merge(Config(max_pool_connections=max_connections)))
 
 
 class SesTransport:

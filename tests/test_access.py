@@ -141,19 +141,33 @@ def test_tls_with_tokens(settings, serve, pki):
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0:0", "[::]:0", "192.0.2.10:0"])
-def test_a_non_loopback_address_needs_tls_or_tokens_or_an_explicit_opt_in(settings, address):
-    with pytest.raises(ConfigError, match="refusing to serve"):
-        create_server(replace(settings, grpc_addr=address))
-
-
-def test_explicit_opt_in_or_tokens_allow_a_non_loopback_address(settings, ses):
+def test_a_non_loopback_address_needs_authenticated_callers_or_an_explicit_opt_in(settings, pki, address):
+    _, cert, key, _ = pki
+    # TLS without client certificates encrypts, but any client on the network could then send as anyone.
     for exposed in (
-        replace(settings, grpc_addr="0.0.0.0:0", allow_insecure_bind=True),
+        replace(settings, grpc_addr=address),
+        replace(settings, grpc_addr=address, tls_cert=cert, tls_key=key),
+    ):
+        with pytest.raises(ConfigError, match="callers are not authenticated"):
+            create_server(exposed)
+
+
+def test_client_certificates_tokens_or_an_explicit_opt_in_allow_a_non_loopback_address(settings, pki, ses, caplog):
+    _, cert, key, ca_path = pki
+    for exposed in (
+        replace(settings, grpc_addr="0.0.0.0:0", tls_cert=cert, tls_key=key, tls_client_ca=ca_path),
         replace(settings, grpc_addr="0.0.0.0:0", auth_tokens=f"billing={BILLING_TOKEN}"),
     ):
         server, port = create_server(exposed)
         assert port > 0
         server.stop(None)
+    assert "MAILGW_ALLOW_INSECURE_BIND" not in caplog.text
+
+    server, port = create_server(replace(settings, grpc_addr="0.0.0.0:0", allow_insecure_bind=True))
+    server.stop(None)
+    assert port > 0
+    [warning] = [r for r in caplog.records if "MAILGW_ALLOW_INSECURE_BIND" in r.getMessage()]
+    assert warning.levelname == "WARNING" and "anyone who reaches it can send mail" in warning.getMessage()
 
 
 def test_cli_sends_with_a_token_over_tls(settings, pki, ses, database_url):

@@ -5,10 +5,12 @@ import json
 import pytest
 
 from feedback_http.app import RAW_DELIVERY
+from feedback_http.config import FeedbackSettings
 from gateway.contacts import get_or_create_contact
+from gateway.logs import contact_ref
 from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, StatusChange, database
 from tests import ses_samples
-from tests.sns_signing import signed_envelope
+from tests.sns_signing import TOPIC_ARN, signed_envelope
 
 FOREIGN_TOPIC = "arn:aws:sns:us-east-1:999999999999:not-ours"
 
@@ -297,3 +299,136 @@ async def test_healthz_answers_when_the_database_does(sidecar):
     response = await sidecar.get("/healthz")
 
     assert (response.status, await response.text()) == (200, "ok")
+
+
+# --- feedback finds the contact we mailed ------------------------------------------------------------------
+
+
+def contact_named(email: str):
+    with database.connection_context():
+        return get_or_create_contact(email)
+
+
+@pytest.mark.parametrize("kind", ["bounce", "complaint"])
+async def test_a_forwarded_bounce_or_complaint_finds_the_contact_by_its_tag(sidecar, signer, kind):
+    """Mail to ada@example.org was forwarded; the DSN names the final recipient ada.lovelace@mailhost.example."""
+    ada = contact_named("ada@example.org")
+    envelope = {"tags": {"contact_id": ada.contact_id}, "destination": ["ada@example.org"]}
+    if kind == "bounce":
+        event = ses_samples.bounce_event(
+            recipients=[ses_samples.bounced_recipient("ada.lovelace@mailhost.example")], **envelope
+        )
+    else:
+        event = ses_samples.complaint_event(["ada.lovelace@mailhost.example"], **envelope)
+
+    assert (await post_sns(sidecar, notification(signer, event)))[0] == 200
+
+    assert status_of("ada@example.org") is (ContactStatus.BOUNCED if kind == "bounce" else ContactStatus.COMPLAINED)
+    assert status_of("ada.lovelace@mailhost.example") is None  # not a contact of ours: not created
+
+
+async def test_without_our_tag_the_one_envelope_recipient_is_the_contact_we_mailed(sidecar, signer):
+    event = ses_samples.bounce_event(
+        recipients=[ses_samples.bounced_recipient("ada.lovelace@mailhost.example")],
+        destination=["Ada@Example.org"],
+        identity=True,  # identity notifications carry no tags
+    )
+
+    assert (await post_sns(sidecar, notification(signer, event)))[0] == 200
+
+    assert status_of("ada@example.org") is ContactStatus.BOUNCED
+    assert status_of("ada.lovelace@mailhost.example") is None
+
+
+async def test_the_final_recipient_is_suppressed_too_when_it_is_a_contact_of_ours(sidecar, signer):
+    ada = contact_named("ada@example.org")
+    contact_named("ada.lovelace@mailhost.example")
+    event = ses_samples.bounce_event(
+        recipients=[ses_samples.bounced_recipient("ada.lovelace@mailhost.example")],
+        tags={"contact_id": ada.contact_id},
+        destination=["ada@example.org"],
+    )
+
+    assert (await post_sns(sidecar, notification(signer, event)))[0] == 200
+
+    assert status_of("ada@example.org") is ContactStatus.BOUNCED
+    assert status_of("ada.lovelace@mailhost.example") is ContactStatus.BOUNCED
+
+
+async def test_an_address_the_validator_refuses_is_logged_masked_not_dropped_silently(sidecar, signer, caplog):
+    caplog.set_level("WARNING")
+    event = ses_samples.bounce_event(
+        recipients=[ses_samples.bounced_recipient("bob@@mailhost.example"), ses_samples.bounced_recipient()]
+    )
+
+    assert (await post_sns(sidecar, notification(signer, event)))[0] == 200
+
+    assert status_of(ses_samples.RECIPIENT) is ContactStatus.BOUNCED
+    [line] = [r.getMessage() for r in caplog.records if "invalid address" in r.getMessage()]
+    assert "b***@mailhost.example" in line and "bob@" not in line
+
+
+# --- a bounce is never lost to its own text ----------------------------------------------------------------
+
+
+async def test_a_nul_or_huge_diagnostic_is_stored_as_the_database_can_hold_it(sidecar, signer):
+    """A remote server's diagnostic with a NUL byte answered 500 on PostgreSQL on every redelivery: lost."""
+    diagnostic = "smtp; 550 5.1.1 \x00 unknown \ud800 user " + "x" * 100_000
+    event = ses_samples.bounce_event(recipients=[ses_samples.bounced_recipient(diagnostic_code=diagnostic)])
+
+    assert await post_sns(sidecar, notification(signer, event)) == (200, "recorded")
+
+    assert status_of(ses_samples.RECIPIENT) is ContactStatus.BOUNCED
+    with database.connection_context():
+        contact = Contact.get(email=ses_samples.RECIPIENT)
+        change = StatusChange.get()
+        recorded = FeedbackEvent.get()
+    assert contact.reason.startswith("Permanent/General: smtp; 550 5.1.1  unknown ? user xxx")
+    assert change.reason == contact.reason and len(contact.reason) == 1000
+    assert "\x00" not in recorded.detail and len(recorded.detail) == 2000
+
+
+# --- soft bounces count in a row ------------------------------------------------------------------------
+
+
+async def test_only_soft_bounces_in_a_row_count_a_delivery_resets_them(make_sidecar, signer):
+    sidecar = await make_sidecar(soft_bounce_limit=3)
+    soft = ses_samples.bounce_event("Transient", "MailboxFull", [ses_samples.bounced_recipient(status="4.2.2")])
+
+    for event in (soft, soft, ses_samples.delivery_event(), soft, soft):
+        assert (await post_sns(sidecar, notification(signer, event)))[0] == 200
+    assert status_of(ses_samples.RECIPIENT) is ContactStatus.ACTIVE  # four soft bounces, never three in a row
+
+    assert (await post_sns(sidecar, notification(signer, soft)))[0] == 200
+    assert status_of(ses_samples.RECIPIENT) is ContactStatus.BOUNCED
+    with database.connection_context():
+        assert Contact.get(email=ses_samples.RECIPIENT).reason.startswith("3 soft bounces in a row")
+
+
+# --- where signing certificates come from ------------------------------------------------------------------
+
+
+def test_only_aws_endpoint_url_sns_redirects_certificate_fetches():
+    """A LocalStack setup leaves AWS_ENDPOINT_URL behind; whoever serves it must not vouch for notifications."""
+    environ = {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN}
+    assert FeedbackSettings.from_env(environ).sns_endpoint_url == ""
+    redirected = environ | {"AWS_ENDPOINT_URL_SNS": "http://127.0.0.1:4566"}
+    assert FeedbackSettings.from_env(redirected).sns_endpoint_url == "http://127.0.0.1:4566"
+
+
+async def test_the_sidecar_warns_at_start_when_certificates_are_redirected(make_sidecar, sns_host, caplog):
+    caplog.set_level("WARNING")
+    await make_sidecar(environ={})
+
+    assert f"SNS signing certificates are fetched from {sns_host.url}" in caplog.text
+
+
+async def test_unsubscribing_logs_a_reference_never_the_contact_id(sidecar, contact, caplog):
+    caplog.set_level("INFO")
+    response = await sidecar.post(f"/unsubscribe/{contact.contact_id}", data="List-Unsubscribe=One-Click")
+
+    assert response.status == 200
+    # The test server's access log is aiohttp's own; `mailgw feedback` runs without one (paths carry contact ids).
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
+    assert contact_ref(contact.contact_id) in ours
+    assert contact.contact_id not in ours

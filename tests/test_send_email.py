@@ -7,6 +7,7 @@ import pytest
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.contacts import change_status
+from gateway.logs import contact_ref
 from gateway.models import ContactStatus, StatusChange, database
 from tests.rpc import error_info, rpc_failure
 
@@ -245,7 +246,10 @@ def test_unreachable_ses_is_unavailable(gateway, ses, monkeypatch):
 
 
 def test_unknown_contact_is_not_found(gateway):
-    for request in (pb.GetContactStatusRequest(email="nobody@example.org"), pb.GetContactStatusRequest(contact_id="x")):
+    for request in (
+        pb.GetContactStatusRequest(email="nobody@example.org"),
+        pb.GetContactStatusRequest(contact_id="qJIc0f3Xk9aB1cD2eF3gH4"),
+    ):
         code, _, details = rpc_failure(gateway.GetContactStatus, request)
         assert code == grpc.StatusCode.NOT_FOUND
         assert error_info(details).reason == "CONTACT_NOT_FOUND"
@@ -332,3 +336,29 @@ def test_logs_mask_addresses_and_never_carry_bodies(gateway, ses, caplog):
     assert "a***@example.org" in logged
     assert "alice@example.org" not in logged
     assert "913472" not in logged
+
+
+def test_logs_name_a_contact_by_a_reference_never_by_its_unsubscribe_secret(gateway, ses, caplog):
+    caplog.set_level("INFO")
+    sent = gateway.SendEmail(send_request())
+    suppress("alice@example.org", ContactStatus.UNSUBSCRIBED)
+    rpc_failure(gateway.SendEmail, send_request())
+
+    assert sent.contact_id not in caplog.text  # whoever reads the logs could unsubscribe the recipient
+    reference = contact_ref(sent.contact_id)
+    assert [r.levelname for r in caplog.records if reference in r.getMessage()] == [
+        "INFO"
+    ] * 3  # sent, changed, refused
+
+
+@pytest.mark.parametrize(
+    "status, code, reason",
+    [(400, "MessageRejected", "SES_MESSAGE_REJECTED"), (500, "InternalFailure", "SES_UNAVAILABLE")],
+)
+def test_a_failed_send_leaves_a_masked_warning(gateway, ses, caplog, status, code, reason):
+    ses.fail(status, code, "no", times=3)
+    rpc_failure(gateway.SendEmail, send_request(text_body="secret reset code 913472"))
+
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "failed" in r.getMessage()]
+    assert "a***@example.org" in line and reason in line and code in line
+    assert "alice@example.org" not in caplog.text and "913472" not in caplog.text

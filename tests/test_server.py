@@ -88,7 +88,7 @@ def test_sigterm_lets_the_in_flight_send_finish_then_exits_zero(gateway_process,
 def test_bad_settings_are_refused_with_a_clear_message():
     with pytest.raises(ConfigError, match="MAILGW_TRANSPORT"):
         Settings.from_env({"MAILGW_TRANSPORT": "smtp"})
-    with pytest.raises(ConfigError, match="MAILGW_GRPC_WORKERS must be a int"):
+    with pytest.raises(ConfigError, match="MAILGW_GRPC_WORKERS must be a whole number"):
         Settings.from_env({"MAILGW_GRPC_WORKERS": "many"})
     assert Settings.from_env({}).ses_configuration_set == "my-leads-now-config"
 
@@ -117,10 +117,12 @@ def test_local_mode_cli_send_writes_an_eml_and_status_reads_it_back(tmp_path, da
         )
         out, _ = send.communicate(timeout=20)
         assert send.returncode == 0, out
-        contact_id = out.split("contact_id=")[1].strip()
+        sent, link = out.splitlines()
+        contact_id = sent.split("contact_id=")[1]
 
         [eml] = (tmp_path / "outbox").glob("*.eml")
-        assert f"http://127.0.0.1:8080/unsubscribe/{contact_id}" in eml.read_text()
+        assert link == f"unsubscribe link: http://127.0.0.1:8080/unsubscribe/{contact_id}"
+        assert f"<http://127.0.0.1:8080/unsubscribe/{contact_id}>" in eml.read_text()  # List-Unsubscribe
 
         status = start(["-m", "gateway.cli", "status", "dev@example.org"], env)
         out, _ = status.communicate(timeout=20)

@@ -330,6 +330,14 @@ LOOK_ALIKE_CERT_URLS = [
     "https://[::1/SimpleNotificationService-1.pem",
     "//sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
     "",
+    # S3 buckets named "sns" answer on these hosts: their owner could serve a certificate and sign with it.
+    "https://sns.s3.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.s3-us-west-2.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.s3-accelerate.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.s3.us-west-2.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.s3.dualstack.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.cn-north-1.amazonaws.com/SimpleNotificationService-1.pem",  # China's regions only on .com.cn
+    "https://sns.us-east-1.amazonaws.com.cn/SimpleNotificationService-1.pem",
 ]
 
 
@@ -352,6 +360,8 @@ async def test_verify_rejects_a_look_alike_certificate_url_without_fetching(sign
         "https://sns.us-gov-west-1.amazonaws.com:443/SimpleNotificationService-1.pem",
         "https://SNS.EU-WEST-1.AMAZONAWS.COM/SimpleNotificationService-1.pem",
         "https://sns.us-east-1.amazonaws.com/certs/SimpleNotificationService-1.pem?v=2",
+        "https://sns.ap-southeast-7.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.cn-northwest-1.amazonaws.com.cn/SimpleNotificationService-1.pem",
     ],
 )
 async def test_verify_fetches_an_sns_certificate_url_through_the_endpoint(signer, sns_host, verifier, cert_url):

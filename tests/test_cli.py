@@ -1,0 +1,106 @@
+"""The `mailgw` command as a user types it: help for everything, --addr, errors that name the flags typed."""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gateway.cli import parser
+from gateway.server import create_server
+from tests.processes import ROOT
+
+
+@pytest.fixture
+def served(settings, ses):
+    """The address of a gateway running in this process, its SES transport pointed at the stand-in."""
+    server, port = create_server(settings)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def mailgw(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ | env,
+        cwd=ROOT,
+        timeout=30,
+    )
+
+
+def lines(text: str) -> list[str]:
+    found = text.splitlines()
+    assert all(line == line.rstrip() for line in found), f"trailing spaces in {found}"
+    return found
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    [commands] = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+def test_every_command_and_option_has_a_help_line(capsys):
+    [commands] = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert all(choice.help for choice in commands._choices_actions)
+    for name, sub in subcommands().items():
+        assert sub.description, name
+        for action in sub._actions:
+            assert action.help, f"mailgw {name} {action.option_strings or action.dest} has no help"
+    for args in ([], *([name] for name in subcommands())):
+        with pytest.raises(SystemExit) as done:
+            parser().parse_args([*args, "--help"])
+        assert done.value.code == 0
+        lines(capsys.readouterr().out)
+
+
+def test_send_calls_the_gateway_named_by_addr_and_prints_the_unsubscribe_link(served, ses):
+    done = mailgw(
+        "send", "--addr", served, "--to", "Dev@Example.org", "--subject", "Hi", "--text", "Hello",
+        MAILGW_PUBLIC_BASE_URL="https://mail.example.com",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    sent, link = lines(done.stdout)
+    assert sent.startswith("sent: message_id=")
+    contact_id = sent.split("contact_id=")[1]
+    assert link == f"unsubscribe link: https://mail.example.com/unsubscribe/{contact_id}"
+    assert link.removeprefix("unsubscribe link: ") in ses.sent[0].mime.get_content()  # the link in the message
+
+
+def test_addr_defaults_to_mailgw_grpc_addr(served):
+    done = mailgw("status", "nobody@example.org", MAILGW_GRPC_ADDR=served)
+
+    assert done.returncode == 1
+    assert lines(done.stderr) == [
+        "error: NOT_FOUND: no contact has that address or id",
+        "  reason=CONTACT_NOT_FOUND",
+    ]
+
+
+def test_errors_name_the_flags_the_user_typed(served, ses):
+    done = mailgw(
+        "send", "--addr", served, "--to", "not-an-address", "--subject", " ", "--text", "x",
+        "--tag", "bad name=x", "--request-id", "r" * 200,
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    output = lines(done.stderr)
+    assert output[0] == "error: INVALID_ARGUMENT: the request is invalid"
+    flags = sorted(line.split(":")[0].strip() for line in output[1:-1])
+    assert flags == ["--request-id", "--subject", "--tag bad name=…", "--to"]
+    assert output[-1] == "  reason=INVALID_REQUEST"
+    assert not any(proto in done.stderr for proto in ("request_id", "tags[", " to:", " subject:"))
+    assert ses.requests == []
+
+
+@pytest.mark.parametrize("tag", ["campaign", "=value"])
+def test_a_tag_without_a_name_and_equals_sign_is_refused_before_any_call(served, ses, tag):
+    done = mailgw("send", "--addr", served, "--to", "a@example.org", "--subject", "Hi", "--text", "x", "--tag", tag)
+
+    assert done.returncode == 2
+    assert f"argument --tag: {tag!r} is not NAME=VALUE" in done.stderr
+    assert ses.requests == []
