@@ -201,8 +201,8 @@ def send_request_bytes(to: str) -> bytes:
 
 def guard_blocked(profile: Profile, tmp: Path) -> list[Row]:
     """Line 1 (and 5): SendEmail to a suppressed recipient vs a bare grpcio echo; peak RSS of the gateway."""
-    from gateway.contacts import change_status
-    from gateway.models import ContactStatus, database, open_database
+    from gateway.store.contacts import change_status
+    from gateway.store.models import ContactStatus, database, open_database
 
     url = f"sqlite:///{tmp}/guard.db"
     open_database(url)
@@ -239,8 +239,8 @@ def guard_blocked(profile: Profile, tmp: Path) -> list[Row]:
 def full_send(profile: Profile, tmp: Path) -> list[Row]:
     """Line 2: guard + compose + sesv2 send_email to a stand-in that answers at once vs bare boto3 calls."""
     from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
-    from gateway.compose import compose, unsubscribe_url
-    from gateway.outgoing import outgoing_email
+    from gateway.sending.compose import compose, unsubscribe_url
+    from gateway.sending.outgoing import outgoing_email
 
     to = "reader@example.org"
     request = tmp / "send.bin"
@@ -367,7 +367,7 @@ def bench_postgres_url() -> str:
 
 def fill_contacts(url: str, size: int) -> None:
     """`size` active contacts user<i>@example.org, inserted by the database itself (seconds for a million)."""
-    from gateway.models import MODELS, database, open_database
+    from gateway.store.models import MODELS, database, open_database
 
     db = open_database(url)
     with db.connection_context():
@@ -394,8 +394,8 @@ def fill_contacts(url: str, size: int) -> None:
 
 def guard_lookup_ms(url: str, size: int, lookups: int) -> float:
     """Median latency of guard.admit for random existing recipients, on one pooled connection."""
-    from gateway import guard
-    from gateway.models import database, open_database
+    from gateway.sending import guard
+    from gateway.store.models import database, open_database
 
     open_database(url)
     keys = [f"user{random.randint(1, size)}@example.org" for _ in range(lookups)]

@@ -13,10 +13,10 @@ from feedback_http import sns, unsubscribe
 from feedback_http.config import FeedbackSettings
 from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
-from gateway.contacts import change_status, find_contact, is_contact_id
-from gateway.logs import masked, setup_logging
-from gateway.models import ContactStatus, database, drop_idle_connections, open_database
-from gateway.startup import claim_address, run
+from gateway.ops.logs import masked, setup_logging
+from gateway.ops.startup import claim_address, run
+from gateway.store.contacts import change_status, find_contact, is_contact_id
+from gateway.store.models import ContactStatus, database, drop_idle_connections, open_database
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.config import ConfigError, check_database_url, listen_address, read_env
+from gateway.ops.config import ConfigError, check_database_url, listen_address, read_env
 
 TOPIC_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 

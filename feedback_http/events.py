@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, replace
 
 from gateway.addresses import MAX_ADDRESS_FIELD, InvalidAddress, email_key
-from gateway.contacts import CONTACT_TAG, is_contact_id
-from gateway.models import ContactStatus
+from gateway.store.contacts import CONTACT_TAG, is_contact_id
+from gateway.store.models import ContactStatus
 
 # SES message ids are short printable tokens ("0100018f…-000000"); anything else is not one of ours to look up.
 SES_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,128}")

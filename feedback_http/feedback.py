@@ -5,8 +5,8 @@ import logging
 import peewee
 
 from feedback_http.events import RecipientOutcome, SesEvent
-from gateway.contacts import change_status, count_soft_bounce, find_contact, reset_soft_bounces
-from gateway.models import ContactStatus, FeedbackEvent, SentMessage, database, insert_row, prepared
+from gateway.store.contacts import change_status, count_soft_bounce, find_contact, reset_soft_bounces
+from gateway.store.models import ContactStatus, FeedbackEvent, SentMessage, database, insert_row, prepared
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from grpc_status import rpc_status
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.compose import unsubscribe_url
-from gateway.config import Settings
+from gateway.ops.config import Settings
+from gateway.sending.compose import unsubscribe_url
 
 # Request fields as the user typed them on this command line, so an error names the flag, not the proto field.
 FLAGS = {
@@ -35,7 +35,7 @@ FLAGS = {
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
-        from gateway.server import main as serve
+        from gateway.rpc.server import main as serve
 
         serve()
     elif args.command == "feedback":
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
         feedback()
     elif args.command == "run":
-        from gateway.startup import run
+        from gateway.ops.startup import run
 
         run(run_both)
     elif args.command == "send":
@@ -207,7 +207,7 @@ def run_both() -> int:
     Both settings and both addresses are checked first, so neither starts when the other could not.
     """
     from feedback_http.config import FeedbackSettings
-    from gateway.startup import claim_address
+    from gateway.ops.startup import claim_address
 
     gateway_settings, sidecar_settings = Settings.from_env(), FeedbackSettings.from_env()
     claim_address(gateway_settings.grpc_addr, "MAILGW_GRPC_ADDR")

@@ -14,9 +14,9 @@ from psycopg2 import sql
 from feedback_http.app import create_app
 from feedback_http.config import FeedbackSettings
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.config import Settings
-from gateway.models import database
-from gateway.server import create_server
+from gateway.ops.config import Settings
+from gateway.rpc.server import create_server
+from gateway.store.models import database
 from tests.ses_standin import SesStandIn
 from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
 

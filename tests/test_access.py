@@ -8,9 +8,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.config import ConfigError
-from gateway.models import SentMessage, database, open_database
-from gateway.server import create_server
+from gateway.ops.config import ConfigError
+from gateway.rpc.server import create_server
+from gateway.store.models import SentMessage, database, open_database
 from tests.rpc import error_info, rpc_failure
 from tests.tls_certs import CertificateAuthority
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gateway.cli import parser
-from gateway.server import create_server
+from gateway.rpc.server import create_server
 from tests.processes import ROOT
 
 

@@ -25,7 +25,15 @@ from grpc_status import rpc_status
 from gateway.addresses import email_key
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, StatusChange, database, open_database
+from gateway.store.models import (
+    Contact,
+    ContactStatus,
+    FeedbackEvent,
+    SentMessage,
+    StatusChange,
+    database,
+    open_database,
+)
 from tests import ses_samples
 from tests.processes import free_port, start
 from tests.sns_signing import TOPIC_ARN, signed_envelope

@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from gateway.addresses import email_key
-from gateway.contacts import change_status, get_or_create_contact
-from gateway.models import Contact, ContactStatus, StatusChange, database, open_database
+from gateway.store.contacts import change_status, get_or_create_contact
+from gateway.store.models import Contact, ContactStatus, StatusChange, database, open_database
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 

@@ -16,9 +16,9 @@ from feedback_http.app import create_app
 from feedback_http.config import FeedbackSettings
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.config import Settings
-from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, database, open_database
-from gateway.server import create_server
+from gateway.ops.config import Settings
+from gateway.rpc.server import create_server
+from gateway.store.models import Contact, ContactStatus, FeedbackEvent, SentMessage, database, open_database
 from tests import ses_samples
 from tests.conftest import fresh_postgres
 from tests.processes import free_port, start, wait_until

@@ -6,9 +6,9 @@ import pytest
 
 from feedback_http.app import RAW_DELIVERY
 from feedback_http.config import FeedbackSettings
-from gateway.contacts import get_or_create_contact
-from gateway.logs import contact_ref
-from gateway.models import Contact, ContactStatus, FeedbackEvent, SentMessage, StatusChange, database
+from gateway.ops.logs import contact_ref
+from gateway.store.contacts import get_or_create_contact
+from gateway.store.models import Contact, ContactStatus, FeedbackEvent, SentMessage, StatusChange, database
 from tests import ses_samples
 from tests.sns_signing import TOPIC_ARN, signed_envelope
 

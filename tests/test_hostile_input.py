@@ -33,8 +33,8 @@ from yarl import URL
 
 from feedback_http.config import FeedbackSettings
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
-from gateway.contacts import get_or_create_contact
-from gateway.models import Contact, ContactStatus, FeedbackEvent, StatusChange, database
+from gateway.store.contacts import get_or_create_contact
+from gateway.store.models import Contact, ContactStatus, FeedbackEvent, StatusChange, database
 from tests import ses_samples
 from tests.rpc import error_info, rpc_failure
 from tests.sns_signing import CERT_URL, SUBSCRIBE_URL, TOPIC_ARN, signed_envelope, sns_timestamp

@@ -9,7 +9,7 @@ import pytest
 
 from gateway import addresses
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
-from gateway.models import Contact, SentMessage, database
+from gateway.store.models import Contact, SentMessage, database
 from tests.rpc import error_info, rpc_failure
 from tests.sns_signing import signed_envelope
 

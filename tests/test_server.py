@@ -10,8 +10,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.config import ConfigError, Settings
-from gateway.server import create_server
+from gateway.ops.config import ConfigError, Settings
+from gateway.rpc.server import create_server
 from tests.processes import free_port, start, wait_until
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from feedback_http.events import MalformedEvent, RecipientOutcome, parse_ses_event
-from gateway.models import ContactStatus
+from gateway.store.models import ContactStatus
 from tests import ses_samples as samples
 from tests.ses_samples import bounced_recipient, message
 

@@ -10,9 +10,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.contacts import change_status
-from gateway.models import ContactStatus, database, open_database
-from gateway.server import create_server
+from gateway.rpc.server import create_server
+from gateway.store.contacts import change_status
+from gateway.store.models import ContactStatus, database, open_database
 from tests.processes import free_port, start, wait_until
 from tests.rpc import error_info, rpc_failure
 

@@ -6,8 +6,8 @@ import sys
 
 import psycopg2
 
-from gateway.contacts import get_or_create_contact
-from gateway.models import Contact, database, open_database
+from gateway.store.contacts import get_or_create_contact
+from gateway.store.models import Contact, database, open_database
 from tests.conftest import POSTGRES_SERVER_URL, RUN_DATABASE_PREFIX, fresh_postgres
 from tests.processes import ROOT
 

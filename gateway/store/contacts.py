@@ -5,8 +5,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from gateway.logs import contact_ref, masked
-from gateway.models import Contact, ContactStatus, StatusChange, database, insert_row, prepared, utcnow
+from gateway.ops.logs import contact_ref, masked
+from gateway.store.models import Contact, ContactStatus, StatusChange, database, insert_row, prepared, utcnow
 
 log = logging.getLogger(__name__)
 

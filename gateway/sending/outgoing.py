@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 
 from gateway.addresses import HEADER_UNSAFE, address_key, parse_address
-from gateway.contacts import CONTACT_TAG
 from gateway.errors import InvalidRequest
+from gateway.store.contacts import CONTACT_TAG
 
 # SES message tags: names and values of ASCII letters, digits, "_" and "-", at most 256 characters; SES takes 50
 # tags a message, and the gateway keeps some for its own.

@@ -9,7 +9,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, make_msgid
 
-from gateway.outgoing import OutgoingEmail
+from gateway.sending.outgoing import OutgoingEmail
 
 TEXT_FOOTER = "\n\n--\nTo stop receiving these emails, unsubscribe here: {url}\n"
 HTML_FOOTER = (

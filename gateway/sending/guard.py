@@ -2,10 +2,10 @@
 
 import logging
 
-from gateway.contacts import get_or_create_contact
 from gateway.errors import RecipientSuppressed
-from gateway.logs import contact_ref, masked
-from gateway.models import Contact
+from gateway.ops.logs import contact_ref, masked
+from gateway.store.contacts import get_or_create_contact
+from gateway.store.models import Contact
 
 log = logging.getLogger(__name__)
 

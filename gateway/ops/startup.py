@@ -6,7 +6,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-from gateway.config import ConfigError, listen_address
+from gateway.ops.config import ConfigError, listen_address
 
 log = logging.getLogger(__name__)
 

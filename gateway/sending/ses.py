@@ -14,8 +14,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from gateway.config import ConfigError
 from gateway.errors import GatewayError, SesRejected, SesThrottled, SesUnavailable
+from gateway.ops.config import ConfigError
 
 # botocore's own retries are off: SesTransport retries itself, within the caller's deadline, and never
 # resends after a read timeout (SES may already have the message).

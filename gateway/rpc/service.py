@@ -10,14 +10,15 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from gateway import contacts, errors
+from gateway import errors
 from gateway.addresses import InvalidAddress, email_key
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.auth import Authenticator
-from gateway.models import ContactStatus, database, drop_idle_connections
-from gateway.outgoing import outgoing_email
-from gateway.sending import Mailer
+from gateway.rpc.auth import Authenticator
+from gateway.sending.mailer import Mailer
+from gateway.sending.outgoing import outgoing_email
+from gateway.store import contacts
+from gateway.store.models import ContactStatus, database, drop_idle_connections
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from typing import Protocol
 
 import peewee
 
-from gateway import guard
-from gateway.compose import compose, unsubscribe_url
-from gateway.contacts import CONTACT_TAG
 from gateway.errors import GatewayError, RequestIdReused, RequestInProgress, SendOutcomeUnknown, SesUnavailable
-from gateway.logs import contact_ref, masked
-from gateway.models import Contact, SentMessage, database, insert_row, utcnow
-from gateway.outgoing import OutgoingEmail
+from gateway.ops.logs import contact_ref, masked
+from gateway.sending import guard
+from gateway.sending.compose import compose, unsubscribe_url
+from gateway.sending.outgoing import OutgoingEmail
+from gateway.store.contacts import CONTACT_TAG
+from gateway.store.models import Contact, SentMessage, database, insert_row, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,15 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.auth import authenticator, check_exposure, server_credentials
-from gateway.config import Settings
-from gateway.logs import setup_logging
-from gateway.models import open_database
-from gateway.outbox import OutboxTransport
-from gateway.sending import Mailer, Transport
-from gateway.service import MailGatewayServicer
-from gateway.ses import SesTransport, ses_client
-from gateway.startup import AddressInUse, claim_address, claim_port_group, run
+from gateway.ops.config import Settings
+from gateway.ops.logs import setup_logging
+from gateway.ops.startup import AddressInUse, claim_address, claim_port_group, run
+from gateway.rpc.auth import authenticator, check_exposure, server_credentials
+from gateway.rpc.service import MailGatewayServicer
+from gateway.sending.mailer import Mailer, Transport
+from gateway.sending.outbox import OutboxTransport
+from gateway.sending.ses import SesTransport, ses_client
+from gateway.store.models import open_database
 
 log = logging.getLogger(__name__)
 

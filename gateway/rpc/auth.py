@@ -8,8 +8,8 @@ from pathlib import Path
 
 import grpc
 
-from gateway.config import ConfigError, Settings, is_loopback, listen_address
 from gateway.errors import Unauthenticated
+from gateway.ops.config import ConfigError, Settings, is_loopback, listen_address
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Running it: settings, start-up, logs."""

@@ -1,0 +1,1 @@
+"""The gRPC surface: servicers, authentication, the server and its lifecycle."""
