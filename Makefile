@@ -25,6 +25,7 @@ test: $(BIN)/.installed lint
 lint: $(BIN)/.installed
 	$(BUF) lint
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## protos: regenerate gateway/api/ from protos/
 protos: $(BIN)/.installed

@@ -23,7 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-POSTGRES_URL = os.environ.get("MAILGW_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# A server where this user may create databases: the benchmarks use a database of their own, mailgw_bench.
+POSTGRES_SERVER_URL = os.environ.get("MAILGW_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BENCH_DATABASE = "mailgw_bench"
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
 SUPPRESSED = "bounced@example.org"
 SEND_METHOD = "/mailgateway.v1.MailGatewayService/SendEmail"
@@ -357,12 +359,19 @@ def scale(profile: Profile, tmp: Path) -> list[Row]:
 
 
 def bench_postgres_url() -> str:
-    """The test database, in a schema of its own, so a benchmark never touches what the tests use."""
+    """A database of the benchmarks' own (created when missing), so a benchmark never touches what tests use."""
+    from urllib.parse import urlsplit, urlunsplit
+
     import psycopg2
 
-    with psycopg2.connect(POSTGRES_URL) as conn, conn.cursor() as cursor:
-        cursor.execute("CREATE SCHEMA IF NOT EXISTS mailgw_bench")
-    return POSTGRES_URL + "?options=-c%20search_path%3Dmailgw_bench"
+    connection = psycopg2.connect(POSTGRES_SERVER_URL)
+    connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DATABASE,))
+        if cursor.fetchone() is None:
+            cursor.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    connection.close()
+    return urlunsplit(urlsplit(POSTGRES_SERVER_URL)._replace(path=f"/{BENCH_DATABASE}"))
 
 
 def fill_contacts(url: str, size: int) -> None:

@@ -10,19 +10,21 @@ import peewee
 from aiohttp import web
 
 from feedback_http import sns, unsubscribe
-from feedback_http.config import FeedbackSettings
+from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
 from gateway.ops.logs import masked, setup_logging
 from gateway.ops.startup import claim_address, run
 from gateway.store.contacts import change_status, find_contact, is_contact_id
-from gateway.store.models import ContactStatus, database, drop_idle_connections, open_database
+from gateway.store.database import database, drop_idle_connections
+from gateway.store.models import ContactStatus, open_database
 
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", FeedbackSettings)
 VERIFIER = web.AppKey("verifier", sns.SnsVerifier)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+SNS_ENDPOINT = web.AppKey("sns_endpoint", str | None)
 
 RAW_DELIVERY = (
     "raw message delivery is on for this subscription: turn it off, "
@@ -143,19 +145,21 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def create_app(settings: FeedbackSettings) -> web.Application:
-    """The sidecar's application; its HTTP client session, verifier and thread pool live as long as it does."""
+def create_app(settings: FeedbackSettings, *, sns_endpoint_url: str | None = None) -> web.Application:
+    """The sidecar's application; its HTTP client session, verifier and thread pool live as long as it does.
+    `sns_endpoint_url` (AWS_ENDPOINT_URL_SNS) redirects certificate fetches, for tests and local stacks."""
     open_database(settings.database_url)
     if not settings.sns_topic_arns:
         log.warning("MAILGW_SNS_TOPIC_ARNS is empty: every SNS message will be refused")
-    if settings.sns_endpoint_url:
+    if sns_endpoint_url:
         log.warning(
             "AWS_ENDPOINT_URL_SNS is set: SNS signing certificates are fetched from %s, which therefore vouches for "
             "every notification (for tests and local stacks only)",
-            settings.sns_endpoint_url,
+            sns_endpoint_url,
         )
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[SNS_ENDPOINT] = sns_endpoint_url
     app.router.add_post("/sns", sns_webhook)
     app.router.add_get("/unsubscribe/{contact_id}", unsubscribe_page)
     app.router.add_post("/unsubscribe/{contact_id}", unsubscribe_post)
@@ -169,7 +173,7 @@ async def _resources(app: web.Application):
     max_age = datetime.timedelta(seconds=settings.sns_max_age_seconds) if settings.sns_max_age_seconds else None
     async with aiohttp.ClientSession() as session:
         app[VERIFIER] = sns.SnsVerifier(
-            session, topic_arns=settings.sns_topic_arns, endpoint_url=settings.sns_endpoint_url or None, max_age=max_age
+            session, topic_arns=settings.sns_topic_arns, endpoint_url=app[SNS_ENDPOINT], max_age=max_age
         )
         # SQLite has one writer at a time: more threads would only queue inside SQLite's busy handler, which
         # sleeps in steps of up to 100 ms. PostgreSQL takes writers in parallel.
@@ -185,8 +189,14 @@ def main() -> None:
 
 
 def _start() -> None:
-    settings = FeedbackSettings.from_env()
+    settings, endpoint = FeedbackSettings.from_env(), sns_endpoint()
     claim_address(settings.http_addr, "MAILGW_HTTP_ADDR")
     # aiohttp drains in-flight requests on SIGTERM/SIGINT before the cleanup contexts close. reuse_port stays off:
     # one process owns the port.
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, shutdown_timeout=25)
+    web.run_app(
+        create_app(settings, sns_endpoint_url=endpoint),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        shutdown_timeout=25,
+    )

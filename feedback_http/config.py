@@ -22,7 +22,6 @@ class FeedbackSettings:
     sns_max_age_seconds: int = 0  # 0: no age limit (SNS retries for up to an hour; redelivery is deduplicated)
     max_body_bytes: int = 256 * 1024  # SNS messages are at most 256 KiB
     http_body_timeout_seconds: float = 10.0  # a client that has not sent its whole body by then is cut off (408)
-    sns_endpoint_url: str = ""  # from AWS_ENDPOINT_URL_SNS only: where signing certificates are fetched instead
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -35,8 +34,6 @@ class FeedbackSettings:
                 raise ConfigError(f"MAILGW_{name.upper()} must not be negative")
         if self.max_body_bytes < 1024:
             raise ConfigError("MAILGW_MAX_BODY_BYTES must be at least 1024")
-        if self.sns_endpoint_url and not self.sns_endpoint_url.startswith(("http://", "https://")):
-            raise ConfigError(f"AWS_ENDPOINT_URL_SNS must be an http(s) URL, not {self.sns_endpoint_url!r}")
 
     @property
     def host(self) -> str:
@@ -48,8 +45,14 @@ class FeedbackSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FeedbackSettings":
-        values = read_env(cls, environ)
-        values.pop("sns_endpoint_url", None)
-        # Not the generic AWS_ENDPOINT_URL: a LocalStack setup leaves it behind, and whoever serves that endpoint
-        # would then vouch for every notification.
-        return cls(**values, sns_endpoint_url=environ.get("AWS_ENDPOINT_URL_SNS", "").strip())
+        return cls(**read_env(cls, environ))
+
+
+def sns_endpoint(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Where SNS signing certificates and confirmation URLs are fetched instead of AWS: AWS_ENDPOINT_URL_SNS (boto3's
+    name, for local stacks and tests), never the generic AWS_ENDPOINT_URL, which a LocalStack setup leaves behind:
+    whoever serves the endpoint vouches for every notification."""
+    url = environ.get("AWS_ENDPOINT_URL_SNS", "").strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"AWS_ENDPOINT_URL_SNS must be an http(s) URL, not {url!r}")
+    return url or None

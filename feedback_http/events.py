@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from gateway.addresses import MAX_ADDRESS_FIELD, InvalidAddress, email_key
 from gateway.store.contacts import CONTACT_TAG, is_contact_id
-from gateway.store.models import ContactStatus
+from gateway.store.models import ContactStatus, MessageState
+from gateway.store.queue import MESSAGE_TAG, is_message_id
 
 # SES message ids are short printable tokens ("0100018f…-000000"); anything else is not one of ours to look up.
 SES_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,128}")
@@ -46,7 +47,10 @@ class SesEvent:
 
     event_type: str
     ses_message_id: str | None
+    message_id: str | None  # our EmailTag: the gateway's id of the message
     contact_id: str | None  # our EmailTag: the contact the message was sent to
+    message_state: MessageState | None  # what the event proves about the message (None: nothing)
+    message_error: str  # why SES rejected the message, for a Reject
     destination: tuple[str, ...]  # mail.destination, normalised: the envelope recipients the message was sent to
     outcomes: tuple[RecipientOutcome, ...]
     unreadable: tuple[tuple[str, str], ...]  # (address, why) for each reported address the validator refuses
@@ -81,12 +85,17 @@ def parse_ses_event(message: str) -> SesEvent:
     destination = mail.get("destination")
     destination = [a for a in destination if isinstance(a, str)] if isinstance(destination, list) else []
     ses_message_id = _text(mail, "messageId")
+    outcomes = _unique(outcomes, unreadable)
+    reject = event.get("reject")
     return SesEvent(
         event_type=event_type,
         ses_message_id=ses_message_id if SES_MESSAGE_ID.fullmatch(ses_message_id) else None,
-        contact_id=_contact_id(mail),
+        message_id=_tag(mail, MESSAGE_TAG, is_message_id),
+        contact_id=_tag(mail, CONTACT_TAG, is_contact_id),
+        message_state=_message_state(event_type, outcomes),
+        message_error=_text(reject, "reason") if isinstance(reject, dict) else "",
         destination=tuple(_normalised(destination, unreadable)),
-        outcomes=_unique(outcomes, unreadable),
+        outcomes=outcomes,
         unreadable=tuple(dict.fromkeys(unreadable)),
         known=event_type in KNOWN_TYPES,
     )
@@ -169,13 +178,26 @@ def _recipients(obj: dict, key: str) -> list[dict]:
     return recipients
 
 
-def _contact_id(mail: dict) -> str | None:
+def _tag(mail: dict, name: str, valid) -> str | None:
     # Event publishing returns our EmailTags as lists of strings; identity notifications carry no tags.
     tags = mail.get("tags")
-    values = tags.get(CONTACT_TAG) if isinstance(tags, dict) else None
-    if isinstance(values, list) and values and isinstance(values[0], str) and is_contact_id(values[0]):
+    values = tags.get(name) if isinstance(tags, dict) else None
+    if isinstance(values, list) and values and isinstance(values[0], str) and valid(values[0]):
         return values[0]
     return None
+
+
+# What an event proves about the message it reports on; a bounce or complaint only when it changes a contact.
+MESSAGE_STATES = {"Send": MessageState.SENT, "Delivery": MessageState.DELIVERED, "Reject": MessageState.FAILED}
+
+
+def _message_state(event_type: str, outcomes: tuple[RecipientOutcome, ...]) -> MessageState | None:
+    statuses = {outcome.status for outcome in outcomes}
+    if event_type == "Bounce" and ContactStatus.BOUNCED in statuses:
+        return MessageState.BOUNCED
+    if event_type == "Complaint" and ContactStatus.COMPLAINED in statuses:
+        return MessageState.COMPLAINED
+    return MESSAGE_STATES.get(event_type)
 
 
 def _field(obj: dict, key: str, kind: type, *, required: bool = True):

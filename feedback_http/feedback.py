@@ -1,12 +1,15 @@
-"""Stores one SES event and applies it to the contacts it concerns, in one transaction, once per notification."""
+"""Stores one SES event and applies it to the message and the contacts it concerns, in one transaction, once per
+notification."""
 
 import logging
 
 import peewee
 
 from feedback_http.events import RecipientOutcome, SesEvent
+from gateway.store import queue
 from gateway.store.contacts import change_status, count_soft_bounce, find_contact, reset_soft_bounces
-from gateway.store.models import ContactStatus, FeedbackEvent, SentMessage, database, insert_row, prepared
+from gateway.store.database import database, insert_row
+from gateway.store.models import ContactStatus, FeedbackEvent
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +17,7 @@ log = logging.getLogger(__name__)
 def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: int = 0) -> bool:
     """Store and apply `event`; False when this notification was already stored (a redelivery), changing nothing."""
     with database.atomic():
-        sent = next(iter(SentMessage.raw(_sent_by_ses_id(), event.ses_message_id)), None)
+        message_pk = queue.find_for_event(event.message_id, event.ses_message_id)
         try:
             with database.atomic():  # a savepoint: a duplicate must not abort the whole transaction on PostgreSQL
                 insert_row(
@@ -22,11 +25,13 @@ def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: in
                     notification_id=notification_id,
                     event_type=event.event_type,
                     ses_message_id=event.ses_message_id,
-                    sent_message=sent,
+                    message=message_pk,
                     detail="; ".join(outcome.reason for outcome in event.outcomes),
                 )
         except peewee.IntegrityError:
             return False
+        if message_pk is not None and event.message_state is not None:
+            queue.settle_by_event(message_pk, event.message_state, event.ses_message_id, detail=event.message_error)
         changes = affected_contacts(event)
         # One lock order for every transaction: two events naming the same recipients in another order cannot
         # deadlock on PostgreSQL's row locks.
@@ -68,8 +73,3 @@ def _apply(outcome: RecipientOutcome, email: str, event_type: str, soft_bounce_l
             status, reason = ContactStatus.BOUNCED, f"{count} soft bounces in a row; last: {reason}"
     if status is not None:
         change_status(status, source=f"ses:{event_type}", reason=reason, email=email)
-
-
-@prepared
-def _sent_by_ses_id():
-    return SentMessage.select().where(SentMessage.ses_message_id == "")

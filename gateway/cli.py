@@ -1,4 +1,4 @@
-"""The `mailgw` command: run the servers, send a mail, ask a recipient's status."""
+"""The `mailgw` command: run the servers, send a mail, follow it, ask a recipient's status."""
 
 import argparse
 import os
@@ -29,6 +29,7 @@ FLAGS = {
     "email": "CONTACT",
     "contact_id": "CONTACT",
     "contact": "CONTACT",
+    "message_id": "MESSAGE_ID",
 }
 
 
@@ -58,9 +59,12 @@ def main(argv: list[str] | None = None) -> int:
             tags=dict(args.tag),
         )
         response = call(args.addr, "SendEmail", request)
-        print(f"sent: message_id={response.message_id} contact_id={response.contact_id}")
+        print(f"accepted: message_id={response.message_id} contact_id={response.contact_id}")
         base_url = os.environ.get("MAILGW_PUBLIC_BASE_URL", Settings.public_base_url).rstrip("/")
         print(f"unsubscribe link: {unsubscribe_url(base_url, response.contact_id)}")
+    elif args.command == "message":
+        response = call(args.addr, "GetMessage", pb.GetMessageRequest(message_id=args.message_id))
+        print("\n".join(describe_message(response)))
     elif args.command == "status":
         field = "email" if "@" in args.contact else "contact_id"
         response = call(args.addr, "GetContactStatus", pb.GetContactStatusRequest(**{field: args.contact}))
@@ -128,6 +132,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="an SES message tag; repeat for more",
     )
+    message = commands.add_parser(
+        "message",
+        parents=[client],
+        help="show where a message is (queued, sent, bounced, ...)",
+        description="Show an accepted message's state, its SES id, its last error and the SES events about it.",
+    )
+    message.add_argument("message_id", metavar="MESSAGE_ID", help="the message_id that send printed")
     status = commands.add_parser(
         "status",
         parents=[client],
@@ -136,6 +147,22 @@ def parser() -> argparse.ArgumentParser:
     )
     status.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
     return root
+
+
+def describe_message(response: pb.GetMessageResponse) -> list[str]:
+    state = pb.MessageState.Name(response.state).removeprefix("MESSAGE_STATE_").lower()
+    ses = f", SES id {response.ses_message_id}" if response.ses_message_id else ""
+    lines = [f"{response.message_id}: {state}{ses}, {response.attempts} attempt{'s' * (response.attempts != 1)}"]
+    error = response.last_error
+    if error.reason:
+        code = f" ({error.ses_error_code})" if error.ses_error_code else ""
+        lines.append(f"  last error: {error.reason}{code}" + (f": {error.description}" if error.description else ""))
+    lines += [f"  event: {event.type} at {event.time.ToJsonString()}" for event in response.events]
+    lines.append(
+        f"  contact_id={response.contact_id} created_at={response.created_at.ToJsonString()} "
+        f"updated_at={response.updated_at.ToJsonString()}"
+    )
+    return [line.rstrip() for line in lines]
 
 
 def _tag(text: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ class GatewayError(Exception):
     """Base of the errors a caller is told about; `reason` is the ErrorInfo reason (AIP-193)."""
 
     reason = "INTERNAL"
+    retry_after: float | None = None  # seconds, for a RetryInfo detail: the call may be repeated after that
 
     def __init__(self, message: str, **metadata: str):
         super().__init__(message)
@@ -43,53 +44,20 @@ class ContactNotFound(GatewayError):
     reason = "CONTACT_NOT_FOUND"
 
 
+class MessageNotFound(GatewayError):
+    """The caller sent no message with that id."""
+
+    reason = "MESSAGE_NOT_FOUND"
+
+
 class Unauthenticated(GatewayError):
     """The call carries no valid credentials."""
 
     reason = "UNAUTHENTICATED"
 
 
-class SendOutcomeUnknown(GatewayError):
-    """An earlier call with this request_id was interrupted while SES had the message: it may have been sent."""
-
-    reason = "SEND_OUTCOME_UNKNOWN"
-
-
-class RequestInProgress(GatewayError):
-    """Another call with the same request_id is still sending; retry later for its response."""
-
-    reason = "REQUEST_IN_PROGRESS"
-
-
-class SesThrottled(GatewayError):
-    """SES refused for rate or quota; `retry_after` is in seconds."""
-
-    reason = "SES_THROTTLED"
-
-    def __init__(self, message: str, retry_after: float, **metadata: str):
-        super().__init__(message, **metadata)
-        self.retry_after = retry_after
-
-
-class SesRejected(GatewayError):
-    """SES refused this message or this sender; retrying the same call will not help."""
-
-    def __init__(self, reason: str, message: str, **metadata: str):
-        super().__init__(message, **metadata)
-        self.reason = reason
-
-
-class SesUnavailable(GatewayError):
-    """SES could not be reached or failed after retries; `maybe_sent` when SES may have taken the message."""
-
-    reason = "SES_UNAVAILABLE"
-
-    def __init__(self, message: str, *, maybe_sent: bool = False, **metadata: str):
-        super().__init__(message, **metadata)
-        self.maybe_sent = maybe_sent
-
-
 class DatabaseUnavailable(GatewayError):
-    """The database did not answer."""
+    """The database did not answer; the same call may be repeated (AIP-194)."""
 
     reason = "DATABASE_UNAVAILABLE"
+    retry_after = 1.0

@@ -3,6 +3,7 @@
 import contextlib
 import os
 import secrets
+from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
@@ -12,10 +13,10 @@ import pytest_asyncio
 from psycopg2 import sql
 
 from feedback_http.app import create_app
-from feedback_http.config import FeedbackSettings
+from feedback_http.config import FeedbackSettings, sns_endpoint
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.ops.config import Settings
-from gateway.rpc.server import create_server
+from gateway.rpc.server import Gateway, create_server
 from gateway.store.models import database
 from tests.ses_standin import SesStandIn
 from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
@@ -128,13 +129,37 @@ def settings(database_url, tmp_path):
 
 
 @pytest.fixture
-def gateway(settings, ses):
-    """A stub for a gateway whose SES transport reaches the stand-in through AWS_ENDPOINT_URL_SESV2."""
-    server, port = create_server(settings)
-    server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def served(settings, ses):
+    """A running gateway (gRPC server and dispatcher) whose SES transport reaches the stand-in through
+    AWS_ENDPOINT_URL_SESV2; stopped at the end."""
+    gateway = create_server(settings)
+    gateway.start()
+    yield gateway
+    gateway.stop(None)
+
+
+@pytest.fixture
+def make_gateway(settings, ses):
+    """Start gateways in this process with settings changed from the `settings` fixture's (and an injected
+    transport, if any); each is a (Gateway, stub) pair, stopped at the end."""
+    started = []
+
+    def make(*, with_transport=None, **changes) -> tuple[Gateway, pb_grpc.MailGatewayServiceStub]:
+        gateway = create_server(replace(settings, **changes), transport=with_transport)
+        gateway.start()
+        started.append(gateway)
+        return gateway, pb_grpc.MailGatewayServiceStub(grpc.insecure_channel(f"127.0.0.1:{gateway.port}"))
+
+    yield make
+    for gateway in started:
+        gateway.stop(None)
+
+
+@pytest.fixture
+def gateway(served):
+    """A stub for the `served` gateway."""
+    with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
         yield pb_grpc.MailGatewayServiceStub(channel)
-    server.stop(None).wait()
 
 
 @pytest.fixture
@@ -162,14 +187,10 @@ def make_sidecar(aiohttp_client, database_url, sns_host):
                 "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN,
                 "AWS_ENDPOINT_URL_SNS": sns_host.url,
             }
-            settings = FeedbackSettings.from_env(base | environ)
+            settings, endpoint = FeedbackSettings.from_env(base | environ), sns_endpoint(base | environ)
         else:
-            settings = FeedbackSettings(
-                database_url=database_url,
-                sns_topic_arns=frozenset({TOPIC_ARN}),
-                sns_endpoint_url=sns_host.url,
-                **options,
-            )
-        return await aiohttp_client(create_app(settings))
+            settings = FeedbackSettings(database_url=database_url, sns_topic_arns=frozenset({TOPIC_ARN}), **options)
+            endpoint = sns_host.url
+        return await aiohttp_client(create_app(settings, sns_endpoint_url=endpoint))
 
     return make

@@ -1,9 +1,16 @@
-"""Reading rich gRPC errors the way a client in any language does (google.rpc.Status details)."""
+"""Calling the gateway as a client in any language does: rich errors (google.rpc.Status details), and following an
+accepted message with GetMessage until it settles."""
+
+import time
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+
+IN_FLIGHT = (pb.MESSAGE_STATE_QUEUED, pb.MESSAGE_STATE_SENDING)
 
 
 def rpc_failure(call, *args, **kwargs):
@@ -27,3 +34,28 @@ def error_info(details: dict) -> error_details_pb2.ErrorInfo:
     assert len(infos) == 1, f"expected exactly one ErrorInfo, got {infos}"
     assert infos[0].domain == "mailgateway"
     return infos[0]
+
+
+def message(stub, message_id: str, **call) -> pb.GetMessageResponse:
+    return stub.GetMessage(pb.GetMessageRequest(message_id=message_id), timeout=10, **call)
+
+
+def settled(stub, message_id: str, *, timeout: float = 20.0, waiting=IN_FLIGHT, **call) -> pb.GetMessageResponse:
+    """GetMessage once the message has left the `waiting` states (by default: no longer queued or sending)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = message(stub, message_id, **call)
+        if found.state not in waiting or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def wait_until(condition, *, timeout: float = 20.0, interval: float = 0.05):
+    """Poll `condition()` until it returns something true; that value, or AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if value := condition():
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {condition.__doc__ or condition}")
+        time.sleep(interval)

@@ -10,8 +10,8 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.ops.config import ConfigError
 from gateway.rpc.server import create_server
-from gateway.store.models import SentMessage, database, open_database
-from tests.rpc import error_info, rpc_failure
+from gateway.store.models import Message, database, open_database
+from tests.rpc import error_info, rpc_failure, settled
 from tests.tls_certs import CertificateAuthority
 
 BILLING_TOKEN = "billing-token-0123456789abcdef"
@@ -24,22 +24,23 @@ def serve(ses):
     started = []
 
     def start(settings, channel_credentials=None):
-        server, port = create_server(settings)
-        server.start()
-        started.append(server)
-        target = f"localhost:{port}"
+        gateway = create_server(settings)
+        gateway.start()
+        started.append(gateway)
+        target = f"localhost:{gateway.port}"
         if channel_credentials:
             return grpc.secure_channel(target, channel_credentials)
         return grpc.insecure_channel(target)
 
     yield start
-    for server in started:
-        server.stop(None)
+    for gateway in started:
+        gateway.stop(None)
 
 
 def callers() -> list[str]:
+    """Who sent each accepted message, oldest first."""
     with database.connection_context():
-        return [m.caller for m in SentMessage.select().order_by(SentMessage.id)]
+        return [m.caller for m in Message.select().order_by(Message.id)]
 
 
 def with_token(token: str) -> list[tuple[str, str]]:
@@ -54,7 +55,7 @@ def test_tokens_name_the_caller_and_everything_else_is_unauthenticated(settings,
         code, _, details = rpc_failure(stub.SendEmail, REQUEST, metadata=metadata)
         assert code == grpc.StatusCode.UNAUTHENTICATED
         assert error_info(details).reason == "UNAUTHENTICATED"
-    assert ses.requests == []
+    assert ses.sent == []
 
     stub.SendEmail(REQUEST, metadata=with_token(SIGNUP_TOKEN))
     stub.GetContactStatus(pb.GetContactStatusRequest(email="a@example.org"), metadata=with_token(BILLING_TOKEN))
@@ -82,7 +83,19 @@ def test_request_ids_are_scoped_to_their_caller(settings, serve, ses):
     second = stub.SendEmail(request, metadata=with_token(SIGNUP_TOKEN))
 
     assert first.message_id != second.message_id
-    assert len(ses.sent) == 2
+    assert stub.SendEmail(request, metadata=with_token(SIGNUP_TOKEN)) == second
+    assert callers() == ["a", "b"]
+
+
+def test_a_caller_reads_only_its_own_messages(settings, serve, ses):
+    stub = pb_grpc.MailGatewayServiceStub(serve(replace(settings, auth_tokens=f"a={BILLING_TOKEN},b={SIGNUP_TOKEN}")))
+    sent = stub.SendEmail(REQUEST, metadata=with_token(BILLING_TOKEN))
+
+    assert settled(stub, sent.message_id, metadata=with_token(BILLING_TOKEN)).state == pb.MESSAGE_STATE_SENT
+    request = pb.GetMessageRequest(message_id=sent.message_id)
+    code, _, details = rpc_failure(stub.GetMessage, request, metadata=with_token(SIGNUP_TOKEN))
+    assert code == grpc.StatusCode.NOT_FOUND  # the same answer as for an id nobody sent
+    assert error_info(details).reason == "MESSAGE_NOT_FOUND"
 
 
 @pytest.mark.parametrize("bad", ["short=abc", "=no-name-0123456789abcdef", "justatoken"])
@@ -125,7 +138,7 @@ def test_mutual_tls_refuses_clients_without_a_certificate_from_the_ca(settings, 
         with pytest.raises(grpc.RpcError) as refused:
             stub.SendEmail(REQUEST, timeout=5)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # the handshake fails: no RPC is served
-    assert ses.requests == []
+    assert ses.sent == []
 
 
 def test_tls_with_tokens(settings, serve, pki):
@@ -158,14 +171,14 @@ def test_client_certificates_tokens_or_an_explicit_opt_in_allow_a_non_loopback_a
         replace(settings, grpc_addr="0.0.0.0:0", tls_cert=cert, tls_key=key, tls_client_ca=ca_path),
         replace(settings, grpc_addr="0.0.0.0:0", auth_tokens=f"billing={BILLING_TOKEN}"),
     ):
-        server, port = create_server(exposed)
-        assert port > 0
-        server.stop(None)
+        gateway = create_server(exposed)
+        assert gateway.port > 0
+        gateway.stop(None)
     assert "MAILGW_ALLOW_INSECURE_BIND" not in caplog.text
 
-    server, port = create_server(replace(settings, grpc_addr="0.0.0.0:0", allow_insecure_bind=True))
-    server.stop(None)
-    assert port > 0
+    gateway = create_server(replace(settings, grpc_addr="0.0.0.0:0", allow_insecure_bind=True))
+    gateway.stop(None)
+    assert gateway.port > 0
     [warning] = [r for r in caplog.records if "MAILGW_ALLOW_INSECURE_BIND" in r.getMessage()]
     assert warning.levelname == "WARNING" and "anyone who reaches it can send mail" in warning.getMessage()
 
@@ -196,7 +209,7 @@ def test_cli_sends_with_a_token_over_tls(settings, pki, ses, database_url):
         )
         out, _ = send.communicate(timeout=30)
         assert send.returncode == 0, out
-        assert out.startswith("sent: message_id=")
+        assert out.startswith("accepted: message_id=msg_")
         unauthenticated = start(["-m", "gateway.cli", "status", "a@example.org"], env | {"MAILGW_CLIENT_CA": ca_path})
         out, _ = unauthenticated.communicate(timeout=30)
         assert unauthenticated.returncode == 1 and "reason=UNAUTHENTICATED" in out

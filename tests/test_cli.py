@@ -8,17 +8,14 @@ import sys
 import pytest
 
 from gateway.cli import parser
-from gateway.rpc.server import create_server
 from tests.processes import ROOT
+from tests.rpc import wait_until
 
 
 @pytest.fixture
-def served(settings, ses):
+def address(served):
     """The address of a gateway running in this process, its SES transport pointed at the stand-in."""
-    server, port = create_server(settings)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop(None)
+    return f"127.0.0.1:{served.port}"
 
 
 def mailgw(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -57,22 +54,29 @@ def test_every_command_and_option_has_a_help_line(capsys):
         lines(capsys.readouterr().out)
 
 
-def test_send_calls_the_gateway_named_by_addr_and_prints_the_unsubscribe_link(served, ses):
+def test_send_calls_the_gateway_named_by_addr_and_prints_the_unsubscribe_link(address, ses):
     done = mailgw(
-        "send", "--addr", served, "--to", "Dev@Example.org", "--subject", "Hi", "--text", "Hello",
+        "send", "--addr", address, "--to", "Dev@Example.org", "--subject", "Hi", "--text", "Hello",
         MAILGW_PUBLIC_BASE_URL="https://mail.example.com",
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr
-    sent, link = lines(done.stdout)
-    assert sent.startswith("sent: message_id=")
-    contact_id = sent.split("contact_id=")[1]
+    accepted, link = lines(done.stdout)
+    assert accepted.startswith("accepted: message_id=msg_")
+    message_id, contact_id = (part.split("=")[1] for part in accepted.removeprefix("accepted: ").split())
     assert link == f"unsubscribe link: https://mail.example.com/unsubscribe/{contact_id}"
-    assert link.removeprefix("unsubscribe link: ") in ses.sent[0].mime.get_content()  # the link in the message
+    sent = wait_until(lambda: ses.accepted)  # dispatched from the queue
+    assert link.removeprefix("unsubscribe link: ") in sent[0].mime.get_content()  # the link in the message
+
+    shown = mailgw("message", "--addr", address, message_id)
+    assert shown.returncode == 0, shown.stderr
+    first, *_, last = lines(shown.stdout)
+    assert first == f"{message_id}: sent, SES id {sent[0].message_id}, 1 attempt"
+    assert last.startswith(f"  contact_id={contact_id} created_at=")
 
 
-def test_addr_defaults_to_mailgw_grpc_addr(served):
-    done = mailgw("status", "nobody@example.org", MAILGW_GRPC_ADDR=served)
+def test_addr_defaults_to_mailgw_grpc_addr(address):
+    done = mailgw("status", "nobody@example.org", MAILGW_GRPC_ADDR=address)
 
     assert done.returncode == 1
     assert lines(done.stderr) == [
@@ -81,9 +85,9 @@ def test_addr_defaults_to_mailgw_grpc_addr(served):
     ]
 
 
-def test_errors_name_the_flags_the_user_typed(served, ses):
+def test_errors_name_the_flags_the_user_typed(address, ses):
     done = mailgw(
-        "send", "--addr", served, "--to", "not-an-address", "--subject", " ", "--text", "x",
+        "send", "--addr", address, "--to", "not-an-address", "--subject", " ", "--text", "x",
         "--tag", "bad name=x", "--request-id", "r" * 200,
     )  # fmt: skip
 
@@ -94,13 +98,13 @@ def test_errors_name_the_flags_the_user_typed(served, ses):
     assert flags == ["--request-id", "--subject", "--tag bad name=…", "--to"]
     assert output[-1] == "  reason=INVALID_REQUEST"
     assert not any(proto in done.stderr for proto in ("request_id", "tags[", " to:", " subject:"))
-    assert ses.requests == []
+    assert ses.sent == []
 
 
 @pytest.mark.parametrize("tag", ["campaign", "=value"])
-def test_a_tag_without_a_name_and_equals_sign_is_refused_before_any_call(served, ses, tag):
-    done = mailgw("send", "--addr", served, "--to", "a@example.org", "--subject", "Hi", "--text", "x", "--tag", tag)
+def test_a_tag_without_a_name_and_equals_sign_is_refused_before_any_call(address, ses, tag):
+    done = mailgw("send", "--addr", address, "--to", "a@example.org", "--subject", "Hi", "--text", "x", "--tag", tag)
 
     assert done.returncode == 2
     assert f"argument --tag: {tag!r} is not NAME=VALUE" in done.stderr
-    assert ses.requests == []
+    assert ses.sent == []

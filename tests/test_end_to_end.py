@@ -13,7 +13,7 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from tests import ses_samples
 from tests.processes import free_port, start, wait_until
-from tests.rpc import error_info, rpc_failure
+from tests.rpc import error_info, rpc_failure, settled
 from tests.sns_signing import TOPIC_ARN, signed_envelope
 
 RECIPIENT = "Reader@Example.org"
@@ -53,14 +53,15 @@ async def bounce(base_url, signer, sent):
         "Permanent",
         "General",
         [ses_samples.bounced_recipient(RECIPIENT)],
-        message_id=sent.message_id,
-        tags={"contact_id": sent.contact_id},
+        message_id=sent.ses_message_id,
+        tags={"contact_id": sent.contact_id, "message_id": sent.message_id},
     )
     return await post_json(f"{base_url}/sns", signed_envelope(signer, message=ses_samples.message(event)))
 
 
 async def complaint(base_url, signer, sent):
-    event = ses_samples.complaint_event([RECIPIENT], "abuse", message_id=sent.message_id)
+    # An identity notification: no tags, so the message is found by SES's id.
+    event = ses_samples.complaint_event([RECIPIENT], "abuse", message_id=sent.ses_message_id, identity=True)
     return await post_json(f"{base_url}/sns", signed_envelope(signer, message=ses_samples.message(event)))
 
 
@@ -81,14 +82,19 @@ async def post_json(url, envelope):
 
 
 @pytest.mark.parametrize(
-    "feedback, status",
-    [(bounce, "bounced"), (complaint, "complained"), (unsubscribe, "unsubscribed")],
+    "feedback, status, state",
+    [
+        (bounce, "bounced", pb.MESSAGE_STATE_BOUNCED),
+        (complaint, "complained", pb.MESSAGE_STATE_COMPLAINED),
+        (unsubscribe, "unsubscribed", pb.MESSAGE_STATE_SENT),
+    ],
 )
-async def test_feedback_through_the_sidecar_blocks_the_next_send(processes, ses, signer, feedback, status):
+async def test_feedback_through_the_sidecar_blocks_the_next_send(processes, ses, signer, feedback, status, state):
     stub, base_url = processes
     request = pb.SendEmailRequest(to=RECIPIENT, subject="Welcome", text_body="Hello")
-    sent = await asyncio.to_thread(stub.SendEmail, request, timeout=10)
-    assert len(ses.sent) == 1
+    accepted = await asyncio.to_thread(stub.SendEmail, request, timeout=10)
+    sent = await asyncio.to_thread(settled, stub, accepted.message_id)
+    assert sent.state == pb.MESSAGE_STATE_SENT and len(ses.sent) == 1
     unsubscribe_link = f"{base_url}/unsubscribe/{sent.contact_id}"
     assert unsubscribe_link in ses.sent[0].mime.get_content()
 
@@ -98,3 +104,4 @@ async def test_feedback_through_the_sidecar_blocks_the_next_send(processes, ses,
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert dict(error_info(details).metadata) == {"status": status, "contactId": sent.contact_id}
     assert len(ses.sent) == 1  # the refused send never reached SES
+    assert (await asyncio.to_thread(settled, stub, accepted.message_id)).state == state

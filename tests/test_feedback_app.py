@@ -5,10 +5,11 @@ import json
 import pytest
 
 from feedback_http.app import RAW_DELIVERY
-from feedback_http.config import FeedbackSettings
+from feedback_http.config import sns_endpoint
 from gateway.ops.logs import contact_ref
+from gateway.store import queue
 from gateway.store.contacts import get_or_create_contact
-from gateway.store.models import Contact, ContactStatus, FeedbackEvent, SentMessage, StatusChange, database
+from gateway.store.models import Contact, ContactStatus, FeedbackEvent, Message, MessageState, StatusChange, database
 from tests import ses_samples
 from tests.sns_signing import TOPIC_ARN, signed_envelope
 
@@ -123,18 +124,85 @@ async def test_subscription_unsubscribe_all_marks_unsubscribed(sidecar, signer):
     assert status_of("list@example.com") is ContactStatus.UNSUBSCRIBED
 
 
-async def test_delivery_is_recorded_against_the_sent_message(sidecar, signer):
+def queued_message(state: MessageState = MessageState.SENT, ses_message_id: str | None = None) -> Message:
+    """A message as the queue holds it after dispatch: in `state`, with SES's id when SES gave one."""
     with database.connection_context():
         contact = get_or_create_contact(ses_samples.RECIPIENT)
-        sent = SentMessage.create(contact=contact, ses_message_id="0100-ours")
-    event = ses_samples.delivery_event(message_id="0100-ours")
+        message_id = queue.enqueue(contact=contact, caller="", request_id=None, request_hash=None, payload="{}")
+        Message.update(state=state, ses_message_id=ses_message_id).where(Message.message_id == message_id).execute()
+        return Message.get(message_id=message_id)
+
+
+def message_now(message: Message) -> Message:
+    with database.connection_context():
+        return Message.get_by_id(message.id)
+
+
+async def test_an_event_is_recorded_against_its_message_by_ses_id_without_our_tag(sidecar, signer):
+    message = queued_message(ses_message_id="0100-ours")
+    event = ses_samples.delivery_event(message_id="0100-ours", identity=True)
 
     assert (await post_sns(sidecar, notification(signer, event)))[0] == 200
 
     with database.connection_context():
         recorded = FeedbackEvent.get()
-    assert (recorded.event_type, recorded.sent_message_id) == ("Delivery", sent.id)
+    assert (recorded.event_type, recorded.message.id) == ("Delivery", message.id)
+    assert message_now(message).state is MessageState.DELIVERED
     assert status_of(ses_samples.RECIPIENT) is ContactStatus.ACTIVE
+
+
+@pytest.mark.parametrize(
+    "event, state",
+    [
+        (ses_samples.send_event, MessageState.SENT),
+        (ses_samples.delivery_event, MessageState.DELIVERED),
+        (ses_samples.bounce_event, MessageState.BOUNCED),
+        (ses_samples.complaint_event, MessageState.COMPLAINED),
+        (ses_samples.reject_event, MessageState.FAILED),
+    ],
+)
+async def test_an_event_settles_the_message_named_by_its_tag(sidecar, signer, event, state):
+    """A message whose SES call got no answer (UNKNOWN) is settled by the first event that names it."""
+    message = queued_message(MessageState.UNKNOWN)
+    raw = event(tags={"message_id": message.message_id}, message_id="0100-from-the-event")
+
+    assert (await post_sns(sidecar, notification(signer, raw)))[0] == 200
+
+    settled = message_now(message)
+    assert (settled.state, settled.ses_message_id, settled.payload) == (state, "0100-from-the-event", None)
+    if state is MessageState.FAILED:
+        assert (settled.error_reason, settled.error_detail) == ("SES_REJECTED", "Bad content")
+
+
+async def test_an_event_naming_an_ses_id_another_message_holds_still_settles_its_message(sidecar, signer):
+    queued_message(MessageState.SENT, ses_message_id="0100-taken")
+    message = queued_message(MessageState.UNKNOWN)
+    event = ses_samples.send_event(tags={"message_id": message.message_id}, message_id="0100-taken")
+
+    assert (await post_sns(sidecar, notification(signer, event)))[0] == 200  # never a 500 that SNS retries forever
+
+    assert (message_now(message).state, message_now(message).ses_message_id) == (MessageState.SENT, None)
+
+
+async def test_events_only_move_a_message_forward(sidecar, signer):
+    message = queued_message(MessageState.SENT, ses_message_id="0100-ours")
+    tags = {"message_id": message.message_id}
+    events = [
+        ses_samples.complaint_event(tags=tags),
+        ses_samples.delivery_event(tags=tags),
+        ses_samples.send_event(tags=tags),
+    ]
+
+    for event in events:  # out of order, as SNS may deliver them
+        assert (await post_sns(sidecar, notification(signer, event)))[0] == 200
+
+    assert message_now(message).state is MessageState.COMPLAINED
+    with database.connection_context():
+        assert [e.event_type for e in FeedbackEvent.select().order_by(FeedbackEvent.id)] == [
+            "Complaint",
+            "Delivery",
+            "Send",
+        ]
 
 
 async def test_unknown_event_type_is_acknowledged_and_recorded(sidecar, signer):
@@ -411,9 +479,9 @@ async def test_only_soft_bounces_in_a_row_count_a_delivery_resets_them(make_side
 def test_only_aws_endpoint_url_sns_redirects_certificate_fetches():
     """A LocalStack setup leaves AWS_ENDPOINT_URL behind; whoever serves it must not vouch for notifications."""
     environ = {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN}
-    assert FeedbackSettings.from_env(environ).sns_endpoint_url == ""
+    assert sns_endpoint(environ) is None
     redirected = environ | {"AWS_ENDPOINT_URL_SNS": "http://127.0.0.1:4566"}
-    assert FeedbackSettings.from_env(redirected).sns_endpoint_url == "http://127.0.0.1:4566"
+    assert sns_endpoint(redirected) == "http://127.0.0.1:4566"
 
 
 async def test_the_sidecar_warns_at_start_when_certificates_are_redirected(make_sidecar, sns_host, caplog):

@@ -37,7 +37,7 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.models import Contact, ContactStatus, FeedbackEvent, StatusChange, database
 from tests import ses_samples
-from tests.rpc import error_info, rpc_failure
+from tests.rpc import error_info, rpc_failure, settled
 from tests.sns_signing import CERT_URL, SUBSCRIBE_URL, TOPIC_ARN, signed_envelope, sns_timestamp
 
 # --- hypothesis profiles ---------------------------------------------------------------------------------------
@@ -406,7 +406,7 @@ def check_address_header(header, field: Addr, envelope_address: str | None, raw_
         )
 
 
-def check_message(raw: bytes, ses_request, fields: dict, contact_id: str) -> None:
+def check_message(raw: bytes, ses_request, fields: dict, contact_id: str, message_id: str) -> None:
     """The raw MIME SES received is what a strict reader takes for exactly the message asked for."""
     lines = raw.split(b"\r\n")
     assert b"\r" not in raw.replace(b"\r\n", b"") and b"\n" not in raw.replace(b"\r\n", b""), "bare CR or LF"
@@ -460,7 +460,11 @@ def check_message(raw: bytes, ses_request, fields: dict, contact_id: str) -> Non
         assert url in text
     if html_body:
         assert url in parts["text/html"].get_content()
-    assert ses_request.tags == {**fields["tags"], "contact_id": contact_id}
+    assert ses_request.tags == {
+        **fields["tags"],
+        "contact_id": contact_id,
+        "message_id": ses_request.tags["message_id"],
+    }
     assert ses_request.body["ConfigurationSetName"] == "my-leads-now-config"
 
 
@@ -477,7 +481,7 @@ def test_send_email_with_hostile_fields_is_refused_cleanly_or_sent_well_formed(g
     def send(fields):
         fields = unique_request_id(fields)
         refused, certain = expected_violations(fields)
-        before = len(ses.requests)
+        before = len(ses.sent)
         try:
             response = gateway.SendEmail(to_request(fields), timeout=60)
         except grpc.RpcError as err:
@@ -491,15 +495,16 @@ def test_send_email_with_hostile_fields_is_refused_cleanly_or_sent_well_formed(g
             named = {violation.field for violation in details["BadRequest"][0].field_violations}
             assert refused <= named, f"{refused - named} not named among the violations {named}"
             assert not certain, f"a valid request was refused: {named}"
-            assert len(ses.requests) == before, "SES was called for a refused request"
+            assert len(ses.sent) == before, "SES was called for a refused request"
             return
         outcomes["OK"] += 1
         event("SendEmail OK")
         assert not refused, f"{sorted(refused)} should have been refused"
-        assert len(ses.requests) == before + 1
-        sent = ses.requests[-1]
-        assert sent.path == "/v2/email/outbound-emails"
-        check_message(sent.raw, sent, fields, response.contact_id)
+        # Dispatched before the next example starts, so each example counts only its own SES requests.
+        assert settled(gateway, response.message_id).state == pb.MESSAGE_STATE_SENT
+        assert len(ses.sent) == before + 1
+        sent = ses.sent[-1]
+        check_message(sent.raw, sent, fields, response.contact_id, response.message_id)
 
     send()
     assert outcomes["OK"] and outcomes["INVALID_ARGUMENT"], f"the fuzz did not reach both outcomes: {outcomes}"
@@ -519,14 +524,14 @@ def test_non_ascii_local_part_is_invalid_argument_and_nothing_is_sent(gateway, s
         address = f"{name} <{local}@{domain}>" if name else f"{local}@{domain}"
         fields = {"to": "alice@example.org", "subject": "Hi", "text_body": "Hello"} | {field: address}
         request = pb.SendEmailRequest(**fields)
-        before = len(ses.requests)
+        before = len(ses.sent)
 
         code, _, details = rpc_failure(gateway.SendEmail, request, timeout=30)
 
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert error_info(details).reason == "INVALID_REQUEST"
         assert [v.field for v in details["BadRequest"][0].field_violations] == [field]
-        assert len(ses.requests) == before
+        assert len(ses.sent) == before
 
     send()
 
@@ -550,13 +555,14 @@ def test_body_size_up_to_and_over_the_grpc_receive_limit(gateway, ses, megabytes
 
     if code == grpc.StatusCode.OK:
         response = gateway.SendEmail(to_request(fields), timeout=120)
-        check_message(ses.sent[0].raw, ses.sent[0], fields, response.contact_id)
+        assert settled(gateway, response.message_id, timeout=60).state == pb.MESSAGE_STATE_SENT
+        check_message(ses.sent[0].raw, ses.sent[0], fields, response.contact_id, response.message_id)
     else:
         got, message, details = rpc_failure(gateway.SendEmail, to_request(fields), timeout=120)
         assert got == code, f"{got.name}: {message}"
         assert "larger than max" in message
         assert "ErrorInfo" not in details
-        assert ses.requests == []
+        assert ses.sent == []
 
 
 # --- the sidecar: fixtures and helpers ---------------------------------------------------------------------------

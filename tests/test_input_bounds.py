@@ -9,8 +9,8 @@ import pytest
 
 from gateway import addresses
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
-from gateway.store.models import Contact, SentMessage, database
-from tests.rpc import error_info, rpc_failure
+from gateway.store.models import Contact, Message, database
+from tests.rpc import error_info, rpc_failure, settled
 from tests.sns_signing import signed_envelope
 
 
@@ -28,7 +28,7 @@ def violations(call, request) -> dict[str, str]:
 
 def rows() -> tuple[int, int]:
     with database.connection_context():
-        return Contact.select().count(), SentMessage.select().count()
+        return Contact.select().count(), Message.select().count()
 
 
 # --- bounded before parsed --------------------------------------------------------------------------------
@@ -43,18 +43,19 @@ def test_a_long_run_of_spaces_in_an_address_is_refused_and_stalls_no_other_call(
     ]
     for sender in senders:
         sender.start()
-    gateway.SendEmail(send_request(), timeout=5)  # an ordinary call beside them meets its deadline
+    ordinary = gateway.SendEmail(send_request(), timeout=5)  # an ordinary call beside them meets its deadline
     for sender in senders:
         sender.join()
 
     assert answers == [{"to": f"longer than {addresses.MAX_ADDRESS_FIELD} characters"}] * 8
+    assert settled(gateway, ordinary.message_id).state == pb.MESSAGE_STATE_SENT
     assert len(ses.sent) == 1
 
 
 def test_the_worst_bounded_address_is_parsed_and_refused(gateway, ses):
     name = " " * (addresses.MAX_ADDRESS_FIELD - 25)
     assert violations(gateway.SendEmail, send_request(to=f"x{name}x <@example.org>")).keys() == {"to"}
-    assert ses.requests == []
+    assert ses.sent == []
 
 
 def test_refused_huge_addresses_are_not_kept_in_the_address_cache(gateway):
@@ -81,7 +82,7 @@ def test_every_string_field_is_capped_by_its_limit(gateway, ses, overrides, fiel
 
     assert list(found) == [field]
     assert found[field].startswith(description)
-    assert ses.requests == []
+    assert ses.sent == []
 
 
 def test_get_contact_status_caps_the_address_before_parsing(gateway):
@@ -98,20 +99,26 @@ def test_a_request_id_the_database_cannot_hold_is_invalid_argument(gateway, ses,
     found = violations(gateway.SendEmail, send_request(request_id=request_id))
 
     assert found == {"request_id": "1-128 printable ASCII characters (a UUID is a good choice)"}
-    assert ses.requests == [] and rows() == (0, 0)
+    assert ses.sent == [] and rows() == (0, 0)
 
 
 def test_a_128_character_printable_request_id_is_accepted(gateway, ses):
     request_id = "".join(chr(32 + i % 95) for i in range(128))
     first = gateway.SendEmail(send_request(request_id=request_id))
     assert gateway.SendEmail(send_request(request_id=request_id)) == first
-    assert len(ses.sent) == 1
+    assert rows() == (1, 1)
 
 
 @pytest.mark.parametrize("contact_id", ["x\x00" * 11, "c" * 200, "not-a-contact-id", "ü" * 22, ""])
 def test_a_contact_id_that_is_not_one_is_invalid_argument(gateway, contact_id):
     found = violations(gateway.GetContactStatus, pb.GetContactStatusRequest(contact_id=contact_id))
     assert found == {"contact_id": "not a contact id (22 URL-safe characters)"}
+
+
+@pytest.mark.parametrize("message_id", ["m\x00" * 11, "m" * 129, "with space", "ü" * 10, ""])
+def test_a_message_id_that_cannot_be_one_is_invalid_argument(gateway, message_id):
+    found = violations(gateway.GetMessage, pb.GetMessageRequest(message_id=message_id))
+    assert found == {"message_id": "not a message id (as SendEmail returns it)"}
 
 
 @pytest.mark.parametrize("email", ["a\x00@example.org", "nobody\x00"])

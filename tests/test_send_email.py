@@ -1,4 +1,4 @@
-"""SendEmail end to end over gRPC: the guard, composition, errors and idempotency, with SES on loopback."""
+"""SendEmail end to end over gRPC: the guard, the queue, composition, errors and idempotency, with SES on loopback."""
 
 import threading
 
@@ -9,12 +9,20 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.ops.logs import contact_ref
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, StatusChange, database
-from tests.rpc import error_info, rpc_failure
+from tests.rpc import error_info, rpc_failure, settled, wait_until
 
 
 def send_request(**overrides) -> pb.SendEmailRequest:
     fields = {"to": "alice@example.org", "subject": "Your invoice", "text_body": "Hello Alice"} | overrides
     return pb.SendEmailRequest(**fields)
+
+
+def sent_through(gateway, request: pb.SendEmailRequest, ses) -> tuple[pb.SendEmailResponse, object]:
+    """SendEmail, then the request SES received once the message was dispatched."""
+    response = gateway.SendEmail(request)
+    assert settled(gateway, response.message_id).state == pb.MESSAGE_STATE_SENT
+    [received] = [r for r in ses.sent if r.tags["message_id"] == response.message_id]
+    return response, received
 
 
 def suppress(email: str, status: ContactStatus):
@@ -25,11 +33,14 @@ def suppress(email: str, status: ContactStatus):
 # --- the Email Guard ---------------------------------------------------------------------------------
 
 
-def test_send_reaches_ses_and_creates_an_active_contact(gateway, ses):
+def test_send_is_accepted_then_reaches_ses_and_creates_an_active_contact(gateway, ses):
     response = gateway.SendEmail(send_request())
 
-    assert len(ses.sent) == 1
-    assert response.message_id.startswith("0100019")
+    assert response.message_id.startswith("msg_") and len(response.message_id) == 26  # the gateway's own id
+    message = settled(gateway, response.message_id)
+    assert message.state == pb.MESSAGE_STATE_SENT
+    assert (message.attempts, message.contact_id) == (1, response.contact_id)
+    assert [r.message_id for r in ses.sent] == [message.ses_message_id]
     status = gateway.GetContactStatus(pb.GetContactStatusRequest(contact_id=response.contact_id))
     assert status.email == "alice@example.org"
     assert status.status == pb.CONTACT_STATUS_ACTIVE
@@ -47,7 +58,7 @@ def test_suppressed_recipient_is_refused_before_any_request_reaches_ses(gateway,
     info = error_info(details)
     assert info.reason == "RECIPIENT_SUPPRESSED"
     assert dict(info.metadata) == {"status": status.value, "contactId": contact.contact_id}
-    assert ses.requests == []
+    assert ses.sent == []
 
 
 def test_contact_ids_are_random_128_bit_url_safe_tokens(gateway):
@@ -70,10 +81,10 @@ def test_same_address_in_other_case_is_the_same_contact(gateway):
 
 
 def test_message_carries_footer_link_and_one_click_unsubscribe_headers(gateway, ses):
-    response = gateway.SendEmail(send_request(html_body="<html><body><p>Hello</p></body></html>"))
+    response, received = sent_through(gateway, send_request(html_body="<html><body><p>Hello</p></body></html>"), ses)
 
     url = f"https://mail.example.com/unsubscribe/{response.contact_id}"
-    mime = ses.sent[0].mime
+    mime = received.mime
     assert mime["List-Unsubscribe"].strip() == f"<{url}>"  # folded onto a continuation line when long
     assert mime["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert mime.get_content_type() == "multipart/alternative"
@@ -83,24 +94,25 @@ def test_message_carries_footer_link_and_one_click_unsubscribe_headers(gateway, 
 
 
 def test_html_only_message_has_the_footer_link(gateway, ses):
-    response = gateway.SendEmail(send_request(text_body="", html_body="<p>Hi</p>"))
+    response, received = sent_through(gateway, send_request(text_body="", html_body="<p>Hi</p>"), ses)
 
-    mime = ses.sent[0].mime
+    mime = received.mime
     assert mime.get_content_type() == "text/html"
     assert f"https://mail.example.com/unsubscribe/{response.contact_id}" in mime.get_content()
 
 
 def test_non_ascii_subject_display_names_and_idn_domain_are_encoded(gateway, ses):
-    gateway.SendEmail(
+    _, request = sent_through(
+        gateway,
         send_request(
             to="Zoë Ünïcode, Jr. <zoe@bücher.example>",
             subject="Grüße — 你好",
             from_address='"Équipe, Support" <support@example.com>',
             text_body="Prix : 10 €",
-        )
+        ),
+        ses,
     )
 
-    request = ses.sent[0]
     head = request.raw.split(b"\r\n\r\n", 1)[0]
     assert head.isascii()  # every header is RFC 2047 / IDNA encoded
     mime = request.mime
@@ -114,11 +126,13 @@ def test_non_ascii_subject_display_names_and_idn_domain_are_encoded(gateway, ses
 
 
 def test_configuration_set_tags_and_reply_to_reach_ses(gateway, ses):
-    response = gateway.SendEmail(send_request(reply_to="help@example.com", tags={"campaign": "invoice-2026"}))
+    request = send_request(reply_to="help@example.com", tags={"campaign": "invoice-2026"})
+    response, request = sent_through(gateway, request, ses)
 
-    request = ses.sent[0]
     assert request.body["ConfigurationSetName"] == "my-leads-now-config"
-    assert request.tags == {"campaign": "invoice-2026", "contact_id": response.contact_id}
+    # Every SES event about the message names its contact and the gateway's message id.
+    expected = {"campaign": "invoice-2026", "contact_id": response.contact_id, "message_id": response.message_id}
+    assert request.tags == expected
     assert request.mime["Reply-To"] == "help@example.com"
     assert request.mime["From"] == "Example App <noreply@example.com>"
 
@@ -138,7 +152,7 @@ def test_header_injection_is_refused_and_nothing_is_sent(gateway, ses, field, va
 
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in details["BadRequest"][0].field_violations] == [field]
-    assert ses.requests == []
+    assert ses.sent == []
 
 
 # --- errors --------------------------------------------------------------------------------------------
@@ -152,6 +166,7 @@ def test_header_injection_is_refused_and_nothing_is_sent(gateway, ses, field, va
         ({"subject": "  "}, ["subject"]),
         ({"text_body": "", "html_body": ""}, ["text_body"]),
         ({"tags": {"bad name": "x", "contact_id": "forged"}}, ["tags[bad name]", "tags[contact_id]"]),
+        ({"tags": {"message_id": "forged"}}, ["tags[message_id]"]),
         ({"to": "x", "subject": ""}, ["to", "subject"]),
     ],
 )
@@ -161,7 +176,7 @@ def test_invalid_request_lists_each_field_violation(gateway, ses, overrides, fie
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(details).reason == "INVALID_REQUEST"
     assert sorted(v.field for v in details["BadRequest"][0].field_violations) == sorted(fields)
-    assert ses.requests == []
+    assert ses.sent == []
 
 
 def test_missing_sender_without_default_from_is_invalid(settings, ses):
@@ -170,79 +185,16 @@ def test_missing_sender_without_default_from_is_invalid(settings, ses):
     from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
     from gateway.rpc.server import create_server
 
-    server, port = create_server(replace(settings, default_from=""))
-    server.start()
+    gateway = create_server(replace(settings, default_from=""))
+    gateway.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
             code, _, details = rpc_failure(pb_grpc.MailGatewayServiceStub(channel).SendEmail, send_request())
     finally:
-        server.stop(None)
+        gateway.stop(None)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     violation = details["BadRequest"][0].field_violations[0]
     assert (violation.field, "MAILGW_DEFAULT_FROM" in violation.description) == ("from_address", True)
-
-
-def test_ses_throttling_is_resource_exhausted_with_retry_info(gateway, ses):
-    ses.fail(429, "TooManyRequestsException", "Maximum sending rate exceeded.", times=3)
-
-    code, _, details = rpc_failure(gateway.SendEmail, send_request())
-
-    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    info = error_info(details)
-    assert (info.reason, info.metadata["sesErrorCode"]) == ("SES_THROTTLED", "TooManyRequestsException")
-    assert details["RetryInfo"][0].retry_delay.seconds >= 1
-    assert len(ses.sent) == 3  # botocore's bounded retries, then the caller is told
-
-
-@pytest.mark.parametrize(
-    "status, code, message, reason",
-    [
-        (
-            400,
-            "MessageRejected",
-            "Email address is not verified. The following identities failed the check",
-            "SES_IDENTITY_NOT_VERIFIED",
-        ),
-        (400, "MessageRejected", "Illegal address", "SES_MESSAGE_REJECTED"),
-        (400, "SendingPausedException", "Sending is paused for this account.", "SES_SENDING_PAUSED"),
-        (
-            404,
-            "NotFoundException",
-            "Configuration set <my-leads-now-config> does not exist.",
-            "SES_CONFIGURATION_SET_NOT_FOUND",
-        ),
-        (400, "AccountSuspendedException", "Account suspended", "SES_ACCOUNT_SUSPENDED"),
-    ],
-)
-def test_ses_refusals_are_failed_precondition_naming_the_ses_code(gateway, ses, status, code, message, reason):
-    ses.fail(status, code, message)
-
-    grpc_code, _, details = rpc_failure(gateway.SendEmail, send_request())
-
-    assert grpc_code == grpc.StatusCode.FAILED_PRECONDITION
-    info = error_info(details)
-    assert (info.reason, info.metadata["sesErrorCode"]) == (reason, code)
-
-
-def test_ses_server_errors_after_retries_are_unavailable(gateway, ses):
-    ses.fail(500, "InternalFailure", "boom", times=3)
-
-    code, message, details = rpc_failure(gateway.SendEmail, send_request())
-
-    assert code == grpc.StatusCode.UNAVAILABLE
-    assert error_info(details).reason == "SES_UNAVAILABLE"
-    assert "Traceback" not in message
-    assert len(ses.sent) == 3
-
-
-def test_unreachable_ses_is_unavailable(gateway, ses, monkeypatch):
-    ses.stop()  # nothing listens on its port any more
-
-    code, _, details = rpc_failure(gateway.SendEmail, send_request(), timeout=60)
-
-    assert code == grpc.StatusCode.UNAVAILABLE
-    assert error_info(details).reason == "SES_UNAVAILABLE"
-    ses.start()  # let the fixture stop it cleanly
 
 
 def test_unknown_contact_is_not_found(gateway):
@@ -278,49 +230,54 @@ def test_contact_status_shows_status_reason_and_time(gateway):
 # --- idempotency (AIP-155) -----------------------------------------------------------------------------
 
 
-def test_repeated_request_id_returns_the_first_response_without_sending_again(gateway, ses):
+def test_repeated_request_id_returns_the_first_response_and_queues_nothing(gateway, ses):
     first = gateway.SendEmail(send_request(request_id="req-1"))
+    assert settled(gateway, first.message_id).state == pb.MESSAGE_STATE_SENT
     second = gateway.SendEmail(send_request(request_id="req-1"))
 
     assert second == first
+    assert settled(gateway, first.message_id).attempts == 1
     assert len(ses.sent) == 1
 
 
-def test_racing_calls_with_one_request_id_send_once_and_share_the_response(gateway, ses):
-    ses.delay = 0.5  # the first call is still at SES when the second arrives
+def test_racing_calls_with_one_request_id_queue_once_and_share_the_response(gateway, ses):
     responses = []
+    start = threading.Barrier(6)
 
     def call():
+        start.wait()
         responses.append(gateway.SendEmail(send_request(request_id="req-race"), timeout=30))
 
-    threads = [threading.Thread(target=call) for _ in range(4)]
+    threads = [threading.Thread(target=call) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
+    assert len(responses) == 6 and all(r == responses[0] for r in responses)
+    assert settled(gateway, responses[0].message_id).state == pb.MESSAGE_STATE_SENT
     assert len(ses.sent) == 1
-    assert len(responses) == 4 and all(r == responses[0] for r in responses)
 
 
 def test_request_id_reused_for_another_message_is_refused(gateway, ses):
-    gateway.SendEmail(send_request(request_id="req-2"))
+    first = gateway.SendEmail(send_request(request_id="req-2"))
 
     code, _, details = rpc_failure(gateway.SendEmail, send_request(request_id="req-2", subject="Another"))
 
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(details).reason == "REQUEST_ID_REUSED"
+    assert settled(gateway, first.message_id).state == pb.MESSAGE_STATE_SENT
     assert len(ses.sent) == 1
 
 
-def test_failed_send_frees_the_request_id_for_a_retry(gateway, ses):
+def test_a_request_id_keeps_naming_its_message_after_ses_refused_it(gateway, ses):
     ses.fail(400, "MessageRejected", "Illegal address")
-    rpc_failure(gateway.SendEmail, send_request(request_id="req-3"))
+    first = gateway.SendEmail(send_request(request_id="req-3"))
+    assert settled(gateway, first.message_id).state == pb.MESSAGE_STATE_FAILED
 
-    response = gateway.SendEmail(send_request(request_id="req-3"))
-
-    assert response.message_id
-    assert len(ses.sent) == 2
+    # The caller learns the outcome from GetMessage; a repeat is the same message, not a second try.
+    assert gateway.SendEmail(send_request(request_id="req-3")) == first
+    assert len(ses.sent) == 1
 
 
 # --- privacy -------------------------------------------------------------------------------------------
@@ -328,7 +285,7 @@ def test_failed_send_frees_the_request_id_for_a_retry(gateway, ses):
 
 def test_logs_mask_addresses_and_never_carry_bodies(gateway, ses, caplog):
     caplog.set_level("INFO")
-    gateway.SendEmail(send_request(text_body="secret reset code 913472"))
+    sent_through(gateway, send_request(text_body="secret reset code 913472"), ses)
     suppress("alice@example.org", ContactStatus.BOUNCED)
     rpc_failure(gateway.SendEmail, send_request(text_body="secret reset code 913472"))
 
@@ -340,15 +297,14 @@ def test_logs_mask_addresses_and_never_carry_bodies(gateway, ses, caplog):
 
 def test_logs_name_a_contact_by_a_reference_never_by_its_unsubscribe_secret(gateway, ses, caplog):
     caplog.set_level("INFO")
-    sent = gateway.SendEmail(send_request())
+    sent, _ = sent_through(gateway, send_request(), ses)
     suppress("alice@example.org", ContactStatus.UNSUBSCRIBED)
     rpc_failure(gateway.SendEmail, send_request())
 
     assert sent.contact_id not in caplog.text  # whoever reads the logs could unsubscribe the recipient
     reference = contact_ref(sent.contact_id)
-    assert [r.levelname for r in caplog.records if reference in r.getMessage()] == [
-        "INFO"
-    ] * 3  # sent, changed, refused
+    logged = [r.getMessage().split()[0] for r in caplog.records if reference in r.getMessage()]
+    assert logged == ["accepted", "sent", "contact", "refused"]
 
 
 @pytest.mark.parametrize(
@@ -356,8 +312,9 @@ def test_logs_name_a_contact_by_a_reference_never_by_its_unsubscribe_secret(gate
     [(400, "MessageRejected", "SES_MESSAGE_REJECTED"), (500, "InternalFailure", "SES_UNAVAILABLE")],
 )
 def test_a_failed_send_leaves_a_masked_warning(gateway, ses, caplog, status, code, reason):
-    ses.fail(status, code, "no", times=3)
-    rpc_failure(gateway.SendEmail, send_request(text_body="secret reset code 913472"))
+    ses.fail(status, code, "no")
+    response = gateway.SendEmail(send_request(text_body="secret reset code 913472"))
+    wait_until(lambda: settled(gateway, response.message_id, timeout=0).last_error.reason)
 
     [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "failed" in r.getMessage()]
     assert "a***@example.org" in line and reason in line and code in line

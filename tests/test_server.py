@@ -1,7 +1,6 @@
 """The gateway as its users run it: health, reflection, `python -m gateway` with boto3's env, SIGTERM, the CLI."""
 
 import signal
-import threading
 
 import grpc
 import pytest
@@ -12,23 +11,26 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.ops.config import ConfigError, Settings
 from gateway.rpc.server import create_server
+from gateway.store.models import Message, MessageState, database, open_database
+from tests import rpc
 from tests.processes import free_port, start, wait_until
+from tests.rpc import settled
 
 
 def test_health_and_reflection_are_registered(settings, ses):
-    server, port = create_server(settings)
-    server.start()
+    gateway = create_server(settings)
+    gateway.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            for service in ("", "mailgateway.v1.MailGatewayService"):
+            for service in ("", "mailgateway.v1.MailGatewayService", "mailgateway.v1.Dispatch"):
                 response = health.Check(health_pb2.HealthCheckRequest(service=service))
                 assert response.status == health_pb2.HealthCheckResponse.SERVING
             services = ProtoReflectionDescriptorDatabase(channel).get_services()
             assert "mailgateway.v1.MailGatewayService" in services
             assert "grpc.health.v1.Health" in services
     finally:
-        server.stop(None)
+        gateway.stop(None)
 
 
 @pytest.fixture
@@ -55,31 +57,28 @@ def gateway_process(database_url, ses):
 def test_python_m_gateway_reads_its_config_and_boto3_endpoint_from_the_environment(gateway_process, ses):
     _, stub = gateway_process
 
-    stub.SendEmail(pb.SendEmailRequest(to="a@example.org", subject="Hi", text_body="Hello"), timeout=10)
+    accepted = stub.SendEmail(pb.SendEmailRequest(to="a@example.org", subject="Hi", text_body="Hello"), timeout=10)
 
+    assert settled(stub, accepted.message_id).state == pb.MESSAGE_STATE_SENT
     assert len(ses.sent) == 1
     assert ses.sent[0].body["ConfigurationSetName"] == "configured-set"
     assert "us-east-1" in ses.sent[0].headers["Authorization"]  # AWS_REGION reached the SigV4 scope
 
 
-def test_sigterm_lets_the_in_flight_send_finish_then_exits_zero(gateway_process, ses):
+def test_sigterm_lets_the_in_flight_send_finish_then_exits_zero(gateway_process, ses, database_url):
     process, stub = gateway_process
     ses.delay = 1.5
-    outcome = {}
+    accepted = stub.SendEmail(pb.SendEmailRequest(to="a@example.org", subject="Hi", text_body="x"), timeout=10)
+    wait_until(lambda: len(ses.sent) == 1, process)  # the dispatcher is now inside the SES call
 
-    def send():
-        outcome["response"] = stub.SendEmail(
-            pb.SendEmailRequest(to="a@example.org", subject="Hi", text_body="x"), timeout=20
-        )
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    wait_until(lambda: len(ses.requests) == 1, process)  # the RPC is now inside the SES call
     process.send_signal(signal.SIGTERM)
-    sender.join(20)
 
-    assert outcome["response"].message_id
     assert process.wait(20) == 0
+    assert [r.tags["message_id"] for r in ses.accepted] == [accepted.message_id]  # SES answered; not cut off
+    open_database(database_url)
+    with database.connection_context():
+        assert Message.get(message_id=accepted.message_id).state is MessageState.SENT  # and the answer was recorded
+    database.close_all()
     with pytest.raises(grpc.RpcError) as refused:
         stub.SendEmail(pb.SendEmailRequest(to="b@example.org", subject="Hi", text_body="x"), timeout=2)
     assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -117,10 +116,10 @@ def test_local_mode_cli_send_writes_an_eml_and_status_reads_it_back(tmp_path, da
         )
         out, _ = send.communicate(timeout=20)
         assert send.returncode == 0, out
-        sent, link = out.splitlines()
-        contact_id = sent.split("contact_id=")[1]
+        accepted, link = out.splitlines()
+        contact_id = accepted.split("contact_id=")[1]
 
-        [eml] = (tmp_path / "outbox").glob("*.eml")
+        [eml] = rpc.wait_until(lambda: list((tmp_path / "outbox").glob("*.eml")))  # dispatched from the queue
         assert link == f"unsubscribe link: http://127.0.0.1:8080/unsubscribe/{contact_id}"
         assert f"<http://127.0.0.1:8080/unsubscribe/{contact_id}>" in eml.read_text()  # List-Unsubscribe
 

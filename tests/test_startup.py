@@ -77,7 +77,7 @@ def test_a_stale_gateway_cannot_share_the_port_of_a_running_one(tmp_path, ses, s
         with grpc.insecure_channel(address) as channel:
             code, _, details = rpc_failure(pb_grpc.MailGatewayServiceStub(channel).SendEmail, REQUEST, timeout=10)
         assert (code, error_info(details).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "RECIPIENT_SUPPRESSED")
-    assert ses.requests == []
+    assert ses.sent == []
 
 
 def test_gateway_processes_share_their_port_with_each_other_only(tmp_path, ses, stop_afterwards):
@@ -148,8 +148,7 @@ def test_a_bad_setting_stops_the_process_with_one_line_and_exit_code_2(tmp_path,
 
 def test_an_http_unsubscribe_link_on_a_public_host_is_warned_about(settings, ses, caplog):
     caplog.set_level("WARNING")
-    server, _ = create_server(replace(settings, public_base_url="http://mail.example.com"))
-    server.stop(None)
+    create_server(replace(settings, public_base_url="http://mail.example.com")).stop(None)
 
     assert "MAILGW_PUBLIC_BASE_URL is http:// on mail.example.com" in caplog.text
     assert "RFC 8058" in caplog.text

@@ -19,6 +19,7 @@ TRANSPORTS = ("ses", "outbox")
 DATABASE_SCHEMES = ("sqlite", "sqlite+pool", "postgres", "postgresql", "postgres+pool", "postgresql+pool")
 # SES: "up to 64 alphanumeric characters, including letters, numbers, hyphens (-) and underscores (_) only".
 CONFIGURATION_SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SLOWEST_SEND_SECONDS = 20  # SES client: 5 s to connect, 15 s to answer
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class Settings:
     auth_tokens: str = ""
     auth_tokens_file: str = ""
     allow_insecure_bind: bool = False
+    dispatch_workers: int = 4
+    dispatch_lease_seconds: float = 60.0
+    send_rate: float = 0.0  # messages per second for all replicas together; 0: SES's MaxSendRate (outbox: no limit)
+    max_message_age_seconds: float = 86400.0
+    pause_probe_seconds: float = 60.0
+    unknown_resend_seconds: float = 900.0  # 0: never resend, an operator decides
+    message_retention_days: float = 30.0
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -62,6 +70,14 @@ class Settings:
             raise ConfigError("MAILGW_GRPC_PROCESSES above 1 needs a fixed port in MAILGW_GRPC_ADDR")
         if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_client_ca and not self.tls_cert):
             raise ConfigError("MAILGW_TLS_CERT and MAILGW_TLS_KEY go together; MAILGW_TLS_CLIENT_CA needs both")
+        for name in ("dispatch_workers", "send_rate", "unknown_resend_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"MAILGW_{name.upper()} must not be negative")
+        for name in ("dispatch_lease_seconds", "max_message_age_seconds", "pause_probe_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"MAILGW_{name.upper()} must be above 0")
+        if self.message_retention_days <= 0:
+            raise ConfigError("MAILGW_MESSAGE_RETENTION_DAYS must be above 0")
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
 
     @classmethod
@@ -70,13 +86,19 @@ class Settings:
 
     def warnings(self) -> list[str]:
         """Settings that work but that an operator should hear about at start."""
+        found = []
         host = urlsplit(self.public_base_url).hostname or ""
         if self.public_base_url.startswith("http://") and not is_loopback(host):
-            return [
+            found.append(
                 f"MAILGW_PUBLIC_BASE_URL is http:// on {host}: mailbox providers only offer one-click unsubscribe "
                 "(RFC 8058) for https links"
-            ]
-        return []
+            )
+        if self.dispatch_workers and self.dispatch_lease_seconds < SLOWEST_SEND_SECONDS:
+            found.append(
+                f"MAILGW_DISPATCH_LEASE_SECONDS={self.dispatch_lease_seconds:g} is shorter than a send may take "
+                f"({SLOWEST_SEND_SECONDS} s): a send still waiting for SES would be taken for interrupted"
+            )
+        return found
 
 
 def check_database_url(url: str) -> None:

@@ -1,11 +1,12 @@
-"""Builds and runs the gateway's gRPC server: the service, health checking, reflection, graceful shutdown."""
+"""Builds and runs the gateway: the gRPC service, health checking, reflection, the dispatcher, graceful shutdown."""
 
 import logging
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent import futures
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,31 +19,52 @@ from gateway.ops.logs import setup_logging
 from gateway.ops.startup import AddressInUse, claim_address, claim_port_group, run
 from gateway.rpc.auth import authenticator, check_exposure, server_credentials
 from gateway.rpc.service import MailGatewayServicer
-from gateway.sending.mailer import Mailer, Transport
+from gateway.sending.dispatch import Dispatcher, DispatchSettings, Transport
 from gateway.sending.outbox import OutboxTransport
+from gateway.sending.pacing import Pacer
 from gateway.sending.ses import SesTransport, ses_client
 from gateway.store.models import open_database
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MailGatewayService"].full_name
+DISPATCH_HEALTH = "mailgateway.v1.Dispatch"  # NOT_SERVING while dispatch is paused (the gateway still accepts)
 SHUTDOWN_GRACE_SECONDS = 25.0
 
 
 def make_transport(settings: Settings) -> Transport:
     if settings.transport == "outbox":
         return OutboxTransport(settings.outbox_dir)
-    return SesTransport(ses_client(settings.grpc_workers), settings.ses_configuration_set)
+    return SesTransport(ses_client(max(1, settings.dispatch_workers)), settings.ses_configuration_set)
 
 
-def create_server(
-    settings: Settings,
-    *,
-    transport: Transport | None = None,
-    health_servicer: health.HealthServicer | None = None,
-    shared_port: bool = False,
-) -> tuple[grpc.Server, int]:
-    """A started-ready (not started) server bound to settings.grpc_addr; port 0 picks a free port.
+@dataclass
+class Gateway:
+    """The gRPC server and this process's dispatcher (None with MAILGW_DISPATCH_WORKERS=0), started and stopped
+    together."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    dispatcher: Dispatcher | None
+
+    def start(self) -> None:
+        self.server.start()
+        if self.dispatcher is not None:
+            self.health.set(DISPATCH_HEALTH, health_pb2.HealthCheckResponse.SERVING)  # until it pauses
+            self.dispatcher.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new RPCs and stop claiming; in-flight RPCs and sends get `grace` seconds to finish."""
+        self.health.enter_graceful_shutdown()
+        stopped = self.server.stop(grace)
+        if self.dispatcher is not None:
+            self.dispatcher.stop(grace or 0.0)
+        stopped.wait()
+
+
+def create_server(settings: Settings, *, transport: Transport | None = None, shared_port: bool = False) -> Gateway:
+    """A gateway ready to start, bound to settings.grpc_addr; port 0 picks a free port.
 
     The port has one owner: it must be free (AddressInUse otherwise), unless `shared_port`, which only the copies
     of one `MAILGW_GRPC_PROCESSES` group pass, after their parent claimed the port for them (serve_processes).
@@ -54,15 +76,25 @@ def create_server(
     if not shared_port:
         claim_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")
     open_database(settings.database_url)
-    mailer = Mailer(transport or make_transport(settings), settings.public_base_url)
+    health_servicer = health.HealthServicer()
+    dispatcher = None
+    if settings.dispatch_workers:
+        transport = transport or make_transport(settings)
+        dispatcher = Dispatcher(
+            transport,
+            Pacer(transport, settings.send_rate),
+            dispatch_settings(settings),
+            on_pause=lambda pause: health_servicer.set(
+                DISPATCH_HEALTH,
+                health_pb2.HealthCheckResponse.NOT_SERVING if pause else health_pb2.HealthCheckResponse.SERVING,
+            ),
+        )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
         options=[("grpc.so_reuseport", int(shared_port))],
     )
-    pb_grpc.add_MailGatewayServiceServicer_to_server(
-        MailGatewayServicer(mailer, settings.default_from, callers), server
-    )
-    health_servicer = health_servicer or health.HealthServicer()
+    servicer = MailGatewayServicer(settings.default_from, callers, dispatcher.wake if dispatcher else lambda: None)
+    pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -76,24 +108,41 @@ def create_server(
         port = 0
     if port == 0:
         raise AddressInUse(f"MAILGW_GRPC_ADDR={settings.grpc_addr}: cannot listen on this address")
-    return server, port
+    return Gateway(server, port, health_servicer, dispatcher)
+
+
+def dispatch_settings(settings: Settings) -> DispatchSettings:
+    return DispatchSettings(
+        workers=settings.dispatch_workers,
+        lease_seconds=settings.dispatch_lease_seconds,
+        max_message_age_seconds=settings.max_message_age_seconds,
+        pause_probe_seconds=settings.pause_probe_seconds,
+        unknown_resend_seconds=settings.unknown_resend_seconds,
+        retention_days=settings.message_retention_days,
+        public_base_url=settings.public_base_url,
+    )
 
 
 def serve(settings: Settings, *, shared_port: bool = False) -> None:
-    """Run until SIGTERM or SIGINT, then refuse new RPCs and let in-flight ones finish."""
-    health_servicer = health.HealthServicer()
-    server, port = create_server(settings, health_servicer=health_servicer, shared_port=shared_port)
-    server.start()
-    log.info("gateway listening on port %d (transport %s)", port, settings.transport)
+    """Run until SIGTERM or SIGINT, then refuse new RPCs, stop claiming, and let in-flight RPCs and sends finish."""
+    gateway = create_server(settings, shared_port=shared_port)
+    stopping = threading.Event()
 
     def stop(signum, _frame):
-        log.info("signal %d: draining in-flight RPCs", signum)
-        health_servicer.enter_graceful_shutdown()
-        server.stop(SHUTDOWN_GRACE_SECONDS)  # returns at once; wait_for_termination below waits
+        log.info("signal %d: draining in-flight RPCs and sends", signum)
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.wait_for_termination()
+    gateway.start()
+    log.info(
+        "gateway listening on port %d (transport %s, %d dispatch workers)",
+        gateway.port,
+        settings.transport,
+        settings.dispatch_workers,
+    )
+    stopping.wait()
+    gateway.stop(SHUTDOWN_GRACE_SECONDS)
     log.info("gateway stopped")
 
 

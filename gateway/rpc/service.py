@@ -1,99 +1,31 @@
-"""The gRPC servicer: translates requests into domain calls and domain errors into rich statuses (AIP-193)."""
+"""The gRPC servicer of MailGatewayService: requests into domain calls, results into responses; no business logic."""
 
-import functools
-import logging
-import time
+from collections.abc import Callable
 
 import grpc
-import peewee
-from google.protobuf import duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from gateway import errors
 from gateway.addresses import InvalidAddress, email_key
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.rpc.auth import Authenticator
-from gateway.sending.mailer import Mailer
+from gateway.rpc.status import rpc
+from gateway.sending.accept import accept
 from gateway.sending.outgoing import outgoing_email
-from gateway.store import contacts
-from gateway.store.models import ContactStatus, database, drop_idle_connections
+from gateway.store import contacts, queue
+from gateway.store.models import ContactStatus, MessageState
 
-log = logging.getLogger(__name__)
-
-ERROR_DOMAIN = "mailgateway"
-DEADLINE_MARGIN_SECONDS = 0.2
-
-STATUS_CODES = [  # most specific class first
-    (errors.InvalidRequest, code_pb2.INVALID_ARGUMENT),
-    (errors.RecipientSuppressed, code_pb2.FAILED_PRECONDITION),
-    (errors.SesRejected, code_pb2.FAILED_PRECONDITION),
-    (errors.SendOutcomeUnknown, code_pb2.FAILED_PRECONDITION),
-    (errors.Unauthenticated, code_pb2.UNAUTHENTICATED),
-    (errors.ContactNotFound, code_pb2.NOT_FOUND),
-    (errors.SesThrottled, code_pb2.RESOURCE_EXHAUSTED),
-    (errors.RequestInProgress, code_pb2.ABORTED),
-    (errors.SesUnavailable, code_pb2.UNAVAILABLE),
-    (errors.DatabaseUnavailable, code_pb2.UNAVAILABLE),
-    (errors.GatewayError, code_pb2.INTERNAL),
-]
 PROTO_STATUS = {status: pb.ContactStatus.Value(f"CONTACT_STATUS_{status.name}") for status in ContactStatus}
-
-
-def rich_status(error: errors.GatewayError) -> grpc.Status:
-    """One status with exactly one ErrorInfo, plus BadRequest or RetryInfo where they apply."""
-    code = next(code for cls, code in STATUS_CODES if isinstance(error, cls))
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
-    details = [info]
-    if isinstance(error, errors.InvalidRequest):
-        details.append(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-                    for field, description in error.violations.items()
-                ]
-            )
-        )
-    if isinstance(error, errors.SesThrottled):
-        details.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=round(error.retry_after))))
-    status = status_pb2.Status(code=code, message=error.message)
-    for detail in details:
-        status.details.add().Pack(detail)
-    return rpc_status.to_status(status)
-
-
-def rpc(method):
-    """Authenticates the caller, then runs the method with it; every failure leaves as a typed status: domain
-    errors as mapped, a dead database as UNAVAILABLE, a bug as INTERNAL — never UNKNOWN, never a traceback."""
-
-    @functools.wraps(method)
-    def wrapper(self, request, context):
-        try:
-            caller = self._authenticator.caller(context)
-            with database.connection_context():
-                return method(self, request, context, caller)
-        except errors.GatewayError as exc:
-            error = exc
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            log.warning("database unavailable in %s: %s", method.__name__, type(exc).__name__)
-            drop_idle_connections()
-            error = errors.DatabaseUnavailable("the database is unavailable; retry later")
-        except Exception:
-            log.exception("unexpected failure in %s", method.__name__)
-            error = errors.GatewayError("internal error")
-        context.abort_with_status(rich_status(error))
-
-    return wrapper
+PROTO_STATE = {state: pb.MessageState.Value(f"MESSAGE_STATE_{state.name}") for state in MessageState}
 
 
 class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
-    """MailGatewayService over a Mailer; holds no business logic."""
+    """MailGatewayService; `on_accepted` tells this process's dispatcher that a message is waiting."""
 
-    def __init__(self, mailer: Mailer, default_from: str, authenticator: Authenticator):
-        self._mailer = mailer
+    def __init__(self, default_from: str, authenticator: Authenticator, on_accepted: Callable[[], None]):
         self._default_from = default_from
         self._authenticator = authenticator
+        self._on_accepted = on_accepted
 
     @rpc
     def SendEmail(
@@ -110,11 +42,35 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
             default_from=self._default_from,
             request_id=request.request_id,
         )
-        remaining = context.time_remaining()
-        # Leave a little of the caller's deadline for the answer to travel back.
-        deadline = None if remaining is None else time.monotonic() + remaining - DEADLINE_MARGIN_SECONDS
-        sent = self._mailer.send(email, request_id=request.request_id, caller=caller, deadline=deadline)
-        return pb.SendEmailResponse(message_id=sent.message_id, contact_id=sent.contact_id)
+        accepted = accept(email, request_id=request.request_id, caller=caller)
+        self._on_accepted()
+        return pb.SendEmailResponse(message_id=accepted.message_id, contact_id=accepted.contact_id)
+
+    @rpc
+    def GetMessage(
+        self, request: pb.GetMessageRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.GetMessageResponse:
+        if not queue.is_message_id(request.message_id):
+            raise errors.InvalidRequest({"message_id": "not a message id (as SendEmail returns it)"})
+        message = queue.for_caller(request.message_id, caller)
+        if message is None:
+            raise errors.MessageNotFound("you sent no message with that id", messageId=request.message_id)
+        response = pb.GetMessageResponse(
+            message_id=message.message_id,
+            contact_id=message.contact.contact_id,
+            state=PROTO_STATE[message.state],
+            ses_message_id=message.ses_message_id or "",
+            attempts=message.attempts,
+        )
+        if message.error_reason:
+            response.last_error.reason = message.error_reason
+            response.last_error.ses_error_code = message.error_code
+            response.last_error.description = message.error_detail
+        response.created_at.FromDatetime(message.created_at)
+        response.updated_at.FromDatetime(message.updated_at)
+        for event in queue.events_of(message):
+            response.events.add(type=event.event_type).time.FromDatetime(event.received_at)
+        return response
 
     @rpc
     def GetContactStatus(

@@ -1,10 +1,11 @@
-"""The Email Guard: may this recipient be mailed? Decided before any request reaches SES."""
+"""The Email Guard: may this recipient be mailed? Asked when SendEmail accepts a message, and again right before the
+SES call, always of the status the database holds at that moment (no cache: a suppression must stop the next send)."""
 
 import logging
 
 from gateway.errors import RecipientSuppressed
 from gateway.ops.logs import contact_ref, masked
-from gateway.store.contacts import get_or_create_contact
+from gateway.store.contacts import find_contact, get_or_create_contact
 from gateway.store.models import Contact
 
 log = logging.getLogger(__name__)
@@ -22,3 +23,8 @@ def admit(recipient_key: str) -> Contact:
             contactId=contact.contact_id,
         )
     return contact
+
+
+def recheck(contact_pk: int) -> Contact | None:
+    """The contact of a queued message as it is now, right before its send; the caller refuses a suppressed one."""
+    return find_contact(pk=contact_pk)

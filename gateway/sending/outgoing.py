@@ -9,6 +9,7 @@ from email.headerregistry import Address
 from gateway.addresses import HEADER_UNSAFE, address_key, parse_address
 from gateway.errors import InvalidRequest
 from gateway.store.contacts import CONTACT_TAG
+from gateway.store.queue import MESSAGE_TAG
 
 # SES message tags: names and values of ASCII letters, digits, "_" and "-", at most 256 characters; SES takes 50
 # tags a message, and the gateway keeps some for its own.
@@ -48,6 +49,45 @@ class OutgoingEmail:
             self.tags,
         ]
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+    def to_payload(self) -> str:
+        """The message as the queue keeps it until it is sent (JSON)."""
+        return json.dumps(
+            {
+                "to": _address_pair(self.to),
+                "from": _address_pair(self.sender),
+                "reply_to": _address_pair(self.reply_to) if self.reply_to else None,
+                "subject": self.subject,
+                "text": self.text_body,
+                "html": self.html_body,
+                "tags": self.tags,
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_payload(cls, payload: str) -> "OutgoingEmail":
+        """The message to_payload() stored (already checked when it was accepted)."""
+        fields = json.loads(payload)
+        reply_to = fields["reply_to"]
+        return cls(
+            to=_address(fields["to"]),
+            sender=_address(fields["from"]),
+            reply_to=_address(reply_to) if reply_to else None,
+            subject=fields["subject"],
+            text_body=fields["text"],
+            html_body=fields["html"],
+            tags=tuple((name, value) for name, value in fields["tags"]),
+        )
+
+
+def _address_pair(address: Address) -> tuple[str, str]:
+    return address.display_name, address.addr_spec
+
+
+def _address(pair: list[str]) -> Address:
+    display_name, addr_spec = pair
+    return Address(display_name=display_name, addr_spec=addr_spec)
 
 
 def outgoing_email(
@@ -104,8 +144,8 @@ def outgoing_email(
     else:
         for name, value in tags.items():
             field = f"tags[{name}]" if len(name) <= 64 else f"tags[{name[:64]}…]"  # the field path is echoed back
-            if name == CONTACT_TAG:
-                violations[field] = "reserved: the gateway sets it to the recipient's contact id"
+            if name in (CONTACT_TAG, MESSAGE_TAG):
+                violations[field] = "reserved: the gateway sets it to the recipient's contact id or its message id"
             elif not TAG_PATTERN.fullmatch(name) or not TAG_PATTERN.fullmatch(value):
                 violations[field] = "names and values need 1-256 ASCII letters, digits, '_' or '-'"
 

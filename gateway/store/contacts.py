@@ -6,7 +6,8 @@ import secrets
 from dataclasses import dataclass
 
 from gateway.ops.logs import contact_ref, masked
-from gateway.store.models import Contact, ContactStatus, StatusChange, database, insert_row, prepared, utcnow
+from gateway.store.database import database, insert_row, prepared, utcnow
+from gateway.store.models import Contact, ContactStatus, StatusChange
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,18 @@ def _update_status():
     return Contact.update(status=ContactStatus.ACTIVE, reason="", updated_at=None).where(Contact.id == 0)
 
 
-def find_contact(*, email: str | None = None, contact_id: str | None = None) -> Contact | None:
-    if email is not None:  # the guard's lookup, once per SendEmail
+@prepared
+def _contact_by_pk():
+    return Contact.select().where(Contact.id == 0)
+
+
+def find_contact(*, email: str | None = None, contact_id: str | None = None, pk: int | None = None) -> Contact | None:
+    """A contact by normalised address (the guard's lookup at acceptance), by row (its lookup at dispatch) or by
+    contact id; None when there is none."""
+    if email is not None:
         return next(iter(Contact.raw(_contact_by_email(), email)), None)
+    if pk is not None:
+        return next(iter(Contact.raw(_contact_by_pk(), pk)), None)
     return Contact.get_or_none(Contact.contact_id == contact_id)
 
 

@@ -1,22 +1,10 @@
-"""Peewee models and the database connection, shared by the gateway and the feedback sidecar."""
+"""Peewee models shared by the gateway and the feedback sidecar: contacts, their history, the send queue, feedback."""
 
-import datetime
 import enum
-import functools
-import logging
-import weakref
 
 import peewee
-from playhouse import db_url, migrate
-from playhouse.pool import PooledPostgresqlDatabase
 
-log = logging.getLogger(__name__)
-database = peewee.DatabaseProxy()
-
-
-def utcnow() -> datetime.datetime:
-    """Naive UTC, the one timezone both SQLite and PostgreSQL columns store."""
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+from gateway.store.database import connect, database, utcnow
 
 
 class ContactStatus(enum.StrEnum):
@@ -39,20 +27,52 @@ class ContactStatus(enum.StrEnum):
 _SEVERITY = [ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED, ContactStatus.BOUNCED, ContactStatus.COMPLAINED]
 
 
+class MessageState(enum.StrEnum):
+    """Where an accepted message is: waiting, in flight, or settled (see SETTLED)."""
+
+    QUEUED = "queued"  # waiting for its first attempt, or for a retry after a failure that sent nothing
+    SENDING = "sending"  # claimed by a dispatcher; due_at is when its lease ends
+    SENT = "sent"  # SES accepted it
+    UNKNOWN = "unknown"  # the request may have reached SES and no answer came; due_at is when it is sent again
+    SUPPRESSED = "suppressed"  # the guard refused it at dispatch: the recipient opted out after acceptance
+    FAILED = "failed"  # SES refused it for good
+    EXPIRED = "expired"  # it could not be sent within MAILGW_MAX_MESSAGE_AGE_SECONDS
+    DELIVERED = "delivered"  # SES events, in the order they can follow each other
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more is sent: the body is deleted."""
+        return self not in (MessageState.QUEUED, MessageState.SENDING, MessageState.UNKNOWN)
+
+
 MAX_REASON = 1000  # characters of a status change's reason that are kept
 
 
-class StatusField(peewee.CharField):
-    """Stores a ContactStatus as its string value."""
+class _EnumField(peewee.CharField):
+    enum: type[enum.StrEnum]
 
     def __init__(self, **kwargs):
         super().__init__(max_length=16, **kwargs)
 
     def db_value(self, value):
-        return None if value is None else ContactStatus(value).value
+        return None if value is None else self.enum(value).value
 
     def python_value(self, value):
-        return None if value is None else ContactStatus(value)
+        return None if value is None else self.enum(value)
+
+
+class StatusField(_EnumField):
+    """Stores a ContactStatus as its string value."""
+
+    enum = ContactStatus
+
+
+class MessageStateField(_EnumField):
+    """Stores a MessageState as its string value."""
+
+    enum = MessageState
 
 
 def storable(text: str, limit: int) -> str:
@@ -99,21 +119,45 @@ class Contact(BaseModel):
     updated_at = peewee.DateTimeField(default=utcnow)
 
 
-class SentMessage(BaseModel):
-    """One SendEmail that reached the transport: state "sending" while in flight, "sent", or "unknown" when
-    SES may have taken it without our hearing back; `caller` is who asked (auth.py)."""
+class Message(BaseModel):
+    """One accepted SendEmail, from the queue to its last SES event; `caller` is who asked (rpc/auth.py).
 
+    The payload (what the caller asked to send, as JSON) is kept only until the message is settled.
+    """
+
+    message_id = peewee.CharField(max_length=128, unique=True)  # the gateway's id, in the API and as an EmailTag
     contact = peewee.ForeignKeyField(Contact, backref="messages", on_delete="CASCADE")
-    ses_message_id = peewee.CharField(max_length=128, null=True, unique=True)
     caller = peewee.CharField(max_length=128, default="")
     request_id = peewee.CharField(max_length=128, null=True)
     request_hash = peewee.CharField(max_length=64, null=True)
-    state = peewee.CharField(max_length=8, default="sent")
+    state = MessageStateField(default=MessageState.QUEUED)
+    payload = peewee.TextField(null=True)
+    attempts = peewee.IntegerField(default=0)  # SES calls made (or possibly made) for it
+    resends = peewee.IntegerField(default=0)  # sends after an unknown outcome: at most one
+    due_at = peewee.DateTimeField(default=utcnow)  # queued: next attempt; sending: lease end; unknown: resend time
+    claimed_by = peewee.CharField(max_length=64, null=True)
+    ses_message_id = peewee.CharField(max_length=128, null=True, unique=True)
+    error_reason = peewee.CharField(max_length=64, default="")  # of the last failure, as an ErrorInfo reason
+    error_code = peewee.CharField(max_length=64, default="")  # SES's error code, when SES answered
+    error_detail = FreeTextField(500, default="")
     created_at = peewee.DateTimeField(default=utcnow)
-    sent_at = peewee.DateTimeField(null=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    settled_at = peewee.DateTimeField(null=True, index=True)
 
     class Meta:
-        indexes = ((("caller", "request_id"), True),)  # request ids are unique per caller
+        indexes = (
+            (("caller", "request_id"), True),  # request ids are unique per caller
+            (("state", "due_at"), False),  # the claim reads only due rows of one state, however many are settled
+        )
+
+
+class SendBudget(BaseModel):
+    """The send rate every replica shares: a token bucket, on the database's clock (one row per limiter)."""
+
+    name = peewee.CharField(max_length=32, primary_key=True)
+    tokens = peewee.DoubleField(default=0.0)
+    refilled_at = peewee.DoubleField(default=0.0)  # seconds since the epoch (DOUBLE: REAL would round by minutes)
+    quota_remaining = peewee.IntegerField(default=-1)  # of SES's rolling 24-hour quota; -1: unlimited or unknown
 
 
 class StatusChange(BaseModel):
@@ -133,117 +177,32 @@ class FeedbackEvent(BaseModel):
     notification_id = peewee.CharField(max_length=128, unique=True)
     event_type = FreeCharField(max_length=64)
     ses_message_id = peewee.CharField(max_length=128, null=True, index=True)
-    sent_message = peewee.ForeignKeyField(SentMessage, null=True, backref="events", on_delete="SET NULL")
+    message = peewee.ForeignKeyField(
+        Message, null=True, backref="events", on_delete="SET NULL", column_name="message_pk"
+    )
     detail = FreeTextField(2000, default="")
-    received_at = peewee.DateTimeField(default=utcnow)
+    received_at = peewee.DateTimeField(default=utcnow, index=True)
 
 
-MODELS = [Contact, SentMessage, StatusChange, FeedbackEvent]
-
-
-def prepared(build):
-    """Peewee renders a query's SQL in Python on every call (~100 us); a hot query renders it once per database.
-
-    `build` returns the query with placeholder values; call the result for the SQL, then run it with the real
-    parameters in the same order, e.g. `Model.raw(sql(), value)`.
-    """
-    rendered = weakref.WeakKeyDictionary()
-
-    @functools.wraps(build)
-    def sql() -> str:
-        db = database.obj
-        if db not in rendered:
-            rendered[db] = build().sql()[0]
-        return rendered[db]
-
-    return sql
-
-
-_insert_sql: "weakref.WeakKeyDictionary[peewee.Database, dict]" = weakref.WeakKeyDictionary()
-
-
-def insert_row(model: type[BaseModel], *, ignore_conflict: bool = False, **values) -> None:
-    """A one-row INSERT whose SQL is rendered once per database (see prepared); unset fields take their defaults."""
-    fields = [field for field in model._meta.sorted_fields if not isinstance(field, peewee.AutoField)]
-    rendered = _insert_sql.setdefault(database.obj, {})
-    if (model, ignore_conflict) not in rendered:
-        query = model.insert({field: None for field in fields})
-        rendered[model, ignore_conflict] = (query.on_conflict_ignore() if ignore_conflict else query).sql()[0]
-    params = [field.db_value(values[field.name] if field.name in values else _default(field)) for field in fields]
-    database.execute_sql(rendered[model, ignore_conflict], params)
-
-
-def _default(field: peewee.Field):
-    return field.default() if callable(field.default) else field.default
+MODELS = [Contact, Message, SendBudget, StatusChange, FeedbackEvent]
 
 
 def open_database(url: str) -> peewee.Database:
-    """Connect the shared models to `url` (sqlite:///path or postgresql://…) and create missing tables.
-
-    Connections are pooled: each unit of work (an RPC, a webhook request) takes one with
-    `database.connection_context()` and gives it back, so a connection broken by a database
-    restart is dropped and the next unit of work reconnects.
-    """
-    scheme, _, rest = url.partition("://")
-    if scheme in ("sqlite", "sqlite+pool"):
-        # WAL lets the sidecar write while the gateway reads; IMMEDIATE takes the write lock
-        # when a transaction starts, so two processes wait on busy_timeout instead of failing
-        # with "database is locked" when a read transaction tries to become a write.
-        db = db_url.connect(
-            f"sqlite+pool://{rest}",
-            pragmas={"journal_mode": "wal", "busy_timeout": 10_000, "synchronous": "normal", "foreign_keys": 1},
-            lock_type="IMMEDIATE",
-            check_same_thread=False,  # pooled connections move between worker threads, one at a time
-            **POOL,
-        )
-    elif scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
-        params = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT} | db_url.parse(f"postgresql://{rest}")
-        db = PostgresPool(**params, **POOL)
-    else:
-        raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///… or postgresql://…")
-    database.initialize(db)
-    # Both processes create the schema on start; one transaction each, serialised (SQLite by BEGIN IMMEDIATE,
-    # PostgreSQL by an advisory lock), so two starting at once do not race on CREATE ... IF NOT EXISTS.
-    with db.connection_context(), db.atomic():
-        if isinstance(db, peewee.PostgresqlDatabase):
-            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        add_missing_columns(db)
-        db.create_tables(MODELS, safe=True)
-    return db
+    """Connect both processes' models to `url` (sqlite:///path or postgresql://…): tables and columns created,
+    earlier schemas upgraded. See store/database.py for the pool."""
+    return connect(url, MODELS, upgrades=[_messages_sent_before_the_queue])
 
 
-def add_missing_columns(db: peewee.Database) -> None:
-    """Columns added to a model since its table was created (each has a default), so upgrades need no manual step."""
-    migrator = migrate.SchemaMigrator.from_database(db)
-    for model in MODELS:
-        if not db.table_exists(model._meta.table_name):
-            continue
-        existing = {column.name for column in db.get_columns(model._meta.table_name)}
-        for field in model._meta.sorted_fields:
-            if field.column_name not in existing:
-                migrate.migrate(migrator.add_column(model._meta.table_name, field.column_name, field))
-
-
-SCHEMA_LOCK = 0x6D61696C67770001  # "mailgw" + 1: any constant shared by both processes
-
-
-POOL = {"max_connections": 64, "stale_timeout": 300}
-POSTGRES_CONNECT_TIMEOUT = 5  # seconds: a database that does not answer is reported, not waited for
-
-
-def drop_idle_connections() -> None:
-    """After a database error: pooled connections opened before the fault are likely dead too; drop them so the
-    next unit of work connects afresh instead of failing once more on each."""
-    try:
-        database.close_idle()
-    except Exception:  # the pool is being dropped because something is wrong; never mask the first error
-        log.debug("closing idle connections failed", exc_info=True)
-
-
-class PostgresPool(PooledPostgresqlDatabase):
-    """Peewee's pool pings the server (SELECT 1) on every checkout: a round trip per RPC, which halved guard
-    throughput (bench/). Without it, a connection broken by a server restart fails its next query instead; the
-    caller gets a retryable answer (UNAVAILABLE, 503) and the broken connection is dropped at check-in."""
-
-    def _is_closed(self, conn) -> bool:
-        return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
+def _messages_sent_before_the_queue(db: peewee.Database) -> None:
+    """Before the send queue, SendEmail recorded its sends in sent_message. Carried over once, so a request_id
+    repeated after the upgrade still returns its first answer (SES's message id, the message_id of that time)."""
+    if not db.table_exists("sent_message") or Message.select().exists():
+        return
+    db.execute_sql(
+        "INSERT INTO message (message_id, contact_id, caller, request_id, request_hash, state, attempts, resends,"
+        " due_at, ses_message_id, error_reason, error_code, error_detail, created_at, updated_at, settled_at)"
+        " SELECT COALESCE(ses_message_id, 'pre-queue-' || CAST(id AS VARCHAR(20))), contact_id, caller, request_id,"
+        " request_hash, CASE WHEN state = 'sent' THEN 'sent' ELSE 'unknown' END, 1, 1, created_at, ses_message_id,"
+        " '', '', '', created_at, COALESCE(sent_at, created_at), CASE WHEN state = 'sent' THEN sent_at END"
+        " FROM sent_message"
+    )

@@ -5,7 +5,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -17,11 +17,36 @@ class ContactStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONTACT_STATUS_UNSUBSCRIBED: _ClassVar[ContactStatus]
     CONTACT_STATUS_BOUNCED: _ClassVar[ContactStatus]
     CONTACT_STATUS_COMPLAINED: _ClassVar[ContactStatus]
+
+class MessageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MESSAGE_STATE_UNSPECIFIED: _ClassVar[MessageState]
+    MESSAGE_STATE_QUEUED: _ClassVar[MessageState]
+    MESSAGE_STATE_SENDING: _ClassVar[MessageState]
+    MESSAGE_STATE_SENT: _ClassVar[MessageState]
+    MESSAGE_STATE_UNKNOWN: _ClassVar[MessageState]
+    MESSAGE_STATE_SUPPRESSED: _ClassVar[MessageState]
+    MESSAGE_STATE_FAILED: _ClassVar[MessageState]
+    MESSAGE_STATE_EXPIRED: _ClassVar[MessageState]
+    MESSAGE_STATE_DELIVERED: _ClassVar[MessageState]
+    MESSAGE_STATE_BOUNCED: _ClassVar[MessageState]
+    MESSAGE_STATE_COMPLAINED: _ClassVar[MessageState]
 CONTACT_STATUS_UNSPECIFIED: ContactStatus
 CONTACT_STATUS_ACTIVE: ContactStatus
 CONTACT_STATUS_UNSUBSCRIBED: ContactStatus
 CONTACT_STATUS_BOUNCED: ContactStatus
 CONTACT_STATUS_COMPLAINED: ContactStatus
+MESSAGE_STATE_UNSPECIFIED: MessageState
+MESSAGE_STATE_QUEUED: MessageState
+MESSAGE_STATE_SENDING: MessageState
+MESSAGE_STATE_SENT: MessageState
+MESSAGE_STATE_UNKNOWN: MessageState
+MESSAGE_STATE_SUPPRESSED: MessageState
+MESSAGE_STATE_FAILED: MessageState
+MESSAGE_STATE_EXPIRED: MessageState
+MESSAGE_STATE_DELIVERED: MessageState
+MESSAGE_STATE_BOUNCED: MessageState
+MESSAGE_STATE_COMPLAINED: MessageState
 
 class SendEmailRequest(_message.Message):
     __slots__ = ("to", "subject", "text_body", "html_body", "from_address", "reply_to", "request_id", "tags")
@@ -57,6 +82,52 @@ class SendEmailResponse(_message.Message):
     message_id: str
     contact_id: str
     def __init__(self, message_id: _Optional[str] = ..., contact_id: _Optional[str] = ...) -> None: ...
+
+class GetMessageRequest(_message.Message):
+    __slots__ = ("message_id",)
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    def __init__(self, message_id: _Optional[str] = ...) -> None: ...
+
+class GetMessageResponse(_message.Message):
+    __slots__ = ("message_id", "contact_id", "state", "ses_message_id", "attempts", "last_error", "created_at", "updated_at", "events")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SES_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    contact_id: str
+    state: MessageState
+    ses_message_id: str
+    attempts: int
+    last_error: MessageError
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    events: _containers.RepeatedCompositeFieldContainer[MessageEvent]
+    def __init__(self, message_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., state: _Optional[_Union[MessageState, str]] = ..., ses_message_id: _Optional[str] = ..., attempts: _Optional[int] = ..., last_error: _Optional[_Union[MessageError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events: _Optional[_Iterable[_Union[MessageEvent, _Mapping]]] = ...) -> None: ...
+
+class MessageError(_message.Message):
+    __slots__ = ("reason", "ses_error_code", "description")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SES_ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    ses_error_code: str
+    description: str
+    def __init__(self, reason: _Optional[str] = ..., ses_error_code: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class MessageEvent(_message.Message):
+    __slots__ = ("type", "time")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, type: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetContactStatusRequest(_message.Message):
     __slots__ = ("email", "contact_id")

@@ -42,6 +42,11 @@ class MailGatewayServiceStub:
                 request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.SendEmailRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.SendEmailResponse.FromString,
                 _registered_method=True)
+        self.GetMessage = channel.unary_unary(
+                '/mailgateway.v1.MailGatewayService/GetMessage',
+                request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetMessageRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetMessageResponse.FromString,
+                _registered_method=True)
         self.GetContactStatus = channel.unary_unary(
                 '/mailgateway.v1.MailGatewayService/GetContactStatus',
                 request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetContactStatusRequest.SerializeToString,
@@ -56,10 +61,21 @@ class MailGatewayServiceServicer:
     """
 
     def SendEmail(self, request, context):
-        """SendEmail composes one message to one recipient and sends it through SES.
-        A suppressed recipient is refused with FAILED_PRECONDITION and an
-        ErrorInfo whose reason is RECIPIENT_SUPPRESSED. A repeated request_id
-        returns the first call's response without sending again.
+        """SendEmail accepts one message to one recipient into the gateway's durable
+        send queue and answers at once, without waiting for SES; dispatchers send
+        it at SES's pace and ask the guard again right before. A suppressed
+        recipient is refused with FAILED_PRECONDITION and an ErrorInfo whose
+        reason is RECIPIENT_SUPPRESSED, and nothing is queued. A repeated
+        request_id returns the first call's response and queues nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMessage(self, request, context):
+        """GetMessage tells where an accepted message is: queued, sent, settled by
+        SES's events, or why not. A caller reads only the messages it sent; any
+        other id answers NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -80,6 +96,11 @@ def add_MailGatewayServiceServicer_to_server(servicer, server):
                     servicer.SendEmail,
                     request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.SendEmailRequest.FromString,
                     response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.SendEmailResponse.SerializeToString,
+            ),
+            'GetMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessage,
+                    request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetMessageRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetMessageResponse.SerializeToString,
             ),
             'GetContactStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetContactStatus,
@@ -117,6 +138,33 @@ class MailGatewayService:
             '/mailgateway.v1.MailGatewayService/SendEmail',
             gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.SendEmailRequest.SerializeToString,
             gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.SendEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailgateway.v1.MailGatewayService/GetMessage',
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetMessageRequest.SerializeToString,
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,53 @@
+"""SendEmail's domain flow: idempotency, the guard, then the message durably queued; SES is not waited for."""
+
+import logging
+from dataclasses import dataclass
+
+import peewee
+
+from gateway.errors import RequestIdReused
+from gateway.ops.logs import contact_ref, masked
+from gateway.sending import guard
+from gateway.sending.outgoing import OutgoingEmail
+from gateway.store import queue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_id: str
+    contact_id: str
+
+
+def accept(email: OutgoingEmail, *, request_id: str = "", caller: str = "") -> Accepted:
+    """Queue `email` for `caller`, or refuse it (RecipientSuppressed) before anything is queued.
+
+    With a request_id (scoped to the caller), a repeat returns the first answer and queues nothing (AIP-155), also
+    when the repeats race: the message and its request id are one row, so only one insert wins.
+    """
+    fingerprint = email.fingerprint() if request_id else None
+    if request_id and (earlier := queue.by_request(caller, request_id)):
+        return _repeat(earlier, fingerprint)
+    contact = guard.admit(email.recipient_key)
+    try:
+        message_id = queue.enqueue(
+            contact=contact,
+            caller=caller,
+            request_id=request_id or None,
+            request_hash=fingerprint,
+            payload=email.to_payload(),
+        )
+    except peewee.IntegrityError:
+        earlier = queue.by_request(caller, request_id) if request_id else None
+        if earlier is None:
+            raise
+        return _repeat(earlier, fingerprint)  # a racing call with the same request_id queued it first
+    log.info("accepted %s for %s (contact %s)", message_id, masked(email.to.addr_spec), contact_ref(contact.contact_id))
+    return Accepted(message_id, contact.contact_id)
+
+
+def _repeat(earlier: queue.Earlier, fingerprint: str | None) -> Accepted:
+    if earlier.request_hash != fingerprint:
+        raise RequestIdReused()
+    return Accepted(earlier.message_id, earlier.contact_id)

@@ -1,0 +1,126 @@
+"""Every way a send can fail, classified once: whether a retry is safe, and what the message and the queue do.
+
+The dispatcher, GetMessage's last_error and the README's table of failures all read this module; nothing else
+decides whether sending again is safe.
+"""
+
+import enum
+import random
+from dataclasses import dataclass
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+
+class Outcome(enum.Enum):
+    """What a failure means for the message and for the queue."""
+
+    RETRY = "not sent, retry"  # nothing left the machine, or SES refused for now: back off, then again
+    REFUSED = "refused for good"  # this message will never be accepted: FAILED
+    PAUSE = "nobody can send"  # the account or its setup refuses every message: dispatch pauses, the queue waits
+    MAYBE_SENT = "maybe sent"  # the request left and no answer came: UNKNOWN until an event or a resend settles it
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One classified failure: its outcome, an ErrorInfo-style reason, SES's error code when SES answered."""
+
+    outcome: Outcome
+    reason: str
+    ses_error_code: str = ""
+    detail: str = ""
+
+
+class SendFailed(Exception):
+    """A transport could not hand the message over; `failure` says how, and whether a retry is safe."""
+
+    def __init__(self, failure: Failure):
+        super().__init__(f"{failure.reason}: {failure.detail}")
+        self.failure = failure
+
+
+RETRY, REFUSED, PAUSE, MAYBE_SENT = Outcome
+
+# SES error code -> (outcome, reason). SES v2 names throttling TooManyRequestsException (HTTP 429); the other
+# spellings are what v1 and the SDKs' retry tables use for the same thing.
+SES_ERRORS: dict[str, tuple[Outcome, str]] = {
+    "TooManyRequestsException": (RETRY, "SES_THROTTLED"),
+    "Throttling": (RETRY, "SES_THROTTLED"),
+    "ThrottlingException": (RETRY, "SES_THROTTLED"),
+    "LimitExceededException": (RETRY, "SES_THROTTLED"),
+    "MessageRejected": (REFUSED, "SES_MESSAGE_REJECTED"),
+    "MailFromDomainNotVerifiedException": (REFUSED, "SES_MAIL_FROM_DOMAIN_NOT_VERIFIED"),
+    "BadRequestException": (REFUSED, "SES_BAD_REQUEST"),
+    "SendingPausedException": (PAUSE, "SES_SENDING_PAUSED"),
+    "AccountSuspendedException": (PAUSE, "SES_ACCOUNT_SUSPENDED"),
+    "NotFoundException": (PAUSE, "SES_CONFIGURATION_SET_NOT_FOUND"),
+    # The credentials or the IAM policy refuse every send until someone fixes them.
+    "AccessDeniedException": (PAUSE, "SES_ACCESS_DENIED"),
+    "UnrecognizedClientException": (PAUSE, "SES_ACCESS_DENIED"),
+    "InvalidClientTokenId": (PAUSE, "SES_ACCESS_DENIED"),
+    "SignatureDoesNotMatch": (PAUSE, "SES_ACCESS_DENIED"),
+    "ExpiredTokenException": (RETRY, "SES_CREDENTIALS_EXPIRED"),  # refreshed by the credential chain
+}
+# Raised by botocore before a byte leaves the machine, or when no connection was made: nothing was sent.
+NOT_SENT_ERRORS: dict[type[Exception], str] = {
+    EndpointConnectionError: "SES_UNREACHABLE",  # connection refused, DNS failure
+    ConnectTimeoutError: "SES_UNREACHABLE",
+    NoCredentialsError: "SES_NO_CREDENTIALS",
+    PartialCredentialsError: "SES_NO_CREDENTIALS",
+    CredentialRetrievalError: "SES_NO_CREDENTIALS",
+    ParamValidationError: "SES_REQUEST_NOT_BUILT",
+}
+# The SES texts that tell the two throttles apart (developer guide, "Errors related to sending quotas").
+DAILY_QUOTA_TEXT = "daily message quota"
+
+
+def classify_ses_error(exc: Exception) -> Failure:
+    """The failure for anything boto3's SendEmail raised."""
+    if isinstance(exc, ClientError):
+        return _from_response(exc)
+    for kind, reason in NOT_SENT_ERRORS.items():
+        if isinstance(exc, kind):
+            return Failure(RETRY, reason, detail=type(exc).__name__)
+    if isinstance(exc, ReadTimeoutError):
+        return Failure(MAYBE_SENT, "SES_NO_ANSWER", detail="SES did not answer in time")
+    # Anything else (a connection reset mid-request, a response we cannot read): the request may have arrived.
+    return Failure(MAYBE_SENT, "SES_NO_ANSWER", detail=type(exc).__name__)
+
+
+def _from_response(exc: ClientError) -> Failure:
+    error = exc.response.get("Error", {})
+    code, text = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
+    http_status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    outcome, reason = SES_ERRORS.get(code, (None, ""))
+    if reason == "SES_THROTTLED" and DAILY_QUOTA_TEXT in text.lower():
+        outcome, reason = PAUSE, "SES_DAILY_QUOTA_EXCEEDED"
+    elif code == "MessageRejected" and "not verified" in text.lower():
+        reason = "SES_IDENTITY_NOT_VERIFIED"
+    elif outcome is None:
+        outcome, reason = (RETRY, "SES_UNAVAILABLE") if http_status >= 500 else (REFUSED, "SES_ERROR")
+    return Failure(outcome, reason, ses_error_code=code, detail=text[:300])
+
+
+RETRY_BASE_SECONDS = 1.0
+RETRY_CAP_SECONDS = 600.0  # SES's advice after a throttle: wait up to 10 minutes
+
+
+def retry_delay(attempt: int) -> float:
+    """When to try a "not sent, retry" message again, after its attempt n: exponential backoff with jitter,
+    between half and all of min(1 s x 2^(n-1), 10 min)."""
+    ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+# Failures the gateway itself decides, beside SES's.
+LEASE_EXPIRED = Failure(MAYBE_SENT, "DISPATCH_INTERRUPTED", detail="the dispatcher holding it stopped mid-send")
+RECIPIENT_SUPPRESSED = "RECIPIENT_SUPPRESSED"
+MESSAGE_EXPIRED = "MESSAGE_EXPIRED"

@@ -1,0 +1,80 @@
+"""Housekeeping beside dispatch: the leases of dispatchers that died, unknown outcomes sent once more, messages
+past their age or their retention, and SES's quotas read again."""
+
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import peewee
+
+from gateway.sending.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
+from gateway.sending.pacing import Pacer
+from gateway.store import queue
+from gateway.store.database import database, drop_idle_connections, utcnow
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 1.0
+ACCOUNT_REFRESH_SECONDS = 300.0
+PURGE_SECONDS = 3600.0
+
+
+class Housekeeper:
+    """One per dispatching process; every replica sweeps, and each sweep is one idempotent statement per kind."""
+
+    def __init__(
+        self,
+        pacer: Pacer,
+        *,
+        unknown_resend_seconds: float,
+        max_message_age_seconds: float,
+        retention_days: float,
+        paused: Callable[[], bool],
+    ):
+        self._pacer = pacer
+        self._resend = datetime.timedelta(seconds=unknown_resend_seconds)
+        self._max_age = datetime.timedelta(seconds=max_message_age_seconds)
+        self._retention = datetime.timedelta(days=retention_days)
+        self._paused = paused
+
+    def run(self, stopping: threading.Event) -> None:
+        """Sweep every second until `stopping` is set; purge at start, then hourly; re-read SES's quotas every five
+        minutes (a paused dispatch probes them itself)."""
+        next_refresh = time.monotonic() + ACCOUNT_REFRESH_SECONDS
+        next_purge = time.monotonic()
+        while True:
+            try:
+                with database.connection_context():
+                    self.sweep()
+                    if time.monotonic() >= next_purge:
+                        self.purge()
+                        next_purge = time.monotonic() + PURGE_SECONDS
+                if time.monotonic() >= next_refresh and not self._paused():
+                    with database.connection_context():
+                        self._pacer.refresh()
+                    next_refresh = time.monotonic() + ACCOUNT_REFRESH_SECONDS
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                log.warning("dispatch housekeeping cannot reach the database: %s", type(exc).__name__)
+                drop_idle_connections()
+            except Exception:
+                log.exception("dispatch housekeeping failed; trying again")
+            if stopping.wait(SWEEP_SECONDS):
+                return
+
+    def sweep(self) -> None:
+        now = utcnow()
+        interrupted = queue.end_expired_leases(
+            reason=LEASE_EXPIRED.reason, detail=LEASE_EXPIRED.detail, resend_at=now + self._resend
+        )
+        if interrupted:
+            log.warning("%d messages were held by a dispatcher that stopped mid-send: outcome unknown", interrupted)
+        if self._resend and (resent := queue.queue_unknown_for_resend()):
+            log.warning("%d messages with an unknown outcome and no SES event since: sent once more", resent)
+        if expired := queue.expire_older_than(now - self._max_age, reason=MESSAGE_EXPIRED):
+            log.warning("%d messages could not be sent within MAILGW_MAX_MESSAGE_AGE_SECONDS: expired", expired)
+
+    def purge(self) -> None:
+        if purged := queue.purge_settled_before(utcnow() - self._retention):
+            log.info("purged %d messages settled longer ago than MAILGW_MESSAGE_RETENTION_DAYS", purged)

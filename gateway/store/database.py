@@ -1,0 +1,141 @@
+"""The database both processes share: connecting from a URL, creating and upgrading the schema, hot-query helpers."""
+
+import datetime
+import functools
+import logging
+import weakref
+
+import peewee
+from playhouse import db_url, migrate
+from playhouse.pool import PooledPostgresqlDatabase
+
+log = logging.getLogger(__name__)
+database = peewee.DatabaseProxy()
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC, the one timezone both SQLite and PostgreSQL columns store."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+def prepared(build):
+    """Peewee renders a query's SQL in Python on every call (~100 us); a hot query renders it once per database.
+
+    `build` returns the query with placeholder values; call the result for the SQL, then run it with the real
+    parameters in the same order, e.g. `Model.raw(sql(), value)`.
+    """
+    rendered = weakref.WeakKeyDictionary()
+
+    @functools.wraps(build)
+    def sql() -> str:
+        db = database.obj
+        if db not in rendered:
+            rendered[db] = build().sql()[0]
+        return rendered[db]
+
+    return sql
+
+
+_insert_sql: "weakref.WeakKeyDictionary[peewee.Database, dict]" = weakref.WeakKeyDictionary()
+
+
+def insert_row(model: type[peewee.Model], *, ignore_conflict: bool = False, **values) -> None:
+    """A one-row INSERT whose SQL is rendered once per database (see prepared); unset fields take their defaults."""
+    fields = [field for field in model._meta.sorted_fields if not isinstance(field, peewee.AutoField)]
+    rendered = _insert_sql.setdefault(database.obj, {})
+    if (model, ignore_conflict) not in rendered:
+        query = model.insert({field: None for field in fields})
+        rendered[model, ignore_conflict] = (query.on_conflict_ignore() if ignore_conflict else query).sql()[0]
+    params = [field.db_value(values[field.name] if field.name in values else _default(field)) for field in fields]
+    database.execute_sql(rendered[model, ignore_conflict], params)
+
+
+def _default(field: peewee.Field):
+    return field.default() if callable(field.default) else field.default
+
+
+def connect(url: str, models: list[type[peewee.Model]], upgrades=()) -> peewee.Database:
+    """Connect `models` to `url` (sqlite:///path or postgresql://…), create missing tables and columns, then run
+    `upgrades` (functions of the database, each idempotent) in the same transaction.
+
+    Connections are pooled: each unit of work (an RPC, a webhook request) takes one with
+    `database.connection_context()` and gives it back, so a connection broken by a database
+    restart is dropped and the next unit of work reconnects.
+    """
+    db = database.obj if getattr(database.obj, "url", None) == url else _pool(url)
+    database.initialize(db)
+    # Both processes create the schema on start; one transaction each, serialised (SQLite by BEGIN IMMEDIATE,
+    # PostgreSQL by an advisory lock), so two starting at once do not race on CREATE ... IF NOT EXISTS.
+    with db.connection_context(), db.atomic():
+        if isinstance(db, peewee.PostgresqlDatabase):
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        add_missing_columns(db, models)
+        db.create_tables(models, safe=True)
+        for upgrade in upgrades:
+            upgrade(db)
+    return db
+
+
+def _pool(url: str) -> peewee.Database:
+    """A pool for `url`. Connecting again to the same URL keeps the pool in use: threads in the middle of a
+    transaction (the dispatcher's) must not find the shared proxy pointing at another pool halfway through it."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("sqlite", "sqlite+pool"):
+        # WAL lets the sidecar write while the gateway reads; IMMEDIATE takes the write lock
+        # when a transaction starts, so two processes wait on busy_timeout instead of failing
+        # with "database is locked" when a read transaction tries to become a write.
+        db = db_url.connect(
+            f"sqlite+pool://{rest}",
+            pragmas={"journal_mode": "wal", "busy_timeout": 10_000, "synchronous": "normal", "foreign_keys": 1},
+            lock_type="IMMEDIATE",
+            check_same_thread=False,  # pooled connections move between worker threads, one at a time
+            **POOL,
+        )
+    elif scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
+        params = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT} | db_url.parse(f"postgresql://{rest}")
+        db = PostgresPool(**params, **POOL)
+    else:
+        raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///… or postgresql://…")
+    db.url = url
+    return db
+
+
+def add_missing_columns(db: peewee.Database, models: list[type[peewee.Model]]) -> None:
+    """Columns added to a model since its table was created (each has a default), so upgrades need no manual step."""
+    migrator = migrate.SchemaMigrator.from_database(db)
+    for model in models:
+        if not db.table_exists(model._meta.table_name):
+            continue
+        existing = {column.name for column in db.get_columns(model._meta.table_name)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in existing:
+                migrate.migrate(migrator.add_column(model._meta.table_name, field.column_name, field))
+
+
+SCHEMA_LOCK = 0x6D61696C67770001  # "mailgw" + 1: any constant shared by both processes
+
+
+POOL = {"max_connections": 64, "stale_timeout": 300}
+POSTGRES_CONNECT_TIMEOUT = 5  # seconds: a database that does not answer is reported, not waited for
+
+
+def drop_idle_connections() -> None:
+    """After a database error: pooled connections opened before the fault are likely dead too; drop them so the
+    next unit of work connects afresh instead of failing once more on each."""
+    try:
+        database.close_idle()
+    except Exception:  # the pool is being dropped because something is wrong; never mask the first error
+        log.debug("closing idle connections failed", exc_info=True)
+
+
+class PostgresPool(PooledPostgresqlDatabase):
+    """Peewee's pool pings the server (SELECT 1) on every checkout: a round trip per RPC, which halved guard
+    throughput (bench/). Without it, a connection broken by a server restart fails its next query instead; the
+    caller gets a retryable answer (UNAVAILABLE, 503) and the broken connection is dropped at check-in."""
+
+    def _is_closed(self, conn) -> bool:
+        return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
