@@ -3,6 +3,7 @@
 import asyncio
 import json
 import sys
+import time
 import uuid
 from concurrent import futures
 
@@ -29,10 +30,27 @@ def run_http(app: web.Application) -> None:
     asyncio.run(serve())
 
 
+ARRIVALS: list[float] = []  # when each SendEmail arrived (time.monotonic), for the dispatch line's rate
+
+
 async def ses_send_email(request: web.Request) -> web.Response:
     """SES v2 SendEmail that answers at once: reads the body, returns a fresh MessageId."""
     await request.read()
+    ARRIVALS.append(time.monotonic())
     return web.json_response({"MessageId": f"0100019{uuid.uuid4().hex}-000000"})
+
+
+async def ses_get_account(request: web.Request) -> web.Response:
+    """SES v2 GetAccount: a production account that paces nobody (the benchmarks set MAILGW_SEND_RATE)."""
+    quota = {"Max24HourSend": -1.0, "MaxSendRate": 1_000_000.0, "SentLast24Hours": 0.0}
+    return web.json_response({"SendQuota": quota, "SendingEnabled": True, "ProductionAccessEnabled": True})
+
+
+async def ses_arrivals(request: web.Request) -> web.Response:
+    """The bench's own route: the arrival times so far, then forgotten."""
+    times = list(ARRIVALS)
+    ARRIVALS.clear()
+    return web.json_response(times)
 
 
 async def bare_sns_handler(request: web.Request) -> web.Response:
@@ -68,6 +86,8 @@ if __name__ == "__main__":
     if name == "ses":
         app = web.Application(client_max_size=50 * 1024 * 1024)
         app.router.add_post("/v2/email/outbound-emails", ses_send_email)
+        app.router.add_get("/v2/email/account", ses_get_account)
+        app.router.add_post("/_bench/arrivals", ses_arrivals)
         run_http(app)
     elif name == "echo-http":
         app = web.Application()

@@ -6,17 +6,17 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
-import peewee
 from aiohttp import web
 
 from feedback_http import sns, unsubscribe
 from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
+from gateway.ids import is_contact_id
 from gateway.ops.logs import masked, setup_logging
 from gateway.ops.startup import claim_address, run
-from gateway.store.contacts import change_status, find_contact, is_contact_id
-from gateway.store.database import database, drop_idle_connections
+from gateway.store.contacts import change_status, find_contact
+from gateway.store.database import UNAVAILABLE, database, drop_idle_connections
 from gateway.store.models import ContactStatus, open_database
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ async def in_database(request: web.Request, work, *args, **kwargs):
 
     try:
         return await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], unit)
-    except (peewee.OperationalError, peewee.InterfaceError) as exc:
+    except UNAVAILABLE as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         drop_idle_connections()
         raise DatabaseUnavailable() from None

@@ -7,18 +7,15 @@ may be missing, and unknown fields are ignored, since SES adds fields at any tim
 """
 
 import json
-import re
 from dataclasses import dataclass, replace
 
 from gateway.addresses import MAX_ADDRESS_FIELD, InvalidAddress, email_key
-from gateway.store.contacts import CONTACT_TAG, is_contact_id
+from gateway.ids import is_contact_id, is_token
+from gateway.store.contacts import CONTACT_TAG
 from gateway.store.models import ContactStatus, MessageState
-from gateway.store.queue import MESSAGE_TAG, is_message_id
+from gateway.store.queue import MESSAGE_TAG
 
-# SES message ids are short printable tokens ("0100018f…-000000"); anything else is not one of ours to look up.
-SES_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,128}")
-
-# Recorded against the sent message by ses_message_id; no contact changes status.
+# Events that change no contact's status (a Delivery ends a run of soft bounces); each still settles its message.
 RECORD_ONLY_TYPES = frozenset({"Delivery", "Send", "Reject", "DeliveryDelay", "Open", "Click", "Rendering Failure"})
 KNOWN_TYPES = RECORD_ONLY_TYPES | {"Bounce", "Complaint", "Subscription"}
 
@@ -89,8 +86,8 @@ def parse_ses_event(message: str) -> SesEvent:
     reject = event.get("reject")
     return SesEvent(
         event_type=event_type,
-        ses_message_id=ses_message_id if SES_MESSAGE_ID.fullmatch(ses_message_id) else None,
-        message_id=_tag(mail, MESSAGE_TAG, is_message_id),
+        ses_message_id=ses_message_id if is_token(ses_message_id) else None,  # else not one to look up
+        message_id=_tag(mail, MESSAGE_TAG, is_token),
         contact_id=_tag(mail, CONTACT_TAG, is_contact_id),
         message_state=_message_state(event_type, outcomes),
         message_error=_text(reject, "reason") if isinstance(reject, dict) else "",

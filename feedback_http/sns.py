@@ -15,6 +15,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from gateway.ids import is_token
+
 
 class MalformedEnvelope(Exception):
     """The body is not an SNS envelope (→ HTTP 400)."""
@@ -55,8 +57,6 @@ _SNS_HOST = re.compile(
     r"sns\.(?:(?!cn-)[a-z]{2}(?:-gov)?-[a-z]+-[0-9]{1,2}\.amazonaws\.com|cn-[a-z]+-[0-9]{1,2}\.amazonaws\.com\.cn)",
     re.IGNORECASE | re.ASCII,
 )
-# SNS message ids are UUIDs; the id is stored to deduplicate redeliveries, so it must fit its column as it is.
-_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 _MAX_CERTIFICATE_BYTES = 64 * 1024
 
 
@@ -89,7 +89,7 @@ def parse_envelope(body: bytes) -> dict[str, str]:
         _timestamp(envelope["Timestamp"])
     except ValueError:
         raise MalformedEnvelope("Timestamp is not an ISO-8601 UTC time") from None
-    if not _MESSAGE_ID.fullmatch(envelope["MessageId"]):
+    if not is_token(envelope["MessageId"]):  # stored to deduplicate redeliveries: it must fit as it is
         raise MalformedEnvelope("MessageId is not 1-128 printable ASCII characters")
     return envelope
 

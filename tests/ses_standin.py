@@ -50,6 +50,7 @@ class SesStandIn:
         self.max_24_hour_send = -1
         self.sent_before = 0  # SentLast24Hours before this stand-in's own accepted sends
         self.on_send = None  # called with each SesRequest before it is answered (from the stand-in's thread)
+        self.account_error: tuple[int, str] | None = None  # GetAccount answers this (status, code) instead
         self._failures: deque = deque()
         self._loop = asyncio.new_event_loop()
         self._runner = None
@@ -81,6 +82,9 @@ class SesStandIn:
         recorded = SesRequest(request.path, dict(request.headers), json.loads(body or b"{}"))
         self.requests.append(recorded)
         if request.path == ACCOUNT_PATH and request.method == "GET":
+            if self.account_error:
+                status, code = self.account_error
+                return web.json_response({"message": "denied"}, status=status, headers={"x-amzn-ErrorType": code})
             return web.json_response(self._account())
         if self.on_send is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.on_send, recorded)

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.sending.ses import SesTransport, ses_client
+from gateway.sending.ses import SesTransport
 from gateway.store.database import database, utcnow
 from gateway.store.models import Message
 from tests.processes import free_port, start
@@ -45,7 +45,7 @@ def payload_of(message_id: str) -> str | None:
 
 def hanging_transport(read_timeout: float = 1.0) -> SesTransport:
     """The SES transport with a short read timeout, so a stand-in that does not answer is seen as SES gone silent."""
-    return SesTransport(ses_client(4, read_timeout=read_timeout), "my-leads-now-config")
+    return SesTransport("my-leads-now-config", max_connections=4, read_timeout=read_timeout)
 
 
 # --- accepting does not wait for SES ------------------------------------------------------------------------
@@ -226,6 +226,20 @@ def test_a_spent_daily_quota_holds_messages_until_ses_frees_some(make_gateway, s
 
     ses.max_24_hour_send = 100  # the rolling window frees some
     assert [settled(stub, m, timeout=10).state for m in ids] == [pb.MESSAGE_STATE_SENT] * 3
+    assert dispatch_health(gateway) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_quota_pause_without_permission_to_read_the_quota_is_probed_with_a_message(make_gateway, ses):
+    """Without ses:GetAccount (the README's MAILGW_SEND_RATE setup), SES's own quota refusal pauses dispatch, and
+    a message probes whether the window has freed some."""
+    ses.account_error = (400, "AccessDeniedException")
+    ses.fail(429, "TooManyRequestsException", "Daily message quota exceeded.", times=3)
+    gateway, stub = make_gateway(pause_probe_seconds=1, send_rate=50)
+
+    ids = send(stub, 3)
+    wait_until(lambda: dispatch_health(gateway) == health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    assert [settled(stub, m, timeout=30).state for m in ids] == [pb.MESSAGE_STATE_SENT] * 3
     assert dispatch_health(gateway) == health_pb2.HealthCheckResponse.SERVING
 
 

@@ -104,7 +104,7 @@ def test_ses_took_the_message_while_the_database_was_away_it_is_recorded_later_a
     assert (sent.state, sent.attempts) == (pb.MESSAGE_STATE_SENT, 1)
     assert sent.ses_message_id == ses.accepted[0].message_id
     assert ses.accepted_ids() == [accepted.message_id] and len(ses.sent) == 1
-    assert f"cannot record the outcome of {accepted.message_id} yet" in caplog.text
+    assert "cannot record the outcome of 1 message yet" in caplog.text
 
 
 async def test_sidecar_answers_503_while_the_database_is_down_so_sns_retries(

@@ -128,7 +128,7 @@ def queued_message(state: MessageState = MessageState.SENT, ses_message_id: str 
     """A message as the queue holds it after dispatch: in `state`, with SES's id when SES gave one."""
     with database.connection_context():
         contact = get_or_create_contact(ses_samples.RECIPIENT)
-        message_id = queue.enqueue(contact=contact, caller="", request_id=None, request_hash=None, payload="{}")
+        message_id = queue.enqueue(contact_pk=contact.id, caller="", request_id=None, request_hash=None, payload="{}")
         Message.update(state=state, ses_message_id=ses_message_id).where(Message.message_id == message_id).execute()
         return Message.get(message_id=message_id)
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -147,7 +148,7 @@ def read_env(settings_class, environ: Mapping[str, str]) -> dict:
     return values
 
 
-_KIND_NAMES = {int: "a whole number", float: "a number", bool: "true or false"}
+_KIND_NAMES = {int: "a whole number", float: "a finite number", bool: "true or false"}
 
 
 def _convert(kind, raw: str):
@@ -157,4 +158,7 @@ def _convert(kind, raw: str):
         return raw.lower() in ("true", "1", "yes")
     if kind is frozenset:
         return frozenset(item.strip() for item in raw.split(",") if item.strip())
-    return kind(raw)
+    value = kind(raw)
+    if kind is float and not math.isfinite(value):  # "nan" and "inf" parse, and break every comparison after
+        raise ValueError(raw)
+    return value

@@ -2,19 +2,18 @@
 
 import hmac
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from gateway.errors import Unauthenticated
+from gateway.ids import is_name
 from gateway.ops.config import ConfigError, Settings, is_loopback, listen_address
 
 log = logging.getLogger(__name__)
 
 MIN_TOKEN_LENGTH = 16
-CALLER_NAME = re.compile(r"[\x20-\x7e]{1,128}")  # a token's name or a certificate's CN, stored with each message
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Authenticator:
             # Without tokens, a client certificate (mTLS) names the caller; on loopback nobody is named.
             names = context.auth_context().get("x509_common_name") or [b""]
             name = names[0].decode(errors="replace")
-            if name and not CALLER_NAME.fullmatch(name):  # the name is stored with every message it sends
+            if name and not is_name(name):  # the name is stored with every message it sends
                 raise Unauthenticated("the client certificate's CN is not a usable caller name")
             return name
         presented = b""
@@ -60,7 +59,7 @@ def authenticator(settings: Settings) -> Authenticator:
             raise ConfigError(
                 f"MAILGW_AUTH_TOKENS(_FILE): each token needs a caller name and at least {MIN_TOKEN_LENGTH} characters"
             )
-        if not CALLER_NAME.fullmatch(name):
+        if not is_name(name):
             raise ConfigError(f"MAILGW_AUTH_TOKENS(_FILE): caller name {name[:40]!r} is not 1-128 printable ASCII")
         tokens.append((name, token.encode()))
     return Authenticator(tuple(tokens))

@@ -19,10 +19,10 @@ from gateway.ops.logs import setup_logging
 from gateway.ops.startup import AddressInUse, claim_address, claim_port_group, run
 from gateway.rpc.auth import authenticator, check_exposure, server_credentials
 from gateway.rpc.service import MailGatewayServicer
-from gateway.sending.dispatch import Dispatcher, DispatchSettings, Transport
+from gateway.sending.dispatch import Dispatcher, Transport
 from gateway.sending.outbox import OutboxTransport
 from gateway.sending.pacing import Pacer
-from gateway.sending.ses import SesTransport, ses_client
+from gateway.sending.ses import SesTransport
 from gateway.store.models import open_database
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ SHUTDOWN_GRACE_SECONDS = 25.0
 def make_transport(settings: Settings) -> Transport:
     if settings.transport == "outbox":
         return OutboxTransport(settings.outbox_dir)
-    return SesTransport(ses_client(max(1, settings.dispatch_workers)), settings.ses_configuration_set)
+    return SesTransport(settings.ses_configuration_set, max_connections=max(1, settings.dispatch_workers))
 
 
 @dataclass
@@ -83,7 +83,7 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
         dispatcher = Dispatcher(
             transport,
             Pacer(transport, settings.send_rate),
-            dispatch_settings(settings),
+            settings,
             on_pause=lambda pause: health_servicer.set(
                 DISPATCH_HEALTH,
                 health_pb2.HealthCheckResponse.NOT_SERVING if pause else health_pb2.HealthCheckResponse.SERVING,
@@ -109,18 +109,6 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
     if port == 0:
         raise AddressInUse(f"MAILGW_GRPC_ADDR={settings.grpc_addr}: cannot listen on this address")
     return Gateway(server, port, health_servicer, dispatcher)
-
-
-def dispatch_settings(settings: Settings) -> DispatchSettings:
-    return DispatchSettings(
-        workers=settings.dispatch_workers,
-        lease_seconds=settings.dispatch_lease_seconds,
-        max_message_age_seconds=settings.max_message_age_seconds,
-        pause_probe_seconds=settings.pause_probe_seconds,
-        unknown_resend_seconds=settings.unknown_resend_seconds,
-        retention_days=settings.message_retention_days,
-        public_base_url=settings.public_base_url,
-    )
 
 
 def serve(settings: Settings, *, shared_port: bool = False) -> None:

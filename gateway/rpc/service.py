@@ -8,6 +8,7 @@ from gateway import errors
 from gateway.addresses import InvalidAddress, email_key
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.ids import is_contact_id, is_token
 from gateway.rpc.auth import Authenticator
 from gateway.rpc.status import rpc
 from gateway.sending.accept import accept
@@ -50,7 +51,7 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
     def GetMessage(
         self, request: pb.GetMessageRequest, context: grpc.ServicerContext, caller: str
     ) -> pb.GetMessageResponse:
-        if not queue.is_message_id(request.message_id):
+        if not is_token(request.message_id):
             raise errors.InvalidRequest({"message_id": "not a message id (as SendEmail returns it)"})
         message = queue.for_caller(request.message_id, caller)
         if message is None:
@@ -83,7 +84,7 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
             except InvalidAddress as exc:
                 raise errors.InvalidRequest({"email": str(exc)}) from None
         elif which == "contact_id":
-            if not contacts.is_contact_id(request.contact_id):
+            if not is_contact_id(request.contact_id):
                 raise errors.InvalidRequest({"contact_id": "not a contact id (22 URL-safe characters)"})
             contact = contacts.find_contact(contact_id=request.contact_id)
         else:

@@ -4,13 +4,12 @@ import functools
 import logging
 
 import grpc
-import peewee
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway import errors
-from gateway.store.database import database, drop_idle_connections
+from gateway.store.database import UNAVAILABLE, database, drop_idle_connections
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def rpc(method):
                 return method(self, request, context, caller)
         except errors.GatewayError as exc:
             error = exc
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("database unavailable in %s: %s", method.__name__, type(exc).__name__)
             drop_idle_connections()
             error = errors.DatabaseUnavailable("the database is unavailable; retry later")

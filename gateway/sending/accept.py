@@ -32,7 +32,7 @@ def accept(email: OutgoingEmail, *, request_id: str = "", caller: str = "") -> A
     contact = guard.admit(email.recipient_key)
     try:
         message_id = queue.enqueue(
-            contact=contact,
+            contact_pk=contact.pk,
             caller=caller,
             request_id=request_id or None,
             request_hash=fingerprint,

@@ -13,11 +13,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
-import peewee
-
+from gateway.ops.config import Settings
 from gateway.ops.logs import contact_ref, masked
 from gateway.sending import guard
 from gateway.sending.compose import compose, unsubscribe_url
@@ -32,37 +30,27 @@ from gateway.sending.failures import (
 from gateway.sending.housekeeping import Housekeeper
 from gateway.sending.outgoing import OutgoingEmail
 from gateway.sending.pacing import Pacer
-from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate
+from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate, Reached
+from gateway.sending.recorder import Recorder, write_until_done
 from gateway.store import queue
 from gateway.store.contacts import CONTACT_TAG
-from gateway.store.database import database, drop_idle_connections, utcnow
+from gateway.store.database import UNAVAILABLE, database, drop_idle_connections, utcnow
 from gateway.store.models import MessageState
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5  # an idle dispatcher looks for due messages this often (at once when its own process accepts one)
 BATCH = 16  # messages claimed in one statement, at most
-DATABASE_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
 
 
 class Transport(Protocol):
-    """What hands one composed message to the mail system (sending/ses.py, sending/outbox.py)."""
+    """What hands one composed message to the mail system (sending/ses.py, sending/outbox.py). A transport that is
+    paced_by_ses also answers send_quota() (SES's GetAccount), which pacing.py reads."""
 
-    paced_by_ses: bool  # the rate and daily quota come from SES's GetAccount (send_quota()) unless configured
+    paced_by_ses: bool
 
     def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str:
         """One attempt; the mail system's message id, or SendFailed with the classified failure."""
-
-
-@dataclass(frozen=True)
-class DispatchSettings:
-    workers: int = 4
-    lease_seconds: float = 60.0
-    max_message_age_seconds: float = 86400.0
-    pause_probe_seconds: float = 60.0
-    unknown_resend_seconds: float = 900.0
-    retention_days: float = 30.0
-    public_base_url: str = "http://127.0.0.1:8080"
 
 
 class Dispatcher:
@@ -72,7 +60,7 @@ class Dispatcher:
         self,
         transport,
         pacer: Pacer,
-        settings: DispatchSettings,
+        settings: Settings,
         *,
         on_pause: Callable[[Pause | None], None] = lambda pause: None,
     ):
@@ -80,10 +68,16 @@ class Dispatcher:
         self._pacer = pacer
         self._settings = settings
         self._worker_id = f"{socket.gethostname()}:{os.getpid()}"[:64]
-        self._slots = threading.Semaphore(settings.workers)  # one per worker not busy with a message
+        # Messages this process holds (claimed, handed to a worker or being sent): one per worker, never more, so a
+        # dispatcher that dies leaves behind only messages it had begun to send (an expired lease means "maybe sent").
+        # When busy it waits for a quarter of the workers to be free, so a claim is one statement for several.
+        self._held = 0
+        self._capacity = settings.dispatch_workers
+        self._min_batch = max(1, settings.dispatch_workers // 4)
+        self._room = threading.Condition()
         self._work: local_queue.SimpleQueue = local_queue.SimpleQueue()
         self._stopping = threading.Event()
-        self._abandon_records = threading.Event()
+        self._recorder = Recorder()
         self._wake = threading.Event()
         self._gate = PauseGate(settings.pause_probe_seconds, on_pause)
         self._threads: list[threading.Thread] = []
@@ -92,7 +86,7 @@ class Dispatcher:
             pacer,
             unknown_resend_seconds=settings.unknown_resend_seconds,
             max_message_age_seconds=settings.max_message_age_seconds,
-            retention_days=settings.retention_days,
+            retention_days=settings.message_retention_days,
             paused=lambda: self._gate.current is not None,
         )
 
@@ -105,12 +99,15 @@ class Dispatcher:
             self._pacer.start()
         self._threads = [
             threading.Thread(target=self._claim_loop, name="dispatch-claim", daemon=True),
-            threading.Thread(target=self._housekeeper.run, args=(self._stopping,), name="dispatch-housekeeping"),
+            threading.Thread(
+                target=self._housekeeper.run, args=(self._stopping,), name="dispatch-housekeeping", daemon=True
+            ),
         ]
         self._workers = [
             threading.Thread(target=self._work_loop, name=f"dispatch-{i}", daemon=True)
-            for i in range(self._settings.workers)
+            for i in range(self._settings.dispatch_workers)
         ]
+        self._recorder.start()
         for thread in self._threads + self._workers:
             thread.start()
 
@@ -119,11 +116,15 @@ class Dispatcher:
         self._wake.set()
 
     def stop(self, grace: float) -> None:
-        """Stop claiming, give back what was claimed but not started, let in-flight sends finish and be recorded."""
+        """Stop claiming, give back what was claimed but not started, let in-flight sends finish and be recorded;
+        after `grace` seconds, stop waiting for them (or for the database)."""
+        deadline = time.monotonic() + grace
         self._stopping.set()
         self._wake.set()
+        with self._room:
+            self._room.notify_all()
         for thread in self._threads:
-            thread.join()
+            thread.join(max(1.0, deadline - time.monotonic()))
         unstarted = []
         while True:
             try:
@@ -131,15 +132,13 @@ class Dispatcher:
             except local_queue.Empty:
                 break
         if unstarted:
-            self._bookkeep(lambda: queue.release(unstarted), "release")
+            release = lambda: queue.release(unstarted)  # noqa: E731
+            write_until_done(release, "the release of unstarted claims", self._recorder.abandon, deadline)
         for _ in self._workers:
             self._work.put(None)
-        deadline = time.monotonic() + grace
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
-        self._abandon_records.set()
-        for worker in self._workers:
-            worker.join(5.0)
+        self._recorder.stop(max(0.0, deadline - time.monotonic()))
 
     # --- claiming ----------------------------------------------------------------------------------------
 
@@ -147,7 +146,7 @@ class Dispatcher:
         while not self._stopping.is_set():
             try:
                 idle_for = self._claim_once()
-            except DATABASE_ERRORS as exc:
+            except UNAVAILABLE as exc:
                 log.warning("dispatch cannot reach the database: %s", type(exc).__name__)
                 drop_idle_connections()
                 idle_for = 1.0
@@ -160,114 +159,158 @@ class Dispatcher:
 
     def _claim_once(self) -> float:
         """Claim what may be sent now; how long to wait before the next look (0: look again at once)."""
-        limit = self._gate.claim_limit(BATCH, self._quota_freed)
-        if limit == 0:
-            return min(POLL_SECONDS, max(0.01, self._gate.seconds_to_probe()))
-        if not self._slots.acquire(timeout=POLL_SECONDS):
+        room = self._wait_for_room()
+        if room == 0:
             return 0.0
-        slots = 1
-        while slots < limit and self._slots.acquire(blocking=False):
-            slots += 1
+        limit = min(room, self._gate.claim_limit(BATCH, self._quota_freed))  # asked after the wait: a pause may
+        if limit == 0:  # have begun meanwhile
+            return min(POLL_SECONDS, max(0.01, self._gate.seconds_to_probe()))
         claimed: list[queue.Claimed] = []
+
+        def claim(granted: int) -> int:
+            claimed.extend(
+                queue.claim(granted, lease_seconds=self._settings.dispatch_lease_seconds, worker=self._worker_id)
+            )
+            return len(claimed)
+
         try:
             with database.connection_context():
-                grant = self._pacer.take(slots)
-                if grant.granted:
-                    claimed = queue.claim(
-                        grant.granted, lease_seconds=self._settings.lease_seconds, worker=self._worker_id
-                    )
-                    self._pacer.give_back(grant.granted - len(claimed))
-        finally:
-            for _ in range(slots - len(claimed)):
-                self._slots.release()
-        if not grant.granted:
-            if grant.quota_spent:
-                self._gate.shut(Pause(DAILY_QUOTA, "SES's 24-hour sending quota is used up"))
-                return POLL_SECONDS
-            return min(POLL_SECONDS, grant.wait)
-        if claimed:
-            self._gate.probing_with(claimed[0].pk)
+                grant = self._pacer.spend(limit, claim)  # the tokens and the claim commit together
+        except BaseException:
+            claimed.clear()  # rolled back with the budget: these rows were never ours
+            raise
+        with self._room:
+            self._held += len(claimed)
+        if grant.quota_spent:
+            self._gate.shut(Pause(DAILY_QUOTA, "SES's 24-hour sending quota is used up"))
+            return POLL_SECONDS
+        if not claimed:  # no token yet (wait for one), or nothing due (poll)
+            return min(POLL_SECONDS, grant.wait) if grant.wait else POLL_SECONDS
+        self._gate.probing_with(claimed[0].pk)
         for message in claimed:
             self._work.put(message)
-        return 0.0 if claimed else POLL_SECONDS
+        return 0.0
 
-    def _quota_freed(self) -> bool:
-        """A spent daily quota is probed by asking SES for it again."""
+    def _wait_for_room(self) -> int:
+        """How many more messages this process may take: waits (up to a poll) while it holds so many that the
+        claim would be smaller than half the workers; 0 when the wait ended without room."""
+        with self._room:
+            self._room.wait_for(
+                lambda: self._capacity - self._held >= self._min_batch or self._held == 0 or self._stopping.is_set(),
+                timeout=POLL_SECONDS,
+            )
+            return 0 if self._stopping.is_set() else self._capacity - self._held
+
+    def _done_with_one(self) -> None:
+        with self._room:
+            self._held -= 1
+            if self._capacity - self._held == self._min_batch or self._held == 0:  # wake the claimer once per batch
+                self._room.notify()
+
+    def _quota_freed(self) -> bool | None:
+        """A spent daily quota is probed by asking SES for it again; None when SES does not say (no GetAccount
+        permission, say): then a message probes."""
         with database.connection_context():
             remaining = self._pacer.refresh()
-        return remaining is not None and remaining != 0
+        return None if remaining is None else remaining != 0
 
     # --- sending ---------------------------------------------------------------------------------------
 
     def _work_loop(self) -> None:
         while (message := self._work.get()) is not None:
+            failure, reached = None, Reached.NOT_TRIED
             try:
-                self._deliver(message)
-            except Exception:
+                failure, reached = self._deliver(message)
+            except UNAVAILABLE as exc:  # before the send (the guard could not look): nothing was sent
+                log.warning("dispatch of %s waits for the database: %s", message.message_id, type(exc).__name__)
+                drop_idle_connections()
+                self._record_failure(message, Failure(Outcome.RETRY, "DATABASE_UNAVAILABLE"), attempted=False)
+            except Exception:  # a bug before the send: nothing was sent
                 log.exception("dispatch of %s failed unexpectedly; it is retried later", message.message_id)
                 failure = Failure(Outcome.RETRY, "INTERNAL", detail="the gateway failed to dispatch it")
-                self._record_failure(message, failure)
+                self._record_failure(message, failure, attempted=False)
             finally:
-                self._slots.release()
+                self._gate.after_attempt(message.pk, failure, reached)
+                self._done_with_one()
 
-    def _deliver(self, message: queue.Claimed) -> None:
-        age = utcnow() - message.created_at
-        if age.total_seconds() >= self._settings.max_message_age_seconds:
-            self._record(message, MessageState.EXPIRED, Failure(Outcome.RETRY, MESSAGE_EXPIRED), attempted=False)
-            return self._gate.after_attempt(message.pk, None, sent=False)
+    def _deliver(self, message: queue.Claimed) -> tuple[Failure | None, Reached]:
+        """Guard, compose, send, hand the outcome to the recorder; the failure (None: sent) and how far it got."""
+        if self._too_old(message):
+            expired = Failure(Outcome.RETRY, MESSAGE_EXPIRED)
+            self._record(message, self._expired_state(message), expired, attempted=False)
+            return None, Reached.NOT_TRIED
         with database.connection_context():
-            contact = guard.recheck(message.contact_pk)
+            contact = guard.recheck(message.contact_pk)  # right before the SES call, as the database holds it now
         if contact is None or contact.status.suppressed:
             status = contact.status.value if contact else "deleted"
             log.info("dispatch refused %s: the recipient is %s now", message.message_id, status)
             failure = Failure(Outcome.REFUSED, RECIPIENT_SUPPRESSED, detail=f"the recipient is {status}")
             self._record(message, MessageState.SUPPRESSED, failure, attempted=False)
-            return self._gate.after_attempt(message.pk, None, sent=False)
+            return None, Reached.NOT_TRIED
 
         email = OutgoingEmail.from_payload(message.payload)
         raw = compose(email, unsubscribe_url(self._settings.public_base_url, contact.contact_id))
         tags = dict(email.tags) | {CONTACT_TAG: contact.contact_id, queue.MESSAGE_TAG: message.message_id}
-        recipient, ref = masked(email.to.addr_spec), contact_ref(contact.contact_id)
         try:
             ses_message_id = self._transport.send(
                 raw, sender=email.sender.addr_spec, recipient=email.to.addr_spec, tags=tags
             )
         except SendFailed as exc:
             failure = exc.failure
-            log.warning(
-                "send of %s to %s (contact %s) failed: %s %s (%s)",
-                message.message_id,
-                recipient,
-                ref,
-                failure.reason,
-                failure.ses_error_code,
-                failure.outcome.value,
-            )
-            self._record_failure(message, failure)
-            return self._gate.after_attempt(message.pk, failure, sent=False)
-        # SES has it: from here on only the bookkeeping is retried, never the send.
-        self._bookkeep(lambda: queue.record_sent(message.pk, ses_message_id), message.message_id)
-        log.info(
-            "sent %s as %s to %s (contact %s, %d bytes)", message.message_id, ses_message_id, recipient, ref, len(raw)
+        except Exception:  # the request may have left: never taken for "not sent"
+            log.exception("the transport failed unexpectedly sending %s", message.message_id)
+            failure = Failure(Outcome.MAYBE_SENT, "INTERNAL", detail="the transport failed unexpectedly")
+        else:
+            # SES has it: from here on only the bookkeeping is retried (recorder.py), never the send.
+            self._recorder.put(queue.AttemptOutcome(message.pk, MessageState.SENT, ses_message_id=ses_message_id))
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "sent %s as %s to %s (contact %s, %d bytes)",
+                    message.message_id,
+                    ses_message_id,
+                    masked(email.to.addr_spec),
+                    contact_ref(contact.contact_id),
+                    len(raw),
+                )
+            return None, Reached.ANSWERED
+        log.warning(
+            "send of %s to %s (contact %s) failed: %s %s (%s)",
+            message.message_id,
+            masked(email.to.addr_spec),
+            contact_ref(contact.contact_id),
+            failure.reason,
+            failure.ses_error_code,
+            failure.outcome.value,
         )
-        self._gate.after_attempt(message.pk, None, sent=True)
+        self._record_failure(message, failure)
+        return failure, Reached.ANSWERED if failure.ses_error_code else Reached.TRIED
 
-    def _record_failure(self, message: queue.Claimed, failure: Failure) -> None:
+    def _record_failure(self, message: queue.Claimed, failure: Failure, *, attempted: bool = True) -> None:
+        """The state a failure leads to, by its class (failures.py), handed to the recorder."""
         now = utcnow()
-        settings = self._settings
-        if failure.outcome is Outcome.RETRY:
+        if failure.outcome is Outcome.RETRY or failure.outcome is Outcome.PAUSE:
+            # A pause backs its message off too: a refusal of one sender's messages only (an IAM condition on the
+            # sender, say) must not bring that message back at every probe.
             due = now + datetime.timedelta(seconds=retry_delay(message.attempts + 1))
-            too_old = (due - message.created_at).total_seconds() >= settings.max_message_age_seconds
-            state = MessageState.EXPIRED if too_old else MessageState.QUEUED
-            self._record(message, state, failure, due_at=due)
+            state = self._expired_state(message) if self._too_old(message, at=due) else MessageState.QUEUED
+            self._record(message, state, failure, due_at=due, attempted=attempted)
+            if failure.outcome is Outcome.PAUSE:
+                self._gate.shut(Pause(failure.reason, failure.detail or failure.ses_error_code))
         elif failure.outcome is Outcome.REFUSED:
             self._record(message, MessageState.FAILED, failure)
-        elif failure.outcome is Outcome.PAUSE:
-            self._record(message, MessageState.QUEUED, failure)
-            self._gate.shut(Pause(failure.reason, failure.detail or failure.ses_error_code))
         else:
-            resend = now + datetime.timedelta(seconds=settings.unknown_resend_seconds)
+            resend = now + datetime.timedelta(seconds=self._settings.unknown_resend_seconds)
             self._record(message, MessageState.UNKNOWN, failure, due_at=resend)
+
+    def _too_old(self, message: queue.Claimed, *, at: datetime.datetime | None = None) -> bool:
+        age = (at or utcnow()) - message.created_at
+        return age.total_seconds() >= self._settings.max_message_age_seconds
+
+    @staticmethod
+    def _expired_state(message: queue.Claimed) -> MessageState:
+        """Past its age a message expires; a resend after an unknown outcome returns to UNKNOWN instead: its first
+        request may have been delivered."""
+        return MessageState.EXPIRED if message.resends == 0 else MessageState.UNKNOWN
 
     def _record(
         self,
@@ -278,33 +321,13 @@ class Dispatcher:
         due_at: datetime.datetime | None = None,
         attempted: bool = True,
     ) -> None:
-        self._bookkeep(
-            lambda: queue.record_outcome(
-                message.pk,
-                state,
-                reason=failure.reason,
-                ses_error_code=failure.ses_error_code,
-                detail=failure.detail,
-                due_at=due_at,
-                attempted=attempted,
-            ),
-            message.message_id,
+        outcome = queue.AttemptOutcome(
+            message.pk,
+            state,
+            reason=failure.reason,
+            ses_error_code=failure.ses_error_code,
+            detail=failure.detail,
+            due_at=due_at,
+            attempted=attempted,
         )
-
-    def _bookkeep(self, record: Callable[[], None], what: str) -> None:
-        """Write an outcome, retrying while the database is away: what happened at SES must not be forgotten (a
-        message SES accepted is never sent again because its SENT could not be written at first)."""
-        delay = 0.2
-        while True:
-            try:
-                with database.connection_context():
-                    record()
-                return
-            except DATABASE_ERRORS as exc:
-                drop_idle_connections()
-                if self._abandon_records.is_set():
-                    log.error("could not record the outcome of %s before shutdown: %s", what, type(exc).__name__)
-                    return
-                log.warning("cannot record the outcome of %s yet (%s); retrying", what, type(exc).__name__)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        self._recorder.put(outcome)

@@ -8,6 +8,7 @@ import enum
 import random
 from dataclasses import dataclass
 
+import urllib3.exceptions
 from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
@@ -47,7 +48,7 @@ class SendFailed(Exception):
         self.failure = failure
 
 
-RETRY, REFUSED, PAUSE, MAYBE_SENT = Outcome
+RETRY, REFUSED, PAUSE, MAYBE_SENT = Outcome.RETRY, Outcome.REFUSED, Outcome.PAUSE, Outcome.MAYBE_SENT
 
 # SES error code -> (outcome, reason). SES v2 names throttling TooManyRequestsException (HTTP 429); the other
 # spellings are what v1 and the SDKs' retry tables use for the same thing.
@@ -69,36 +70,42 @@ SES_ERRORS: dict[str, tuple[Outcome, str]] = {
     "SignatureDoesNotMatch": (PAUSE, "SES_ACCESS_DENIED"),
     "ExpiredTokenException": (RETRY, "SES_CREDENTIALS_EXPIRED"),  # refreshed by the credential chain
 }
-# Raised by botocore before a byte leaves the machine, or when no connection was made: nothing was sent.
+# Raised before a byte of the request left the machine, or when no connection was made: nothing was sent. botocore's
+# (GetAccount, and the signer's credentials) and urllib3's (the SendEmail request, sending/ses.py).
 NOT_SENT_ERRORS: dict[type[Exception], str] = {
     EndpointConnectionError: "SES_UNREACHABLE",  # connection refused, DNS failure
     ConnectTimeoutError: "SES_UNREACHABLE",
+    urllib3.exceptions.ConnectTimeoutError: "SES_UNREACHABLE",  # with NewConnectionError, NameResolutionError
+    urllib3.exceptions.SSLError: "SES_UNREACHABLE",  # the TLS handshake comes before the request
+    urllib3.exceptions.ProxyError: "SES_UNREACHABLE",
     NoCredentialsError: "SES_NO_CREDENTIALS",
     PartialCredentialsError: "SES_NO_CREDENTIALS",
     CredentialRetrievalError: "SES_NO_CREDENTIALS",
     ParamValidationError: "SES_REQUEST_NOT_BUILT",
 }
+# The request left and no answer came: SES may have the message.
+NO_ANSWER_ERRORS = (ReadTimeoutError, urllib3.exceptions.ReadTimeoutError)
 # The SES texts that tell the two throttles apart (developer guide, "Errors related to sending quotas").
 DAILY_QUOTA_TEXT = "daily message quota"
 
 
 def classify_ses_error(exc: Exception) -> Failure:
-    """The failure for anything boto3's SendEmail raised."""
+    """The failure for anything a call to SES raised instead of answering (or a boto3 ClientError)."""
     if isinstance(exc, ClientError):
-        return _from_response(exc)
+        error = exc.response.get("Error", {})
+        http_status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return classify_ses_answer(http_status, str(error.get("Code", "Unknown")), str(error.get("Message", "")))
     for kind, reason in NOT_SENT_ERRORS.items():
         if isinstance(exc, kind):
             return Failure(RETRY, reason, detail=type(exc).__name__)
-    if isinstance(exc, ReadTimeoutError):
+    if isinstance(exc, NO_ANSWER_ERRORS):
         return Failure(MAYBE_SENT, "SES_NO_ANSWER", detail="SES did not answer in time")
     # Anything else (a connection reset mid-request, a response we cannot read): the request may have arrived.
     return Failure(MAYBE_SENT, "SES_NO_ANSWER", detail=type(exc).__name__)
 
 
-def _from_response(exc: ClientError) -> Failure:
-    error = exc.response.get("Error", {})
-    code, text = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
-    http_status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+def classify_ses_answer(http_status: int, code: str, text: str) -> Failure:
+    """The failure for an error SES answered: its HTTP status, error code and message."""
     outcome, reason = SES_ERRORS.get(code, (None, ""))
     if reason == "SES_THROTTLED" and DAILY_QUOTA_TEXT in text.lower():
         outcome, reason = PAUSE, "SES_DAILY_QUOTA_EXCEEDED"

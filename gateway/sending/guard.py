@@ -5,15 +5,14 @@ import logging
 
 from gateway.errors import RecipientSuppressed
 from gateway.ops.logs import contact_ref, masked
-from gateway.store.contacts import find_contact, get_or_create_contact
-from gateway.store.models import Contact
+from gateway.store.contacts import Recipient, ensure_recipient, recipient
 
 log = logging.getLogger(__name__)
 
 
-def admit(recipient_key: str) -> Contact:
+def admit(recipient_key: str) -> Recipient:
     """The recipient's contact (created active on first sight) when it may be mailed; RecipientSuppressed otherwise."""
-    contact = get_or_create_contact(recipient_key)
+    contact = ensure_recipient(recipient_key)
     if contact.status.suppressed:
         ref = contact_ref(contact.contact_id)
         log.info("refused a send to %s: %s (contact %s)", masked(recipient_key), contact.status, ref)
@@ -25,6 +24,6 @@ def admit(recipient_key: str) -> Contact:
     return contact
 
 
-def recheck(contact_pk: int) -> Contact | None:
+def recheck(contact_pk: int) -> Recipient | None:
     """The contact of a queued message as it is now, right before its send; the caller refuses a suppressed one."""
-    return find_contact(pk=contact_pk)
+    return recipient(pk=contact_pk)

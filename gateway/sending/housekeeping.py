@@ -7,12 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 
-import peewee
-
 from gateway.sending.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
 from gateway.sending.pacing import Pacer
 from gateway.store import queue
-from gateway.store.database import database, drop_idle_connections, utcnow
+from gateway.store.database import UNAVAILABLE, database, drop_idle_connections, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ class Housekeeper:
                     with database.connection_context():
                         self._pacer.refresh()
                     next_refresh = time.monotonic() + ACCOUNT_REFRESH_SECONDS
-            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            except UNAVAILABLE as exc:
                 log.warning("dispatch housekeeping cannot reach the database: %s", type(exc).__name__)
                 drop_idle_connections()
             except Exception:
@@ -64,15 +62,14 @@ class Housekeeper:
                 return
 
     def sweep(self) -> None:
-        now = utcnow()
         interrupted = queue.end_expired_leases(
-            reason=LEASE_EXPIRED.reason, detail=LEASE_EXPIRED.detail, resend_at=now + self._resend
+            reason=LEASE_EXPIRED.reason, detail=LEASE_EXPIRED.detail, resend_after=self._resend
         )
         if interrupted:
             log.warning("%d messages were held by a dispatcher that stopped mid-send: outcome unknown", interrupted)
-        if self._resend and (resent := queue.queue_unknown_for_resend()):
+        if self._resend and (resent := queue.queue_unknown_for_resend(self._max_age)):
             log.warning("%d messages with an unknown outcome and no SES event since: sent once more", resent)
-        if expired := queue.expire_older_than(now - self._max_age, reason=MESSAGE_EXPIRED):
+        if expired := queue.expire_older_than(self._max_age, reason=MESSAGE_EXPIRED):
             log.warning("%d messages could not be sent within MAILGW_MAX_MESSAGE_AGE_SECONDS: expired", expired)
 
     def purge(self) -> None:

@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 
-from gateway.addresses import HEADER_UNSAFE, address_key, parse_address
+from gateway.addresses import HEADER_UNSAFE, Mailbox, address_key, parse_address
 from gateway.errors import InvalidRequest
+from gateway.ids import is_name
 from gateway.store.contacts import CONTACT_TAG
 from gateway.store.queue import MESSAGE_TAG
 
@@ -15,8 +16,6 @@ from gateway.store.queue import MESSAGE_TAG
 # tags a message, and the gateway keeps some for its own.
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 MAX_TAGS = 40
-# AIP-155 request ids: a UUID is typical; stored as given, so refused (not cut) when they do not fit.
-REQUEST_ID = re.compile(r"[\x20-\x7e]{1,128}")
 MAX_SUBJECT = 900  # an unbreakable subject still fits SMTP's 998-octet line, with its folding
 
 
@@ -24,9 +23,9 @@ MAX_SUBJECT = 900  # an unbreakable subject still fits SMTP's 998-octet line, wi
 class OutgoingEmail:
     """A message the gateway may compose: addresses parsed, header fields single-line, at least one body."""
 
-    to: Address
-    sender: Address
-    reply_to: Address | None
+    to: Mailbox
+    sender: Mailbox
+    reply_to: Mailbox | None
     subject: str
     text_body: str
     html_body: str
@@ -39,10 +38,11 @@ class OutgoingEmail:
 
     def fingerprint(self) -> str:
         """A digest of everything the caller asked for, to tell a retry from a reused request_id."""
+        # Formatted as email.headerregistry.Address does, as request hashes were before addresses became Mailboxes.
         fields = [
-            str(self.to),
-            str(self.sender),
-            str(self.reply_to or ""),
+            _formatted(self.to),
+            _formatted(self.sender),
+            _formatted(self.reply_to) if self.reply_to else "",
             self.subject,
             self.text_body,
             self.html_body,
@@ -54,9 +54,9 @@ class OutgoingEmail:
         """The message as the queue keeps it until it is sent (JSON)."""
         return json.dumps(
             {
-                "to": _address_pair(self.to),
-                "from": _address_pair(self.sender),
-                "reply_to": _address_pair(self.reply_to) if self.reply_to else None,
+                "to": self.to,  # a Mailbox is a (display name, addr-spec) pair: a JSON array
+                "from": self.sender,
+                "reply_to": self.reply_to,
                 "subject": self.subject,
                 "text": self.text_body,
                 "html": self.html_body,
@@ -71,9 +71,9 @@ class OutgoingEmail:
         fields = json.loads(payload)
         reply_to = fields["reply_to"]
         return cls(
-            to=_address(fields["to"]),
-            sender=_address(fields["from"]),
-            reply_to=_address(reply_to) if reply_to else None,
+            to=Mailbox(*fields["to"]),
+            sender=Mailbox(*fields["from"]),
+            reply_to=Mailbox(*reply_to) if reply_to else None,
             subject=fields["subject"],
             text_body=fields["text"],
             html_body=fields["html"],
@@ -81,13 +81,8 @@ class OutgoingEmail:
         )
 
 
-def _address_pair(address: Address) -> tuple[str, str]:
-    return address.display_name, address.addr_spec
-
-
-def _address(pair: list[str]) -> Address:
-    display_name, addr_spec = pair
-    return Address(display_name=display_name, addr_spec=addr_spec)
+def _formatted(address: Mailbox) -> str:
+    return str(Address(display_name=address.display_name, addr_spec=address.addr_spec))
 
 
 def outgoing_email(
@@ -108,7 +103,7 @@ def outgoing_email(
     """
     violations: dict[str, str] = {}
 
-    def address(field: str, value: str, *, required: bool) -> Address | None:
+    def address(field: str, value: str, *, required: bool) -> Mailbox | None:
         value = value.strip()
         if not value:
             if required:
@@ -149,7 +144,7 @@ def outgoing_email(
             elif not TAG_PATTERN.fullmatch(name) or not TAG_PATTERN.fullmatch(value):
                 violations[field] = "names and values need 1-256 ASCII letters, digits, '_' or '-'"
 
-    if request_id and not REQUEST_ID.fullmatch(request_id):
+    if request_id and not is_name(request_id):  # AIP-155: stored as given, so refused (never cut) when it does not fit
         violations["request_id"] = "1-128 printable ASCII characters (a UUID is a good choice)"
 
     if violations:

@@ -1,9 +1,11 @@
 """Pacing: every replica together stays within one send rate and SES's daily quota, shared through the database."""
 
 import logging
+from collections.abc import Callable
 
 from gateway.sending.failures import SendFailed
 from gateway.store import budget
+from gateway.store.database import database
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,7 @@ class Pacer:
     def __init__(self, transport, configured_rate: float = 0.0):
         self._transport = transport
         self._configured_rate = configured_rate
-        self._asks_ses = getattr(transport, "paced_by_ses", False)
+        self._asks_ses = transport.paced_by_ses
         self.rate: float | None = configured_rate or (FALLBACK_RATE if self._asks_ses else None)
 
     @property
@@ -33,14 +35,13 @@ class Pacer:
             budget.ensure(BUDGET, self.capacity)
         self.refresh()
 
-    def take(self, wanted: int) -> budget.Grant:
+    def spend(self, wanted: int, use: Callable[[int], int]) -> budget.Grant:
+        """Up to `wanted` sends that may start now, handed to `use`, which returns how many it started (see
+        budget.spend); one transaction with whatever `use` writes."""
         if self.rate is None:
-            return budget.Grant(wanted, 0.0, quota_spent=False)
-        return budget.take(BUDGET, wanted, rate=self.rate, capacity=self.capacity)
-
-    def give_back(self, count: int) -> None:
-        if self.rate is not None:
-            budget.give_back(BUDGET, count, capacity=self.capacity)
+            with database.atomic():
+                return budget.Grant(use(wanted), 0.0, quota_spent=False)
+        return budget.spend(BUDGET, wanted, use, rate=self.rate, capacity=self.capacity)
 
     def refresh(self) -> int | None:
         """Read SES's MaxSendRate and 24-hour quota (GetAccount) into the shared budget. The messages SES takes

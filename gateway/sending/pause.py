@@ -2,6 +2,7 @@
 spent), dispatch stops claiming and probes again every MAILGW_PAUSE_PROBE_SECONDS, instead of failing the queue one
 message at a time."""
 
+import enum
 import logging
 import threading
 import time
@@ -13,6 +14,14 @@ from gateway.sending.failures import Failure, Outcome
 log = logging.getLogger(__name__)
 
 DAILY_QUOTA = "SES_DAILY_QUOTA_EXCEEDED"
+
+
+class Reached(enum.Enum):
+    """How far an attempt got: what a probe learns from it."""
+
+    NOT_TRIED = "no SES call was made"  # suppressed, expired, the database away: probe with the next message
+    TRIED = "SES did not answer"  # unreachable, no credentials, no answer in time: nothing learnt, probe later
+    ANSWERED = "SES answered"  # anything but "nobody can send" ends the pause
 
 
 @dataclass(frozen=True)
@@ -40,9 +49,10 @@ class PauseGate:
     def current(self) -> Pause | None:
         return self._pause
 
-    def claim_limit(self, batch: int, quota_freed: Callable[[], bool]) -> int:
+    def claim_limit(self, batch: int, quota_freed: Callable[[], bool | None]) -> int:
         """How many messages to claim now: `batch` when open, one when a probe is due, none while paused. A quota
-        pause is probed with `quota_freed()` (SES asked again) rather than with a message."""
+        pause is probed with `quota_freed()` (SES asked again) rather than with a message, unless SES does not say
+        (None: no GetAccount permission, say)."""
         with self._lock:
             pause = self._pause
             if pause is None:
@@ -52,10 +62,11 @@ class PauseGate:
             if pause.reason != DAILY_QUOTA:
                 return 1
             self._probe_at = time.monotonic() + self._probe_seconds
-        if quota_freed():
+        freed = quota_freed()
+        if freed:
             self.open()
             return batch
-        return 0
+        return 1 if freed is None else 0
 
     def seconds_to_probe(self) -> float:
         return max(0.0, self._probe_at - time.monotonic())
@@ -87,14 +98,17 @@ class PauseGate:
             log.info("dispatch resumed: %s is over", was.reason)
             self._on_change(None)
 
-    def after_attempt(self, pk: int, failure: Failure | None, *, sent: bool) -> None:
+    def after_attempt(self, pk: int, failure: Failure | None, reached: Reached) -> None:
         """A probe's outcome opens the gate or keeps it shut; other messages' outcomes change nothing here."""
         if pk != self._probe_pk:
             return
-        if failure is not None and failure.outcome is Outcome.PAUSE:
-            return  # shut() has scheduled the next probe
-        if sent or failure is not None:
-            self.open()  # SES answered the probe with something other than "nobody can send"
-        else:
-            with self._lock:  # the probe never reached SES (suppressed, expired): probe with the next message
-                self._probe_pk, self._probe_at = None, 0.0
+        still_paused = failure is not None and failure.outcome is Outcome.PAUSE
+        if reached is Reached.ANSWERED and not still_paused:
+            self.open()  # SES took the probe, or answered it with something other than "nobody can send"
+            return
+        with self._lock:
+            self._probe_pk = None
+            if reached is Reached.NOT_TRIED:
+                self._probe_at = 0.0  # the probe never reached SES: probe with the next message now
+            else:  # still paused, or SES did not answer: nothing learnt, probe again after the interval
+                self._probe_at = time.monotonic() + self._probe_seconds

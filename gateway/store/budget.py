@@ -6,21 +6,21 @@ rate would be added.
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from peewee import Case
-
-from gateway.store.database import database, insert_row, is_postgres
+from gateway.store.database import database, insert_row, is_postgres, prepared
 from gateway.store.models import SendBudget
 
 
 @dataclass(frozen=True)
 class Grant:
-    """What take() gave: `granted` sends may start now; when none, `wait` seconds until one may."""
+    """What spend() gave: `used` of the tokens it could grant; when it could grant none, `wait` seconds until one
+    is there."""
 
-    granted: int
+    used: int
     wait: float
-    quota_spent: bool  # SES's daily quota (as last read) is used up: no token helps
+    quota_spent: bool  # SES's daily quota (as last counted) is used up: no token helps
 
 
 def ensure(name: str, capacity: float) -> None:
@@ -31,37 +31,34 @@ def ensure(name: str, capacity: float) -> None:
         )
 
 
-def take(name: str, wanted: int, *, rate: float, capacity: float) -> Grant:
-    """Up to `wanted` tokens from the bucket refilled at `rate` per second up to `capacity`, and as many from the
-    daily quota. One short transaction holding the row's lock (PostgreSQL FOR UPDATE, SQLite's writer lock)."""
+@prepared
+def _locked_row():
+    query = SendBudget.select(SendBudget.tokens, SendBudget.refilled_at, SendBudget.quota_remaining).where(
+        SendBudget.name == ""
+    )
+    return query.for_update() if is_postgres() else query
+
+
+@prepared
+def _update_row():
+    return SendBudget.update(tokens=0.0, refilled_at=0.0, quota_remaining=0).where(SendBudget.name == "")
+
+
+def spend(name: str, wanted: int, use: Callable[[int], int], *, rate: float, capacity: float) -> Grant:
+    """Grant up to `wanted` tokens from the bucket (refilled at `rate` per second up to `capacity`) and from the daily
+    quota, call `use(granted)`, which returns how many it used, and keep the rest in the bucket: one transaction
+    holding the row's lock (PostgreSQL FOR UPDATE, SQLite's writer lock), so the claim that `use` makes and the
+    tokens it spends commit together."""
     with database.atomic():
         now = _clock()
-        query = SendBudget.select(SendBudget.tokens, SendBudget.refilled_at, SendBudget.quota_remaining).where(
-            SendBudget.name == name
-        )
-        tokens, refilled_at, quota = (query.for_update() if is_postgres() else query).tuples().get()
+        tokens, refilled_at, quota = database.execute_sql(_locked_row(), (name,)).fetchone()
         tokens = min(capacity, tokens + max(0.0, now - refilled_at) * rate)
-        granted = min(wanted, math.floor(tokens))
-        if quota >= 0:
-            granted = min(granted, quota)
-        tokens -= granted
-        SendBudget.update(
-            tokens=tokens, refilled_at=now, quota_remaining=quota - granted if quota >= 0 else quota
-        ).where(SendBudget.name == name).execute()
-    quota_spent = quota == 0
-    wait = 0.0 if granted else (1.0 - tokens) / rate
-    return Grant(granted, wait, quota_spent)
-
-
-def give_back(name: str, count: int, *, capacity: float) -> None:
-    """Tokens taken for messages that were not there to claim, returned to the bucket and the quota."""
-    if count <= 0:
-        return
-    with database.atomic():
-        SendBudget.update(
-            tokens=_least(SendBudget.tokens + count, capacity),
-            quota_remaining=_plus_if_counted(count),
-        ).where(SendBudget.name == name).execute()
+        granted = min(wanted, math.floor(tokens), quota if quota >= 0 else wanted)
+        used = use(granted) if granted > 0 else 0
+        quota_left = quota - used if quota >= 0 else quota
+        database.execute_sql(_update_row(), (tokens - used, now, quota_left, name))
+    wait = 0.0 if granted else max(0.0, 1.0 - tokens) / rate
+    return Grant(used, wait, quota_spent=quota == 0)
 
 
 def set_quota(name: str, remaining: int) -> None:
@@ -75,11 +72,3 @@ def _clock() -> float:
     if is_postgres():
         return float(database.execute_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0])
     return time.time()  # SQLite: every process is on this machine
-
-
-def _least(expression, limit: float):
-    return Case(None, [(expression > limit, limit)], expression)
-
-
-def _plus_if_counted(count: int):
-    return Case(None, [(SendBudget.quota_remaining >= 0, SendBudget.quota_remaining + count)], -1)

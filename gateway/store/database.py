@@ -11,6 +11,8 @@ from playhouse.pool import PooledPostgresqlDatabase
 
 log = logging.getLogger(__name__)
 database = peewee.DatabaseProxy()
+# The database did not answer (down, restarting, unreachable): a retry later may succeed.
+UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError)
 
 
 def utcnow() -> datetime.datetime:
@@ -20,6 +22,15 @@ def utcnow() -> datetime.datetime:
 
 def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+def database_now() -> datetime.datetime:
+    """Naive UTC now as the database sees it: replicas on several machines compare leases and due times with one
+    clock on PostgreSQL (a replica whose clock ran ahead would take others' sends in flight for interrupted). SQLite:
+    this machine's, where every process using the file runs."""
+    if is_postgres():
+        return database.execute_sql("SELECT CAST(clock_timestamp() AT TIME ZONE 'UTC' AS timestamp)").fetchone()[0]
+    return utcnow()
 
 
 def prepared(build):
@@ -73,6 +84,9 @@ def connect(url: str, models: list[type[peewee.Model]], upgrades=()) -> peewee.D
     with db.connection_context(), db.atomic():
         if isinstance(db, peewee.PostgresqlDatabase):
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        # New tables first (a column added to an old table may refer to one), then the new columns, then every
+        # index (CREATE INDEX IF NOT EXISTS), which may cover a column just added.
+        db.create_tables([model for model in models if not db.table_exists(model._meta.table_name)])
         add_missing_columns(db, models)
         db.create_tables(models, safe=True)
         for upgrade in upgrades:

@@ -2,30 +2,18 @@
 events. Every state change of a message is one statement here."""
 
 import datetime
-import re
-import secrets
 from dataclasses import dataclass
 
 import peewee
 
-from gateway.store.database import database, insert_row, is_postgres, prepared, utcnow
+from gateway.ids import new_message_id
+from gateway.store.database import database, database_now, insert_row, is_postgres, prepared, utcnow
 from gateway.store.models import Contact, FeedbackEvent, Message, MessageState
 
 QUEUED, SENDING, SENT, UNKNOWN = MessageState.QUEUED, MessageState.SENDING, MessageState.SENT, MessageState.UNKNOWN
 # The EmailTag every message carries, so each SES event about it names it.
 MESSAGE_TAG = "message_id"
-# Ids the gateway gives ("msg_" + 128 random bits); ids carried over from before the queue are SES's own.
-MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,128}")
-IN_FLIGHT = (QUEUED.value, SENDING.value, UNKNOWN.value)
-
-
-def new_message_id() -> str:
-    """Unguessable and URL-safe, so it can travel as an SES tag value and never names another caller's message."""
-    return "msg_" + secrets.token_urlsafe(16)
-
-
-def is_message_id(text: str) -> bool:
-    return MESSAGE_ID.fullmatch(text) is not None
+IN_FLIGHT = tuple(state.value for state in MessageState if not state.settled)  # queued, sending, unknown
 
 
 # --- accepting ----------------------------------------------------------------------------------------------
@@ -40,14 +28,14 @@ class Earlier:
     request_hash: str | None
 
 
-def enqueue(*, contact: Contact, caller: str, request_id: str | None, request_hash: str | None, payload: str) -> str:
+def enqueue(*, contact_pk: int, caller: str, request_id: str | None, request_hash: str | None, payload: str) -> str:
     """A new queued message, due now; its message_id. IntegrityError when (caller, request_id) exists already."""
-    message_id, now = new_message_id(), utcnow()
+    message_id, now = new_message_id(), database_now()
     with database.atomic():
         insert_row(
             Message,
             message_id=message_id,
-            contact=contact.id,
+            contact=contact_pk,
             caller=caller,
             request_id=request_id,
             request_hash=request_hash,
@@ -99,6 +87,7 @@ class Claimed:
     contact_pk: int
     payload: str | None
     attempts: int
+    resends: int
     created_at: datetime.datetime
 
 
@@ -108,31 +97,37 @@ CLAIMED_COLUMNS = (
     Message.contact,
     Message.payload,
     Message.attempts,
+    Message.resends,
     Message.created_at,
 )
+
+
+@prepared
+def _claim():
+    due = Message.select(Message.id).where((Message.state == QUEUED) & (Message.due_at <= utcnow()))
+    due = due.order_by(Message.due_at).limit(1)
+    if is_postgres():
+        due = due.for_update("FOR UPDATE SKIP LOCKED")
+    return (
+        Message.update(state=SENDING, due_at=utcnow(), claimed_by="", updated_at=utcnow())
+        .where(Message.id.in_(due))
+        .returning(*CLAIMED_COLUMNS)
+    )
 
 
 def claim(limit: int, *, lease_seconds: float, worker: str) -> list[Claimed]:
     """Up to `limit` due queued messages, oldest due first, now SENDING under a lease held by `worker`.
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so replicas claiming at once take different rows. SQLite: the statement
-    runs under its single writer lock (BEGIN IMMEDIATE). Either way the subquery reads only due queued rows through
-    the (state, due_at) index, however many settled rows the table holds.
+    runs under its single writer lock. Either way the subquery reads only due queued rows through the
+    (state, due_at) index, however many settled rows the table holds.
     """
-    now = utcnow()
+    now = database_now()
     lease_end = now + datetime.timedelta(seconds=lease_seconds)
-    due = Message.select(Message.id).where((Message.state == QUEUED) & (Message.due_at <= now))
-    due = due.order_by(Message.due_at).limit(limit)
-    if is_postgres():
-        due = due.for_update("FOR UPDATE SKIP LOCKED")
-    query = (
-        Message.update(state=SENDING, due_at=lease_end, claimed_by=worker, updated_at=now)
-        .where(Message.id.in_(due))
-        .returning(*CLAIMED_COLUMNS)
-    )
-    with database.atomic():
-        rows = list(query.tuples().execute())
-    return [Claimed(*row) for row in rows]
+    params = (SENDING.value, lease_end, worker, now, QUEUED.value, now, limit)
+    rows = database.execute_sql(_claim(), params).fetchall()
+    created = Message.created_at.python_value
+    return [Claimed(*row[:-1], created_at=created(row[-1])) for row in rows]
 
 
 def release(pks: list[int]) -> None:
@@ -144,18 +139,79 @@ def release(pks: list[int]) -> None:
         ).execute()
 
 
-def record_sent(pk: int, ses_message_id: str) -> None:
-    """SES took it: SENT (unless an event settled it further already), the body deleted."""
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What became of one claimed message: SENT with SES's id, or the state a failure leads to (failures.py)."""
+
+    pk: int
+    state: MessageState
+    ses_message_id: str | None = None
+    reason: str = ""
+    ses_error_code: str = ""
+    detail: str = ""
+    due_at: datetime.datetime | None = None
+    attempted: bool = True  # an SES call was made (or may have been)
+
+
+def record_outcomes(outcomes: list[AttemptOutcome]) -> None:
+    """Outcomes of many attempts in one transaction; the sends SES took in one executemany. A message an SES event
+    settled meanwhile keeps that state (an event only moves a message forward)."""
+    sent = [outcome for outcome in outcomes if outcome.state is SENT]
+    try:
+        with database.atomic():
+            _record_sent(sent)
+            _record_failures(outcomes)
+    except peewee.IntegrityError:  # an SES id another message holds (SES never reuses one): row by row instead
+        with database.atomic():
+            _record_sent_one_by_one(sent)
+            _record_failures(outcomes)
+
+
+def _record_failures(outcomes: list[AttemptOutcome]) -> None:
+    for outcome in outcomes:
+        if outcome.state is not SENT:
+            record_outcome(
+                outcome.pk,
+                outcome.state,
+                reason=outcome.reason,
+                ses_error_code=outcome.ses_error_code,
+                detail=outcome.detail,
+                due_at=outcome.due_at,
+                attempted=outcome.attempted,
+            )
+
+
+def _sent_sql() -> str:
+    p = database.param
+    return (
+        # The attempt was counted already when its lease ended meanwhile (end_expired_leases).
+        f"UPDATE message SET attempts = attempts + CASE WHEN state = {p} THEN 1 ELSE 0 END, "
+        f"state = CASE WHEN state IN ({p}, {p}, {p}) THEN {p} ELSE state END, "
+        f"ses_message_id = {p}, payload = NULL, claimed_by = NULL, updated_at = {p}, settled_at = {p} WHERE id = {p}"
+    )
+
+
+def _sent_rows(sent: list[AttemptOutcome]) -> list[tuple]:
     now = utcnow()
-    Message.update(
-        state=peewee.Case(None, [(Message.state.in_(IN_FLIGHT), SENT.value)], Message.state),
-        ses_message_id=ses_message_id,
-        attempts=Message.attempts + 1,
-        payload=None,
-        claimed_by=None,
-        updated_at=now,
-        settled_at=now,
-    ).where(Message.id == pk).execute()
+    return [(SENDING.value, *IN_FLIGHT, SENT.value, outcome.ses_message_id, now, now, outcome.pk) for outcome in sent]
+
+
+def _record_sent(sent: list[AttemptOutcome]) -> None:
+    if sent:
+        with peewee.__exception_wrapper__:  # the driver's errors as peewee's, as execute_sql raises them
+            database.cursor().executemany(_sent_sql(), _sent_rows(sent))
+
+
+def _record_sent_one_by_one(sent: list[AttemptOutcome]) -> None:
+    """Each in a savepoint; one whose SES id another message holds (one carried over from before the queue, say) is
+    recorded SENT without it rather than failing the others."""
+    sql = _sent_sql()
+    for row in _sent_rows(sent):
+        try:
+            with database.atomic():
+                database.execute_sql(sql, row)
+        except peewee.IntegrityError:
+            database.execute_sql(sql, (*row[:5], None, *row[6:]))
 
 
 def record_outcome(
@@ -176,7 +232,8 @@ def record_outcome(
         Message.error_reason: reason,
         Message.error_code: ses_error_code,
         Message.error_detail: detail,
-        Message.attempts: Message.attempts + int(attempted),
+        # The attempt was counted already when its lease ended meanwhile (end_expired_leases).
+        Message.attempts: Message.attempts + peewee.Case(None, [(Message.state == SENDING, int(attempted))], 0),
         Message.claimed_by: None,
         Message.updated_at: now,
         Message.due_at: due_at or now,
@@ -189,9 +246,9 @@ def record_outcome(
 # --- housekeeping -------------------------------------------------------------------------------------------
 
 
-def end_expired_leases(*, reason: str, detail: str, resend_at: datetime.datetime) -> int:
+def end_expired_leases(*, reason: str, detail: str, resend_after: datetime.timedelta) -> int:
     """Messages whose dispatcher died holding them: the SES call may have been made, so UNKNOWN (not retried)."""
-    now = utcnow()
+    now = database_now()
     return (
         Message.update(
             state=UNKNOWN,
@@ -199,7 +256,7 @@ def end_expired_leases(*, reason: str, detail: str, resend_at: datetime.datetime
             error_reason=reason,
             error_code="",
             error_detail=detail,
-            due_at=resend_at,
+            due_at=now + resend_after,
             claimed_by=None,
             updated_at=now,
         )
@@ -208,9 +265,10 @@ def end_expired_leases(*, reason: str, detail: str, resend_at: datetime.datetime
     )
 
 
-def queue_unknown_for_resend() -> int:
-    """UNKNOWN messages whose resend time came and that no event settled: queued once more (at most once)."""
-    now = utcnow()
+def queue_unknown_for_resend(max_age: datetime.timedelta) -> int:
+    """UNKNOWN messages whose resend time came and that no event settled: queued once more (at most once), while
+    they are younger than `max_age`; older ones stay UNKNOWN."""
+    now = database_now()
     return (
         Message.update(state=QUEUED, resends=Message.resends + 1, due_at=now, updated_at=now)
         .where(
@@ -218,26 +276,35 @@ def queue_unknown_for_resend() -> int:
             & (Message.due_at <= now)
             & (Message.resends == 0)
             & Message.payload.is_null(False)
+            & (Message.created_at > now - max_age)
         )
         .execute()
     )
 
 
-def expire_older_than(created_before: datetime.datetime, *, reason: str) -> int:
-    """Queued messages past their maximum age, however long they waited (a paused queue, say): EXPIRED."""
-    now = utcnow()
-    return (
+def expire_older_than(max_age: datetime.timedelta, *, reason: str) -> int:
+    """Queued messages past their maximum age, however long they waited (a paused queue, say): EXPIRED. A resend
+    after an unknown outcome goes back to UNKNOWN instead (its first request may have been delivered)."""
+    now = database_now()
+    changes = {Message.error_reason: reason, Message.error_detail: "not sent within MAILGW_MAX_MESSAGE_AGE_SECONDS"}
+    too_old = (Message.state == QUEUED) & (Message.created_at <= now - max_age)
+    expired = (
         Message.update(
-            state=MessageState.EXPIRED,
-            error_reason=reason,
-            error_detail="not sent within MAILGW_MAX_MESSAGE_AGE_SECONDS",
-            payload=None,
-            updated_at=now,
-            settled_at=now,
+            changes
+            | {
+                Message.state: MessageState.EXPIRED,
+                Message.payload: None,
+                Message.updated_at: now,
+                Message.settled_at: now,
+            }
         )
-        .where((Message.state == QUEUED) & (Message.created_at <= created_before))
+        .where(too_old & (Message.resends == 0))
         .execute()
     )
+    Message.update(changes | {Message.state: UNKNOWN, Message.updated_at: now}).where(
+        too_old & (Message.resends > 0)
+    ).execute()
+    return expired
 
 
 def purge_settled_before(cutoff: datetime.datetime) -> int:

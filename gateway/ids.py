@@ -1,0 +1,35 @@
+"""The shapes of the ids the gateway stores or looks up, checked where they enter (an id is never cut to fit)."""
+
+import re
+import secrets
+
+CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16): the secret of an unsubscribe link
+# Ids from elsewhere (SES message ids, SNS MessageIds, message ids carried over from before the queue, which are
+# SES's) and the gateway's own message ids: printable ASCII without spaces, as long as their columns.
+TOKEN = re.compile(r"[\x21-\x7e]{1,128}")
+# Names chosen by callers (request ids, caller names): printable ASCII, spaces allowed.
+NAME = re.compile(r"[\x20-\x7e]{1,128}")
+
+
+def new_contact_id() -> str:
+    """128 random bits, URL-safe: the id in unsubscribe links must not be guessable."""
+    return secrets.token_urlsafe(16)
+
+
+def new_message_id() -> str:
+    """Unguessable and URL-safe, so it can travel as an SES tag value and never names another caller's message."""
+    return "msg_" + secrets.token_urlsafe(16)
+
+
+def is_contact_id(text: str) -> bool:
+    return len(text) == 22 and CONTACT_ID.fullmatch(text) is not None
+
+
+def is_token(text: str) -> bool:
+    """An id from SES or SNS, or a message id: what may be looked up as it is."""
+    return len(text) <= 128 and TOKEN.fullmatch(text) is not None
+
+
+def is_name(text: str) -> bool:
+    """A request id or a caller's name."""
+    return len(text) <= 128 and NAME.fullmatch(text) is not None
