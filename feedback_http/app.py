@@ -12,6 +12,7 @@ from feedback_http import sns, unsubscribe
 from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
+from feedback_http.writer import GroupWriter
 from gateway.ids import is_contact_id
 from gateway.ops.logs import masked, setup_logging
 from gateway.ops.startup import claim_address, run
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", FeedbackSettings)
 VERIFIER = web.AppKey("verifier", sns.SnsVerifier)
-EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+WRITER = web.AppKey("writer", GroupWriter)
 SNS_ENDPOINT = web.AppKey("sns_endpoint", str | None)
 
 RAW_DELIVERY = (
@@ -39,15 +40,12 @@ class DatabaseUnavailable(web.HTTPServiceUnavailable):
         super().__init__(text="database unavailable, retry later")
 
 
-async def in_database(request: web.Request, work, *args, **kwargs):
-    """Run blocking Peewee work on the executor, as one unit of work with its own pooled connection."""
-
-    def unit():
-        with database.connection_context():
-            return work(*args, **kwargs)
-
+async def in_database(request: web.Request, work, *args, writes: bool = False, **kwargs):
+    """Run blocking Peewee work off the event loop; work that `writes` in a transaction committed before this
+    returns (GroupWriter)."""
+    writer = request.app[WRITER]
     try:
-        return await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], unit)
+        return await (writer.write if writes else writer.read)(work, *args, **kwargs)
     except UNAVAILABLE as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         drop_idle_connections()
@@ -60,6 +58,8 @@ async def read_body(request: web.Request) -> bytes:
     settings = request.app[SETTINGS]
     if (request.content_length or 0) > settings.max_body_bytes:  # refused before waiting for it
         raise web.HTTPRequestEntityTooLarge(max_size=settings.max_body_bytes, actual_size=request.content_length)
+    if request.content.is_eof():  # all of it arrived with the headers, as a notification's body does
+        return await request.read()
     try:
         async with asyncio.timeout(settings.http_body_timeout_seconds):
             return await request.read()
@@ -105,7 +105,9 @@ async def sns_webhook(request: web.Request) -> web.Response:
     for address, why in event.unreadable:
         log.warning("notification %s names an invalid address, left alone: %s (%s)", message_id, masked(address), why)
     settings = request.app[SETTINGS]
-    stored = await in_database(request, record_event, message_id, event, soft_bounce_limit=settings.soft_bounce_limit)
+    stored = await in_database(
+        request, record_event, message_id, event, soft_bounce_limit=settings.soft_bounce_limit, writes=True
+    )
     if not event.known:
         log.info("notification %s: SES event type %r recorded, not acted on", message_id, event.event_type)
     return web.Response(text="recorded" if stored else "duplicate")
@@ -133,7 +135,13 @@ async def _unsubscribe(request: web.Request, contact_id: str, *, source: str) ->
     if not is_contact_id(contact_id):
         return unsubscribe.not_found_page()
     update = await in_database(
-        request, change_status, ContactStatus.UNSUBSCRIBED, source=source, reason=source, contact_id=contact_id
+        request,
+        change_status,
+        ContactStatus.UNSUBSCRIBED,
+        source=source,
+        reason=source,
+        contact_id=contact_id,
+        writes=True,
     )
     if update is None:
         return unsubscribe.not_found_page()
@@ -179,7 +187,7 @@ async def _resources(app: web.Application):
         # sleeps in steps of up to 100 ms. PostgreSQL takes writers in parallel.
         workers = 1 if settings.database_url.startswith("sqlite") else 8
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as executor:
-            app[EXECUTOR] = executor
+            app[WRITER] = GroupWriter.for_database(executor, settings.database_url, workers=workers)
             yield
 
 

@@ -154,7 +154,8 @@ def _unique(outcomes: list[RecipientOutcome], unreadable: list[tuple[str, str]])
     by_email: dict[str, RecipientOutcome] = {}
     for outcome in outcomes:
         for email in _normalised([outcome.email], unreadable):
-            by_email.setdefault(email, replace(outcome, email=email))
+            if email not in by_email:
+                by_email[email] = replace(outcome, email=email)
     return tuple(by_email.values())
 
 

@@ -3,12 +3,10 @@ notification."""
 
 import logging
 
-import peewee
-
 from feedback_http.events import RecipientOutcome, SesEvent
 from gateway.store import queue
 from gateway.store.contacts import change_status, count_soft_bounce, find_contact, reset_soft_bounces
-from gateway.store.database import database, insert_row
+from gateway.store.database import insert_row, joined_transaction
 from gateway.store.models import ContactStatus, FeedbackEvent
 
 log = logging.getLogger(__name__)
@@ -16,19 +14,18 @@ log = logging.getLogger(__name__)
 
 def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: int = 0) -> bool:
     """Store and apply `event`; False when this notification was already stored (a redelivery), changing nothing."""
-    with database.atomic():
+    with joined_transaction():
         message_pk = queue.find_for_event(event.message_id, event.ses_message_id)
-        try:
-            with database.atomic():  # a savepoint: a duplicate must not abort the whole transaction on PostgreSQL
-                insert_row(
-                    FeedbackEvent,
-                    notification_id=notification_id,
-                    event_type=event.event_type,
-                    ses_message_id=event.ses_message_id,
-                    message=message_pk,
-                    detail="; ".join(outcome.reason for outcome in event.outcomes),
-                )
-        except peewee.IntegrityError:
+        stored = insert_row(
+            FeedbackEvent,
+            ignore_conflict=True,  # the notification id is stored already: a redelivery
+            notification_id=notification_id,
+            event_type=event.event_type,
+            ses_message_id=event.ses_message_id,
+            message=message_pk,
+            detail="; ".join(outcome.reason for outcome in event.outcomes),
+        )
+        if not stored:
             return False
         if message_pk is not None and event.message_state is not None:
             queue.settle_by_event(message_pk, event.message_state, event.ses_message_id, detail=event.message_error)

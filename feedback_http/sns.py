@@ -165,8 +165,7 @@ class SnsVerifier:
         if self._max_age is not None and datetime.datetime.now(datetime.UTC) - signed_at > self._max_age:
             raise VerificationFailed("message is too old")
         data = _string_to_sign(envelope)
-        url = envelope.get("SigningCertURL")
-        certificate = await self._certificate(url, self._fetch_url(url, pem=True))
+        certificate = await self._certificate(envelope.get("SigningCertURL"))
         if not certificate.not_valid_before_utc <= signed_at <= certificate.not_valid_after_utc:
             raise VerificationFailed("certificate was not valid at the message Timestamp")
         try:
@@ -194,11 +193,12 @@ class SnsVerifier:
             return f"https://{host}{path_and_query}"
         return f"{self._endpoint.scheme}://{self._endpoint.netloc}{path_and_query}"
 
-    async def _certificate(self, url: str, fetch_url: str) -> x509.Certificate:
+    async def _certificate(self, url: str | None) -> x509.Certificate:
         certificate = self._certificates.get(url)
-        if certificate is not None:
+        if certificate is not None:  # its URL was checked when it was fetched
             self._certificates.move_to_end(url)
             return certificate
+        fetch_url = self._fetch_url(url, pem=True)
         # One fetch per URL however many messages wait for it; shielded so one cancelled waiter
         # does not cancel it for the others.
         fetch = self._fetches.get(url)

@@ -9,7 +9,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway import errors
-from gateway.store.database import UNAVAILABLE, database, drop_idle_connections
+from gateway.store.database import UNAVAILABLE, drop_idle_connections, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +28,25 @@ STATUS_CODES = [  # most specific class first
 
 def rich_status(error: errors.GatewayError) -> grpc.Status:
     """One status with exactly one ErrorInfo, plus BadRequest or RetryInfo where they apply."""
-    code = next(code for cls, code in STATUS_CODES if isinstance(error, cls))
-    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)]
-    if isinstance(error, errors.InvalidRequest):
-        violations = [
+    violations = tuple(error.violations.items()) if isinstance(error, errors.InvalidRequest) else None
+    return _status(type(error), error.reason, error.message, tuple(sorted(error.metadata.items())), violations)
+
+
+@functools.lru_cache(maxsize=4096)
+def _status(kind: type, reason: str, message: str, metadata: tuple, violations: tuple | None) -> grpc.Status:
+    """Built once per distinct error: a recipient refused again and again gets the same status (all parts are
+    bounded strings), and building one costs ~20 us."""
+    code = next(code for cls, code in STATUS_CODES if issubclass(kind, cls))
+    details = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata))]
+    if violations is not None:
+        field_violations = [
             error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-            for field, description in error.violations.items()
+            for field, description in violations
         ]
-        details.append(error_details_pb2.BadRequest(field_violations=violations))
-    if error.retry_after is not None:
-        details.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=round(error.retry_after))))
-    status = status_pb2.Status(code=code, message=error.message)
+        details.append(error_details_pb2.BadRequest(field_violations=field_violations))
+    if kind.retry_after is not None:
+        details.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=round(kind.retry_after))))
+    status = status_pb2.Status(code=code, message=message)
     for detail in details:
         status.details.add().Pack(detail)
     return rpc_status.to_status(status)
@@ -53,7 +61,7 @@ def rpc(method):
     def wrapper(self, request, context):
         try:
             caller = self._authenticator.caller(context)
-            with database.connection_context():
+            with unit_of_work():
                 return method(self, request, context, caller)
         except errors.GatewayError as exc:
             error = exc

@@ -43,7 +43,9 @@ def accept(email: OutgoingEmail, *, request_id: str = "", caller: str = "") -> A
         if earlier is None:
             raise
         return _repeat(earlier, fingerprint)  # a racing call with the same request_id queued it first
-    log.info("accepted %s for %s (contact %s)", message_id, masked(email.to.addr_spec), contact_ref(contact.contact_id))
+    if log.isEnabledFor(logging.INFO):
+        ref = contact_ref(contact.contact_id)
+        log.info("accepted %s for %s (contact %s)", message_id, masked(email.to.addr_spec), ref)
     return Accepted(message_id, contact.contact_id)
 
 

@@ -34,7 +34,7 @@ from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate, Reached
 from gateway.sending.recorder import Recorder, write_until_done
 from gateway.store import queue
 from gateway.store.contacts import CONTACT_TAG
-from gateway.store.database import UNAVAILABLE, database, drop_idle_connections, utcnow
+from gateway.store.database import UNAVAILABLE, drop_idle_connections, unit_of_work, utcnow
 from gateway.store.models import MessageState
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Dispatcher:
         return self._gate.current
 
     def start(self) -> None:
-        with database.connection_context():
+        with unit_of_work():
             self._pacer.start()
         self._threads = [
             threading.Thread(target=self._claim_loop, name="dispatch-claim", daemon=True),
@@ -174,7 +174,7 @@ class Dispatcher:
             return len(claimed)
 
         try:
-            with database.connection_context():
+            with unit_of_work():
                 grant = self._pacer.spend(limit, claim)  # the tokens and the claim commit together
         except BaseException:
             claimed.clear()  # rolled back with the budget: these rows were never ours
@@ -210,7 +210,7 @@ class Dispatcher:
     def _quota_freed(self) -> bool | None:
         """A spent daily quota is probed by asking SES for it again; None when SES does not say (no GetAccount
         permission, say): then a message probes."""
-        with database.connection_context():
+        with unit_of_work():
             remaining = self._pacer.refresh()
         return None if remaining is None else remaining != 0
 
@@ -239,7 +239,7 @@ class Dispatcher:
             expired = Failure(Outcome.RETRY, MESSAGE_EXPIRED)
             self._record(message, self._expired_state(message), expired, attempted=False)
             return None, Reached.NOT_TRIED
-        with database.connection_context():
+        with unit_of_work():
             contact = guard.recheck(message.contact_pk)  # right before the SES call, as the database holds it now
         if contact is None or contact.status.suppressed:
             status = contact.status.value if contact else "deleted"

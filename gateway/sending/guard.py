@@ -14,8 +14,9 @@ def admit(recipient_key: str) -> Recipient:
     """The recipient's contact (created active on first sight) when it may be mailed; RecipientSuppressed otherwise."""
     contact = ensure_recipient(recipient_key)
     if contact.status.suppressed:
-        ref = contact_ref(contact.contact_id)
-        log.info("refused a send to %s: %s (contact %s)", masked(recipient_key), contact.status, ref)
+        if log.isEnabledFor(logging.INFO):
+            ref = contact_ref(contact.contact_id)
+            log.info("refused a send to %s: %s (contact %s)", masked(recipient_key), contact.status, ref)
         raise RecipientSuppressed(
             f"the recipient is {contact.status.value}: nothing was sent",
             status=contact.status.value,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from gateway.sending.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
 from gateway.sending.pacing import Pacer
 from gateway.store import queue
-from gateway.store.database import UNAVAILABLE, database, drop_idle_connections, utcnow
+from gateway.store.database import UNAVAILABLE, drop_idle_connections, unit_of_work, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,13 @@ class Housekeeper:
         next_purge = time.monotonic()
         while True:
             try:
-                with database.connection_context():
+                with unit_of_work():
                     self.sweep()
                     if time.monotonic() >= next_purge:
                         self.purge()
                         next_purge = time.monotonic() + PURGE_SECONDS
                 if time.monotonic() >= next_refresh and not self._paused():
-                    with database.connection_context():
+                    with unit_of_work():
                         self._pacer.refresh()
                     next_refresh = time.monotonic() + ACCOUNT_REFRESH_SECONDS
             except UNAVAILABLE as exc:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import peewee
 
 from gateway.store import queue
-from gateway.store.database import database, drop_idle_connections
+from gateway.store.database import drop_idle_connections, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def write_until_done(
     delay = 0.2
     while True:
         try:
-            with database.connection_context():
+            with unit_of_work():
                 write()
             return
         except peewee.DatabaseError as exc:

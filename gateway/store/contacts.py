@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from gateway.ids import new_contact_id
 from gateway.ops.logs import contact_ref, masked
-from gateway.store.database import database, insert_row, prepared, utcnow
+from gateway.store.database import database, insert_row, joined_transaction, prepared, utcnow
 from gateway.store.models import Contact, ContactStatus, StatusChange
 
 log = logging.getLogger(__name__)
@@ -19,14 +19,6 @@ CONTACT_TAG = "contact_id"
 @prepared
 def _contact_by_email():
     return Contact.select().where(Contact.email == "")
-
-
-@prepared
-def _locked_contact_by_email():
-    # Row lock on PostgreSQL (SQLite holds the database write lock from BEGIN IMMEDIATE),
-    # so two processes applying events to one contact cannot lose either update.
-    query = Contact.select().where(Contact.email == "")
-    return query.for_update() if database.for_update else query
 
 
 @prepared
@@ -63,6 +55,19 @@ def _recipient_by_pk():
     return Contact.select(*RECIPIENT_COLUMNS).where(Contact.id == 0)
 
 
+@prepared
+def _locked_recipient_by_email():
+    # Row lock on PostgreSQL (SQLite holds the database write lock from BEGIN IMMEDIATE),
+    # so two processes applying events to one contact cannot lose either update.
+    query = Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == "")
+    return query.for_update() if database.for_update else query
+
+
+@prepared
+def _email_by_contact_id():
+    return Contact.select(Contact.email).where(Contact.contact_id == "")
+
+
 def recipient(*, email: str | None = None, pk: int | None = None) -> Recipient | None:
     """The guard's view of a contact, by normalised address or by row, as the database holds it now."""
     sql, key = (_recipient_by_email(), email) if email is not None else (_recipient_by_pk(), pk)
@@ -93,7 +98,7 @@ def get_or_create_contact(email: str) -> Contact:
 class StatusUpdate:
     """What change_status did: the contact as it is now, and whether its status moved."""
 
-    contact: Contact
+    contact: Recipient
     changed: bool
 
 
@@ -114,33 +119,26 @@ def change_status(
     active; only an operator's explicit `allow_downgrade` moves it down. Repeating a change
     is a no-op, so redelivered events are harmless.
     """
-    with database.atomic():
+    with joined_transaction():
         if email is None:  # an unsubscribe link: the id must exist
-            contact = find_contact(contact_id=contact_id)
-            if contact is None:
+            row = database.execute_sql(_email_by_contact_id(), (contact_id,)).fetchone()
+            if row is None:
                 return None
-            email = contact.email
+            email = row[0]
         else:
             insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
-        contact = next(iter(Contact.raw(_locked_contact_by_email(), email)))
-        current = contact.status
+        pk, contact_id, current = database.execute_sql(_locked_recipient_by_email(), (email,)).fetchone()
+        current = ContactStatus(current)
         if to == current or (to.severity < current.severity and not allow_downgrade):
-            return StatusUpdate(contact, changed=False)
+            return StatusUpdate(Recipient(pk, contact_id, current), changed=False)
         now, reason = utcnow(), Contact.reason.db_value(reason)  # storable: no NUL, bounded
-        database.execute_sql(_update_status(), (to.value, reason, now, contact.id))
+        database.execute_sql(_update_status(), (to.value, reason, now, pk))
         insert_row(
-            StatusChange,
-            contact=contact,
-            from_status=current,
-            to_status=to,
-            source=source,
-            reason=reason,
-            created_at=now,
+            StatusChange, contact=pk, from_status=current, to_status=to, source=source, reason=reason, created_at=now
         )
-        contact.status, contact.reason, contact.updated_at = to, reason, now
-        ref = contact_ref(contact.contact_id)
-        log.info("contact %s (%s): %s -> %s by %s", ref, masked(contact.email), current, to, source)
-        return StatusUpdate(contact, changed=True)
+        if log.isEnabledFor(logging.INFO):
+            log.info("contact %s (%s): %s -> %s by %s", contact_ref(contact_id), masked(email), current, to, source)
+        return StatusUpdate(Recipient(pk, contact_id, to), changed=True)
 
 
 def count_soft_bounce(email: str) -> int:
