@@ -18,6 +18,7 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.ops.config import Settings
 from gateway.rpc.server import Gateway, create_server
 from gateway.store.models import database
+from tests.moto_server import MotoServer
 from tests.ses_standin import SesStandIn
 from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
 
@@ -107,6 +108,22 @@ def aws_env(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # anything not pointed elsewhere fails fast
+
+
+@pytest.fixture(scope="session")
+def moto_session():
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_session, aws_env, monkeypatch):
+    """moto's server, emptied, with boto3 pointed at it for SNS and SQS (SES stays on the stand-in)."""
+    moto_session.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", moto_session.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_session.url)
+    return moto_session
 
 
 @pytest.fixture
