@@ -17,7 +17,7 @@ from gateway.ids import is_contact_id
 from gateway.ops.logs import masked, setup_logging
 from gateway.ops.startup import claim_address, run
 from gateway.store.contacts import change_status, find_contact
-from gateway.store.database import UNAVAILABLE, database, drop_idle_connections
+from gateway.store.database import UNAVAILABLE, database
 from gateway.store.models import ContactStatus, open_database
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,6 @@ async def in_database(request: web.Request, work, *args, writes: bool = False, *
         return await (writer.write if writes else writer.read)(work, *args, **kwargs)
     except UNAVAILABLE as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
-        drop_idle_connections()
         raise DatabaseUnavailable() from None
 
 

@@ -7,6 +7,7 @@ import signal
 import threading
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -76,6 +77,36 @@ def test_gateway_answers_unavailable_while_the_database_is_down_and_recovers(pos
     finally:
         gateway.stop(None)
     assert len(ses.sent) == 2  # nothing was accepted, so nothing reached SES, while the database was away
+
+
+def test_after_the_database_returns_no_call_fails_on_a_connection_opened_before_it_left(postgres_proxy, ses):
+    """Every worker thread keeps its connection between calls; a database that went away killed them all. After it
+    is back, no caller gets UNAVAILABLE for a connection that died while it was away."""
+    proxy, url = postgres_proxy
+    gateway = create_server(Settings(database_url=url, grpc_addr="127.0.0.1:0", default_from="noreply@example.com"))
+    gateway.start()
+    stub = pb_grpc.MailGatewayServiceStub(grpc.insecure_channel(f"127.0.0.1:{gateway.port}"))
+    lookup = pb.GetContactStatusRequest(email="someone@example.org")
+
+    def codes(calls: int) -> Counter:
+        def one(_):
+            try:
+                stub.GetContactStatus(lookup, timeout=10)
+                return grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                return exc.code()
+
+        with ThreadPoolExecutor(16) as pool:
+            return Counter(pool.map(one, range(calls)))
+
+    try:
+        assert codes(200) == Counter({grpc.StatusCode.NOT_FOUND: 200})  # many worker threads hold a connection now
+        proxy.cut()
+        assert codes(1) == Counter({grpc.StatusCode.UNAVAILABLE: 1})
+        proxy.restore()
+        assert codes(200) == Counter({grpc.StatusCode.NOT_FOUND: 200})
+    finally:
+        gateway.stop(None)
 
 
 def test_ses_took_the_message_while_the_database_was_away_it_is_recorded_later_and_never_resent(

@@ -9,7 +9,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway import errors
-from gateway.store.database import UNAVAILABLE, drop_idle_connections, unit_of_work
+from gateway.store.database import UNAVAILABLE, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,6 @@ def rpc(method):
             error = exc
         except UNAVAILABLE as exc:
             log.warning("database unavailable in %s: %s", method.__name__, type(exc).__name__)
-            drop_idle_connections()
             error = errors.DatabaseUnavailable("the database is unavailable; retry later")
         except Exception:
             log.exception("unexpected failure in %s", method.__name__)

@@ -34,7 +34,7 @@ from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate, Reached
 from gateway.sending.recorder import Recorder, write_until_done
 from gateway.store import queue
 from gateway.store.contacts import CONTACT_TAG
-from gateway.store.database import UNAVAILABLE, drop_idle_connections, unit_of_work, utcnow
+from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow
 from gateway.store.models import MessageState
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,6 @@ class Dispatcher:
                 idle_for = self._claim_once()
             except UNAVAILABLE as exc:
                 log.warning("dispatch cannot reach the database: %s", type(exc).__name__)
-                drop_idle_connections()
                 idle_for = 1.0
             except Exception:
                 log.exception("dispatch failed to claim; trying again")
@@ -223,7 +222,6 @@ class Dispatcher:
                 failure, reached = self._deliver(message)
             except UNAVAILABLE as exc:  # before the send (the guard could not look): nothing was sent
                 log.warning("dispatch of %s waits for the database: %s", message.message_id, type(exc).__name__)
-                drop_idle_connections()
                 self._record_failure(message, Failure(Outcome.RETRY, "DATABASE_UNAVAILABLE"), attempted=False)
             except Exception:  # a bug before the send: nothing was sent
                 log.exception("dispatch of %s failed unexpectedly; it is retried later", message.message_id)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from gateway.sending.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
 from gateway.sending.pacing import Pacer
 from gateway.store import queue
-from gateway.store.database import UNAVAILABLE, drop_idle_connections, unit_of_work, utcnow
+from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ class Housekeeper:
                     next_refresh = time.monotonic() + ACCOUNT_REFRESH_SECONDS
             except UNAVAILABLE as exc:
                 log.warning("dispatch housekeeping cannot reach the database: %s", type(exc).__name__)
-                drop_idle_connections()
             except Exception:
                 log.exception("dispatch housekeeping failed; trying again")
             if stopping.wait(SWEEP_SECONDS):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import peewee
 
 from gateway.store import queue
-from gateway.store.database import drop_idle_connections, unit_of_work
+from gateway.store.database import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ def write_until_done(
                 write()
             return
         except peewee.DatabaseError as exc:
-            drop_idle_connections()
             if abandon.is_set() or (deadline is not None and time.monotonic() > deadline):
                 log.error("could not record %s before shutdown: %s", what, type(exc).__name__)
                 return

@@ -4,6 +4,7 @@ import contextlib
 import datetime
 import functools
 import logging
+import threading
 import weakref
 
 import peewee
@@ -21,18 +22,40 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
+# Bumped when the database fails a unit of work: connections opened before that are likely dead too (a restart, a
+# failover, a network cut kills them all), and each thread's is replaced when it next starts a unit.
+_failures = 0
+_held = threading.local()
+
+
 @contextlib.contextmanager
 def unit_of_work():
     """One unit of work (an RPC, a dispatched message, a webhook) on this thread's connection, which stays open for
     the next one: taking a connection from the pool and giving it back cost ~50 us each time, a quarter of a refused
-    SendEmail. A unit the database failed drops the connection (the pool discards a broken one), so the next unit
-    connects afresh after a database restart."""
-    database.connect(reuse_if_open=True)
+    SendEmail. When the database fails a unit, that connection and the idle ones are closed, and every other thread
+    replaces its own before its next unit, so one outage costs one failed unit, not one per thread afterwards."""
+    if getattr(_held, "failures", _failures) != _failures:
+        database.manual_close()
     try:
+        database.connect(reuse_if_open=True)
+        _held.failures = _failures
         yield
+    except UNAVAILABLE:
+        _database_failed()
+        raise
     except peewee.DatabaseError:
         database.close()
         raise
+
+
+def _database_failed() -> None:
+    global _failures
+    _failures += 1
+    try:
+        database.manual_close()
+        database.close_idle()
+    except Exception:  # the connections are being dropped because something is wrong; never mask the first error
+        log.debug("closing connections after a database failure failed", exc_info=True)
 
 
 def joined_transaction():
@@ -166,15 +189,6 @@ SCHEMA_LOCK = 0x6D61696C67770001  # "mailgw" + 1: any constant shared by both pr
 
 POOL = {"max_connections": 64, "stale_timeout": 300}
 POSTGRES_CONNECT_TIMEOUT = 5  # seconds: a database that does not answer is reported, not waited for
-
-
-def drop_idle_connections() -> None:
-    """After a database error: pooled connections opened before the fault are likely dead too; drop them so the
-    next unit of work connects afresh instead of failing once more on each."""
-    try:
-        database.close_idle()
-    except Exception:  # the pool is being dropped because something is wrong; never mask the first error
-        log.debug("closing idle connections failed", exc_info=True)
 
 
 class PostgresPool(PooledPostgresqlDatabase):
