@@ -7,7 +7,7 @@ from tests.processes import free_port, start, wait_until
 
 
 class MotoServer:
-    """`python -m moto.server` on a free loopback port (SNS, SQS and what moto has of SES)."""
+    """moto's server (tests/moto_fixes.py) on a free loopback port (SNS, SQS and what moto has of SES)."""
 
     def __init__(self):
         self.port = free_port()
@@ -15,7 +15,7 @@ class MotoServer:
         self._process = None
 
     def start(self) -> "MotoServer":
-        self._process = start(["-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)], {})
+        self._process = start(["-m", "tests.moto_fixes", "-H", "127.0.0.1", "-p", str(self.port)], {})
         wait_until(lambda: urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).status == 200, self._process)
         return self
 
