@@ -5,12 +5,14 @@ answer slowly."""
 import asyncio
 import base64
 import json
+import re
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -52,6 +54,7 @@ class SesStandIn:
         self.on_send = None  # called with each SesRequest before it is answered (from the stand-in's thread)
         self.account_error: tuple[int, str] | None = None  # GetAccount answers this (status, code) instead
         self._failures: deque = deque()
+        self.configuration_sets = ConfigurationSets()
         self._loop = asyncio.new_event_loop()
         self._runner = None
         self.url = ""
@@ -81,6 +84,8 @@ class SesStandIn:
         body = await request.read()
         recorded = SesRequest(request.path, dict(request.headers), json.loads(body or b"{}"))
         self.requests.append(recorded)
+        if request.path.startswith(CONFIGURATION_SETS_PATH):
+            return self.configuration_sets.answer(request.method, request.path, recorded.body)
         if request.path == ACCOUNT_PATH and request.method == "GET":
             if self.account_error:
                 status, code = self.account_error
@@ -137,3 +142,95 @@ class SesStandIn:
     def stop(self):
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+# --- Configuration sets and their event destinations (what `mailgw aws bootstrap` calls) ---------------------------
+# moto 5.2 has CreateConfigurationSet and GetConfigurationSet but no event-destination calls, so the stand-in serves
+# all of them (one SESV2 endpoint). Paths, JSON and errors as in botocore's sesv2 model (2019-09-27): errors carry
+# x-amzn-ErrorType; NotFoundException is 404, AlreadyExistsException and BadRequestException are 400.
+
+CONFIGURATION_SETS_PATH = "/v2/email/configuration-sets"
+EVENT_TYPES = frozenset(
+    ("SEND", "REJECT", "BOUNCE", "COMPLAINT", "DELIVERY", "OPEN", "CLICK", "RENDERING_FAILURE", "DELIVERY_DELAY",
+     "SUBSCRIPTION")
+)  # fmt: skip
+DESTINATION_KINDS = (
+    "SnsDestination",
+    "CloudWatchDestination",
+    "KinesisFirehoseDestination",
+    "EventBridgeDestination",
+    "PinpointDestination",
+)
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": code})
+
+
+class ConfigurationSets:
+    """The account's configuration sets, each {"ConfigurationSetName", ...options, "EventDestinations": {name: …}}."""
+
+    def __init__(self):
+        self.sets: dict[str, dict] = {}
+        self.refusal: tuple[int, str, str] | None = None  # (status, code, message) answered to every call instead
+
+    def answer(self, method: str, path: str, body: dict) -> web.Response:
+        if self.refusal is not None:
+            return _error(*self.refusal)
+        parts = [unquote(part) for part in path.removeprefix(CONFIGURATION_SETS_PATH).strip("/").split("/") if part]
+        if method == "POST" and not parts:
+            return self._create_set(body)
+        if not parts or parts[0] not in self.sets:
+            return _error(404, "NotFoundException", f"Configuration set <{parts[0] if parts else ''}> does not exist.")
+        found = self.sets[parts[0]]
+        if method == "GET" and len(parts) == 1:
+            options = {key: value for key, value in found.items() if key != "EventDestinations"}
+            return web.json_response(options)
+        if len(parts) == 2 and parts[1] == "event-destinations":
+            if method == "GET":
+                destinations = [{"Name": name} | d for name, d in found["EventDestinations"].items()]
+                return web.json_response({"EventDestinations": destinations})
+            if method == "POST":
+                return self._put_destination(found, body.get("EventDestinationName"), body, create=True)
+        if len(parts) == 3 and parts[1] == "event-destinations" and method == "PUT":
+            return self._put_destination(found, parts[2], body, create=False)
+        return _error(400, "BadRequestException", f"{method} {path} is not an operation of this stand-in")
+
+    def _create_set(self, body: dict) -> web.Response:
+        name = body.get("ConfigurationSetName")
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            return _error(400, "BadRequestException", "Invalid configuration set name.")
+        if name in self.sets:
+            return _error(400, "AlreadyExistsException", f"Configuration set <{name}> already exists.")
+        self.sets[name] = {
+            "ConfigurationSetName": name,
+            "DeliveryOptions": body.get("DeliveryOptions", {"TlsPolicy": "OPTIONAL"}),
+            "ReputationOptions": body.get("ReputationOptions", {"ReputationMetricsEnabled": False}),
+            "SendingOptions": body.get("SendingOptions", {"SendingEnabled": True}),
+            "Tags": body.get("Tags", []),
+            "EventDestinations": {},
+        }
+        return web.json_response({})
+
+    def _put_destination(self, found: dict, name, body: dict, *, create: bool) -> web.Response:
+        destinations = found["EventDestinations"]
+        definition = body.get("EventDestination")
+        if not isinstance(name, str) or not NAME.fullmatch(name) or not isinstance(definition, dict):
+            return _error(400, "BadRequestException", "EventDestinationName and EventDestination are required.")
+        if create and name in destinations:
+            return _error(400, "AlreadyExistsException", f"Event destination {name} already exists.")
+        if not create and name not in destinations:
+            return _error(404, "NotFoundException", f"Event destination {name} does not exist.")
+        types = definition.get("MatchingEventTypes")
+        if not isinstance(types, list) or not types or not set(types) <= EVENT_TYPES:
+            return _error(400, "BadRequestException", "MatchingEventTypes must list event types.")
+        kinds = [kind for kind in DESTINATION_KINDS if definition.get(kind)]
+        if len(kinds) != 1:
+            return _error(400, "BadRequestException", "Exactly one destination must be provided.")
+        destinations[name] = {
+            "Enabled": bool(definition.get("Enabled", False)),
+            "MatchingEventTypes": list(types),
+            kinds[0]: definition[kinds[0]],
+        }
+        return web.json_response({})
