@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.aws import command as aws_command
 from gateway.ops.config import Settings
 from gateway.sending.compose import unsubscribe_url
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.ops.startup import run
 
         run(run_both)
+    elif args.command == "aws":
+        return aws_command.run(args)
     elif args.command == "send":
         request = pb.SendEmailRequest(
             to=args.to,
@@ -91,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
         help="run the gateway and the sidecar together until Ctrl-C",
         description="Run the gateway and the feedback sidecar together; Ctrl-C or SIGTERM stops both.",
     )
+
+    aws_command.add_commands(commands)
 
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument(

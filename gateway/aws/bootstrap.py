@@ -1,0 +1,132 @@
+"""`mailgw aws bootstrap`: the configuration set, the topic, the event destination, the HTTPS subscription and/or
+the SQS queue with its dead-letter queue, policy and subscription; each created, found right, or found different."""
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from gateway.aws import ses_side, sns_side, sqs_side
+from gateway.aws.outcome import BootstrapError, Mode, Outcome
+from gateway.ops.config import CONFIGURATION_SET_NAME, ConfigError
+from gateway.sending.ses import aws_session
+
+# A few calls in a row, by hand: botocore's standard retries (throttling, 5xx) are welcome; a connection that is
+# refused fails after them with one line.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
+EVENT_DESTINATION = "feedback"
+# SNS topic and SQS queue names: letters, digits, '-' and '_' (topics up to 256, queues up to 80; "-dlq" is added).
+TOPIC_NAME = re.compile(r"[A-Za-z0-9_-]{1,256}")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,76}")
+DESTINATION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The names of what to create or check; `https_endpoint` and `queue` are None when that delivery is not wanted."""
+
+    configuration_set: str
+    topic: str
+    event_destination: str = EVENT_DESTINATION
+    https_endpoint: str | None = None  # {MAILGW_PUBLIC_BASE_URL}/sns
+    queue: str | None = None
+
+    def __post_init__(self):
+        names = (
+            ("--configuration-set", self.configuration_set, CONFIGURATION_SET_NAME, "1-64"),
+            ("--topic", self.topic, TOPIC_NAME, "1-256"),
+            ("--queue", self.queue or "q", QUEUE_NAME, "1-76"),
+            ("--event-destination", self.event_destination, DESTINATION_NAME, "1-64"),
+        )
+        for option, value, pattern, length in names:
+            if not pattern.fullmatch(value):
+                raise ConfigError(f"{option} must be {length} letters, digits, '-' or '_', not {value!r}")
+        if self.https_endpoint is None and self.queue is None:
+            raise ConfigError("nothing to deliver to: choose --https and/or --sqs")
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.queue}-dlq"
+
+
+class Bootstrap:
+    """Runs a plan against AWS; after run(), topic_arn and queue_url are known (unless a dry run would create them)."""
+
+    def __init__(self, plan: Plan, mode: Mode, session: boto3.session.Session | None = None):
+        self.plan, self.mode = plan, mode
+        self._session = session
+        self.topic_arn: str | None = None
+        self.queue_url: str | None = None
+
+    def run(self) -> Iterator[Outcome]:
+        """Each resource's outcome as soon as it is known; raises BootstrapError when AWS fails or refuses."""
+        plan, mode = self.plan, self.mode
+        with aws_errors():
+            session = self._session or aws_session()
+            sesv2, sns, sqs = (session.client(name, config=CLIENT_CONFIG) for name in ("sesv2", "sns", "sqs"))
+            yield ses_side.configuration_set(sesv2, mode, plan.configuration_set)
+            outcome, self.topic_arn = sns_side.topic(sns, mode, plan.topic)
+            yield outcome
+            yield ses_side.event_destination(
+                sesv2, mode, plan.configuration_set, plan.event_destination, self.topic_arn
+            )
+            if plan.https_endpoint:
+                yield sns_side.subscription(
+                    sns, mode, "HTTPS subscription", plan.https_endpoint, self.topic_arn, "https", plan.https_endpoint
+                )
+            if plan.queue:
+                outcome, dead_letters = sqs_side.dead_letter_queue(sqs, mode, plan.dead_letter_queue)
+                yield outcome
+                outcome, queue = sqs_side.queue(sqs, mode, plan.queue, plan.dead_letter_queue, dead_letters)
+                yield outcome
+                self.queue_url = queue["url"] if queue else None
+                yield sqs_side.queue_policy(sqs, mode, plan.queue, queue, self.topic_arn)
+                queue_arn = queue["arn"] if queue else None
+                yield sns_side.subscription(sns, mode, "SQS subscription", plan.queue, self.topic_arn, "sqs", queue_arn)
+
+    def settings_lines(self, topic_arns: str = "") -> list[str]:
+        """The MAILGW_* lines the operator sets afterwards; `topic_arns` is MAILGW_SNS_TOPIC_ARNS as set now."""
+        lines = [f"MAILGW_SES_CONFIGURATION_SET={self.plan.configuration_set}"]
+        if self.topic_arn:
+            arns = [arn.strip() for arn in topic_arns.split(",") if arn.strip()]  # other topics the sidecar takes
+            arns += [self.topic_arn] if self.topic_arn not in arns else []
+            lines.append(f"MAILGW_SNS_TOPIC_ARNS={','.join(arns)}")
+        else:
+            lines.append("# MAILGW_SNS_TOPIC_ARNS: the topic's ARN, once it exists")
+        if self.plan.queue:
+            lines.append(
+                f"MAILGW_SQS_QUEUE_URL={self.queue_url}"
+                if self.queue_url
+                else "# MAILGW_SQS_QUEUE_URL: the queue's URL, once it exists"
+            )
+        return lines
+
+
+@contextlib.contextmanager
+def aws_errors() -> Iterator[None]:
+    """botocore's exceptions as one line each: what failed, and what AWS (or the network) said."""
+    try:
+        yield
+    except NoCredentialsError:
+        raise BootstrapError(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role"
+        ) from None
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+        raise BootstrapError(f"AWS did not answer: {exc}") from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "?"), error.get("Message", "")
+        raise BootstrapError(f"{exc.operation_name} refused: {code}" + (f": {message}" if message else "")) from None
+    except BotoCoreError as exc:
+        raise BootstrapError(f"AWS call failed: {exc}") from None
