@@ -42,7 +42,7 @@ class Outcome:
         text = f"{self.kind + ':':<20} {self.name}: {self.state}"
         if self.differences:
             text += ": " + "; ".join(self.differences)
-        if self.state == DIFFERS:
+        if self.state == DIFFERS and not self.note:
             text += " (left as it is; --fix changes it)" if self.fixable else " (bootstrap does not change this)"
         return text + (f" ({self.note})" if self.note else "")
 

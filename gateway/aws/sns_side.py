@@ -1,7 +1,9 @@
 """The SNS side: the topic SES publishes to (signing with SHA256), and its subscriptions (HTTPS to the sidecar,
 SQS to the queue), both delivering the signed envelope that the sidecar verifies."""
 
-from gateway.aws.outcome import Mode, Outcome, ensure
+from dataclasses import replace
+
+from gateway.aws.outcome import DIFFERS, FIXED, Mode, Outcome, ensure
 
 SIGNATURE_VERSION = "2"  # SHA256withRSA; SNS's default, 1, signs with SHA1
 
@@ -83,6 +85,8 @@ def subscription(
 
     note = "SNS now asks the sidecar to confirm it" if protocol == "https" else ""
     outcome, _ = ensure(mode, kind, label, found, create=subscribe, check=check, fix=fix, created_note=note)
+    if outcome.state == FIXED and pending(found):  # asking again is all bootstrap can do: the sidecar confirms it
+        outcome = replace(outcome, state=DIFFERS, fixable=False, note="SNS asked to send the confirmation again")
     return outcome
 
 
