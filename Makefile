@@ -19,7 +19,7 @@ run: $(BIN)/.installed
 	$(BIN)/mailgw run
 
 ## test: lint the API with buf, then the whole suite (SQLite and the PostgreSQL server at 127.0.0.1:5432)
-test: $(BIN)/.installed lint
+test: $(BIN)/.installed node_modules/.package-lock.json lint
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/.installed
@@ -30,6 +30,17 @@ lint: $(BIN)/.installed
 ## protos: regenerate gateway/api/ from protos/
 protos: $(BIN)/.installed
 	$(BIN)/python -m gateway.api
+
+## clients: regenerate the Node (clients/node/gen) and Go (clients/go) code from protos/ with buf.gen.yaml's local
+## plugins: protoc-gen-es from node_modules, protoc-gen-go and protoc-gen-go-grpc from Debian (see .ci/run)
+.PHONY: clients
+clients: node_modules/.package-lock.json
+	rm -rf clients/node/gen clients/go/mailgateway
+	$(BUF) generate
+
+# npm ci leaves node_modules/.package-lock.json: the Node client's packages and buf's ES plugin, as locked
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
 
 ## bench: every benchmark line against its baseline; prints the table, writes bench/results/latest.json
 bench: $(BIN)/.installed

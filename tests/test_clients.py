@@ -1,0 +1,156 @@
+"""Clients in other languages: the Node and Go examples against a real gateway (a send followed with GetMessage,
+and the google.rpc details of each refusal as those languages read them), and the committed Node and Go code is what
+`make clients` generates from protos/."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from gateway.ops.config import Settings
+from gateway.rpc.server import create_server
+from gateway.store.contacts import change_status
+from gateway.store.models import ContactStatus, database
+from tests.processes import ROOT
+from tests.test_faults import postgres_proxy  # noqa: F401 (a fixture: PostgreSQL behind a proxy a test can cut)
+
+BUF = ["npx", "--yes", "@bufbuild/buf@1.75.0"]
+GENERATED = {"clients/node/gen": "*_pb.*", "clients/go/mailgateway": "*.pb.go"}
+DEBIAN_GOPATH = "/usr/share/gocode"  # Debian's golang-*-dev packages: grpc-go, protobuf, genproto
+
+
+@pytest.fixture(scope="module")
+def go_example(tmp_path_factory) -> Path:
+    """examples/go, built as CI builds it offline: GOPATH mode over Debian's Go libraries, this checkout in the
+    GOPATH at its module path."""
+    if shutil.which("go") is None or not Path(DEBIAN_GOPATH, "src/google.golang.org/grpc").is_dir():
+        pytest.fail("Go and its gRPC libraries are not installed: see .ci/run for the Debian packages")
+    gopath = tmp_path_factory.mktemp("gopath")
+    (gopath / "src" / "example.com").mkdir(parents=True)
+    (gopath / "src" / "example.com" / "mailgateway").symlink_to(ROOT)
+    binary = gopath / "send"
+    env = os.environ | {"GO111MODULE": "off", "GOPATH": f"{gopath}:{DEBIAN_GOPATH}", "GOFLAGS": ""}
+    built = subprocess.run(
+        ["go", "build", "-o", binary, "example.com/mailgateway/examples/go"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    return binary
+
+
+@pytest.fixture(params=["node", "go"])
+def example(request):
+    """Runs one language's example with the given arguments."""
+    if request.param == "node":
+        require_node_packages()
+        command = ["node", ROOT / "examples" / "node" / "send.js"]
+    else:
+        command = [request.getfixturevalue("go_example")]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    return run
+
+
+def require_node_packages() -> None:
+    if not (ROOT / "node_modules" / ".package-lock.json").is_file():
+        pytest.fail("the Node packages are not installed: run `npm ci` in the checkout (make test does)")
+
+
+def send(example, address: str, to: str) -> subprocess.CompletedProcess:
+    return example("--addr", address, "--to", to, "--subject", "Hello from another language", "--text", "First mail")
+
+
+@pytest.fixture
+def address(served):
+    return f"127.0.0.1:{served.port}"
+
+
+def test_example_sends_then_follows_the_message_until_ses_took_it(example, address, ses):
+    done = send(example, address, "Ada <ada@example.org>")
+
+    assert done.returncode == 0, done.stderr
+    accepted, followed = done.stdout.splitlines()
+    message_id, contact_id = (part.split("=")[1] for part in accepted.removeprefix("accepted: ").split())
+    assert message_id.startswith("msg_") and len(contact_id) == 22
+    [received] = ses.accepted
+    assert received.tags == {"message_id": message_id, "contact_id": contact_id}
+    assert followed == f"message: state=SENT ses_message_id={received.message_id} attempts=1"
+
+
+def test_example_reads_the_error_info_of_a_suppressed_recipient(example, address, ses):
+    with database.connection_context():
+        contact = change_status(ContactStatus.UNSUBSCRIBED, source="test", email="ada@example.org").contact
+
+    done = send(example, address, "ada@example.org")
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "error: FAILED_PRECONDITION: the recipient is unsubscribed: nothing was sent",
+        f"  ErrorInfo: reason=RECIPIENT_SUPPRESSED domain=mailgateway contactId={contact.contact_id} "
+        "status=unsubscribed",
+    ]
+    assert ses.sent == []
+
+
+def test_example_reads_the_field_violations_of_a_bad_address(example, address, ses):
+    done = send(example, address, "not-an-address")
+
+    assert done.returncode == 1
+    first, info, *violations = done.stderr.splitlines()
+    assert first.startswith("error: INVALID_ARGUMENT: ")
+    assert info == "  ErrorInfo: reason=INVALID_REQUEST domain=mailgateway"
+    assert len(violations) == 1 and violations[0].startswith("  BadRequest: to: "), violations
+    assert ses.sent == []
+
+
+def test_example_reads_the_retry_info_while_the_database_is_down(example, postgres_proxy, ses):  # noqa: F811
+    proxy, url = postgres_proxy
+    gateway = create_server(Settings(database_url=url, grpc_addr="127.0.0.1:0", default_from="noreply@example.com"))
+    gateway.start()
+    try:
+        proxy.cut()
+        done = send(example, f"127.0.0.1:{gateway.port}", "ada@example.org")
+    finally:
+        proxy.restore()
+        gateway.stop(None)
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: UNAVAILABLE: the database is unavailable; retry later",
+        "  ErrorInfo: reason=DATABASE_UNAVAILABLE domain=mailgateway",
+        "  RetryInfo: retry after 1s",
+    ]
+
+
+def test_reflection_serves_the_error_detail_types_that_grpcurl_prints(served):
+    """grpcurl learns every type from the server's reflection, the types in an error's details too."""
+    with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+        pool = DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+        for name in ("google.rpc.ErrorInfo", "google.rpc.BadRequest", "google.rpc.RetryInfo"):
+            assert pool.FindMessageTypeByName(name).full_name == name
+
+
+def test_committed_client_code_is_what_make_clients_generates(tmp_path):
+    require_node_packages()
+    if shutil.which("protoc-gen-go-grpc") is None:
+        pytest.fail("protoc-gen-go and protoc-gen-go-grpc are not installed: see .ci/run for the Debian packages")
+    subprocess.run([*BUF, "generate", "--output", tmp_path], cwd=ROOT, check=True, timeout=300)
+
+    for folder, pattern in GENERATED.items():
+        fresh = files(tmp_path / folder, pattern)
+        committed = files(ROOT / folder, pattern)
+        assert fresh.keys() == committed.keys()
+        stale = [name for name in fresh if fresh[name] != committed[name]]
+        assert not stale, f"run `make clients`: {stale} differ from protos/"
+
+
+def files(folder: Path, pattern: str) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob(pattern)}
