@@ -33,10 +33,14 @@ protos: $(BIN)/.installed
 
 ## clients: regenerate the Node (clients/node/gen) and Go (clients/go) code from protos/ with buf.gen.yaml's local
 ## plugins: protoc-gen-es from node_modules, protoc-gen-go and protoc-gen-go-grpc from Debian (see .ci/run)
-.PHONY: clients
+.PHONY: clients breaking
 clients: node_modules/.package-lock.json
 	rm -rf clients/node/gen clients/go/mailgateway
 	$(BUF) generate
+
+## breaking: buf breaking, protos/ against the previous commit (BUF_BREAKING_AGAINST=origin/main on a branch)
+breaking:
+	.ci/buf-breaking
 
 # npm ci leaves node_modules/.package-lock.json: the Node client's packages and buf's ES plugin, as locked
 node_modules/.package-lock.json: package-lock.json
