@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.aws import command as aws_command
+from gateway.ops import dispatch_cli
 from gateway.ops.config import Settings
 from gateway.sending.compose import unsubscribe_url
 
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         status_name = pb.ContactStatus.Name(response.status).removeprefix("CONTACT_STATUS_").lower()
         print(f"{response.email}: {status_name}" + (f" ({response.reason})" if response.reason else ""))
         print(f"  contact_id={response.contact_id} updated_at={response.updated_at.ToJsonString()}")
+    elif args.command == "dispatch":
+        from gateway.ops import dispatch_cli
+
+        return dispatch_cli.run(args)
     return 0
 
 
@@ -151,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
         description="Show whether a recipient may be mailed, and why not.",
     )
     status.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
+    dispatch_cli.add_commands(commands)
     return root
 
 

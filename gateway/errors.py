@@ -50,6 +50,12 @@ class MessageNotFound(GatewayError):
     reason = "MESSAGE_NOT_FOUND"
 
 
+class NothingToResume(GatewayError):
+    """Dispatch is neither paused nor slowed by the reputation guard: a resume changes nothing."""
+
+    reason = "DISPATCH_NOT_PAUSED"
+
+
 class Unauthenticated(GatewayError):
     """The call carries no valid credentials."""
 

@@ -49,6 +49,17 @@ class Settings:
     pause_probe_seconds: float = 60.0
     unknown_resend_seconds: float = 900.0  # 0: never resend, an operator decides
     message_retention_days: float = 30.0
+    # The reputation guard (sending/reputation.py): rates in percent of the sends in the window.
+    reputation_guard: bool = True
+    reputation_window_sends: int = 10000
+    reputation_window_days: float = 7.0
+    reputation_min_sends: int = 1000
+    reputation_slow_bounce_percent: float = 4.0
+    reputation_slow_complaint_percent: float = 0.08
+    reputation_pause_bounce_percent: float = 8.0
+    reputation_pause_complaint_percent: float = 0.4
+    reputation_slow_fraction: float = 0.5
+    reputation_check_seconds: float = 30.0
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -79,6 +90,7 @@ class Settings:
                 raise ConfigError(f"MAILGW_{name.upper()} must be above 0")
         if self.message_retention_days <= 0:
             raise ConfigError("MAILGW_MESSAGE_RETENTION_DAYS must be above 0")
+        check_reputation(self)
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
 
     @classmethod
@@ -99,7 +111,41 @@ class Settings:
                 f"MAILGW_DISPATCH_LEASE_SECONDS={self.dispatch_lease_seconds:g} is shorter than a send may take "
                 f"({SLOWEST_SEND_SECONDS} s): a send still waiting for SES would be taken for interrupted"
             )
+        if self.reputation_guard and self.message_retention_days < self.reputation_window_days:
+            found.append(
+                f"MAILGW_MESSAGE_RETENTION_DAYS={self.message_retention_days:g} is shorter than "
+                f"MAILGW_REPUTATION_WINDOW_DAYS={self.reputation_window_days:g}: the reputation guard sees only the "
+                "sends that are kept"
+            )
         return found
+
+
+def check_reputation(settings: Settings) -> None:
+    """The reputation guard's settings: a window, thresholds that are percentages with the slow one below the pause
+    one, and a fraction of the pace."""
+    for name in ("window_sends", "min_sends"):
+        if getattr(settings, f"reputation_{name}") < 1:
+            raise ConfigError(f"MAILGW_REPUTATION_{name.upper()} must be at least 1")
+    if settings.reputation_min_sends > settings.reputation_window_sends:
+        raise ConfigError(
+            "MAILGW_REPUTATION_MIN_SENDS must not exceed MAILGW_REPUTATION_WINDOW_SENDS: the guard would never act"
+        )
+    for name in ("window_days", "check_seconds"):
+        if getattr(settings, f"reputation_{name}") <= 0:
+            raise ConfigError(f"MAILGW_REPUTATION_{name.upper()} must be above 0")
+    for kind in ("bounce", "complaint"):
+        slow = getattr(settings, f"reputation_slow_{kind}_percent")
+        pause = getattr(settings, f"reputation_pause_{kind}_percent")
+        slow_name, pause_name = (
+            f"MAILGW_REPUTATION_SLOW_{kind.upper()}_PERCENT",
+            f"MAILGW_REPUTATION_PAUSE_{kind.upper()}_PERCENT",
+        )
+        if not 0 < slow <= 100 or not 0 < pause <= 100:
+            raise ConfigError(f"{slow_name} and {pause_name} must be percentages above 0 and at most 100")
+        if slow > pause:
+            raise ConfigError(f"{slow_name} must not be above {pause_name}")
+    if not 0 < settings.reputation_slow_fraction <= 1:
+        raise ConfigError("MAILGW_REPUTATION_SLOW_FRACTION must be above 0 and at most 1 (1: never slow down)")
 
 
 def check_database_url(url: str) -> None:

@@ -19,9 +19,11 @@ from gateway.ops.logs import setup_logging
 from gateway.ops.startup import AddressInUse, claim_address, claim_port_group, run
 from gateway.rpc.auth import authenticator, check_exposure, server_credentials
 from gateway.rpc.service import MailGatewayServicer
+from gateway.sending import reputation
 from gateway.sending.dispatch import Dispatcher, Transport
 from gateway.sending.outbox import OutboxTransport
 from gateway.sending.pacing import Pacer
+from gateway.sending.pause import Pause
 from gateway.sending.ses import SesTransport
 from gateway.store.models import open_database
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MailGatewayService"].full_name
 DISPATCH_HEALTH = "mailgateway.v1.Dispatch"  # NOT_SERVING while dispatch is paused (the gateway still accepts)
+REPUTATION_HEALTH = "mailgateway.v1.ReputationGuard"  # NOT_SERVING while our own bounce or complaint rate pauses it
 SHUTDOWN_GRACE_SECONDS = 25.0
 
 
@@ -52,6 +55,7 @@ class Gateway:
         self.server.start()
         if self.dispatcher is not None:
             self.health.set(DISPATCH_HEALTH, health_pb2.HealthCheckResponse.SERVING)  # until it pauses
+            self.health.set(REPUTATION_HEALTH, health_pb2.HealthCheckResponse.SERVING)
             self.dispatcher.start()
 
     def stop(self, grace: float | None = None) -> None:
@@ -84,10 +88,7 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
             transport,
             Pacer(transport, settings.send_rate),
             settings,
-            on_pause=lambda pause: health_servicer.set(
-                DISPATCH_HEALTH,
-                health_pb2.HealthCheckResponse.NOT_SERVING if pause else health_pb2.HealthCheckResponse.SERVING,
-            ),
+            on_pause=lambda pause: report_pause(health_servicer, pause),
         )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
@@ -109,6 +110,15 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
     if port == 0:
         raise AddressInUse(f"MAILGW_GRPC_ADDR={settings.grpc_addr}: cannot listen on this address")
     return Gateway(server, port, health_servicer, dispatcher)
+
+
+def report_pause(health_servicer: health.HealthServicer, pause: Pause | None) -> None:
+    """Dispatch health NOT_SERVING while paused, whatever the cause; the reputation guard's health NOT_SERVING too when
+    the cause is our own rates, so a monitor tells "SES refuses" from "we stopped ourselves" (logs say the rate)."""
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    health_servicer.set(DISPATCH_HEALTH, not_serving if pause else serving)
+    by_reputation = pause is not None and pause.reason in reputation.REASONS
+    health_servicer.set(REPUTATION_HEALTH, not_serving if by_reputation else serving)
 
 
 def serve(settings: Settings, *, shared_port: bool = False) -> None:

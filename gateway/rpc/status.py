@@ -18,6 +18,7 @@ ERROR_DOMAIN = "mailgateway"
 STATUS_CODES = [  # most specific class first
     (errors.InvalidRequest, code_pb2.INVALID_ARGUMENT),
     (errors.RecipientSuppressed, code_pb2.FAILED_PRECONDITION),
+    (errors.NothingToResume, code_pb2.FAILED_PRECONDITION),
     (errors.Unauthenticated, code_pb2.UNAUTHENTICATED),
     (errors.ContactNotFound, code_pb2.NOT_FOUND),
     (errors.MessageNotFound, code_pb2.NOT_FOUND),

@@ -32,6 +32,7 @@ from gateway.sending.outgoing import OutgoingEmail
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate, Reached
 from gateway.sending.recorder import Recorder, write_until_done
+from gateway.sending.reputation import Limits, ReputationGuard
 from gateway.store import queue
 from gateway.store.contacts import CONTACT_TAG
 from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow
@@ -89,6 +90,10 @@ class Dispatcher:
             retention_days=settings.message_retention_days,
             paused=lambda: self._gate.current is not None,
         )
+        self.reputation: ReputationGuard | None = None  # read by metrics: .reading
+        if settings.reputation_guard:
+            limits = Limits.from_settings(settings)
+            self.reputation = ReputationGuard(limits, settings.reputation_check_seconds, pacer=pacer, gate=self._gate)
 
     @property
     def pause(self) -> Pause | None:
@@ -97,12 +102,19 @@ class Dispatcher:
     def start(self) -> None:
         with unit_of_work():
             self._pacer.start()
+            if self.reputation is not None:
+                self.reputation.start()  # before the first claim: a stored pause holds from the start
         self._threads = [
             threading.Thread(target=self._claim_loop, name="dispatch-claim", daemon=True),
             threading.Thread(
                 target=self._housekeeper.run, args=(self._stopping,), name="dispatch-housekeeping", daemon=True
             ),
         ]
+        if self.reputation is not None:
+            guard = threading.Thread(
+                target=self.reputation.run, args=(self._stopping,), name="dispatch-reputation", daemon=True
+            )
+            self._threads.append(guard)
         self._workers = [
             threading.Thread(target=self._work_loop, name=f"dispatch-{i}", daemon=True)
             for i in range(self._settings.dispatch_workers)

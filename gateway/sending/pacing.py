@@ -24,10 +24,19 @@ class Pacer:
         self._configured_rate = configured_rate
         self._asks_ses = transport.paced_by_ses
         self.rate: float | None = configured_rate or (FALLBACK_RATE if self._asks_ses else None)
+        self.fraction = 1.0  # of the rate: the reputation guard slows dispatch (an unpaced outbox stays unpaced)
+
+    @property
+    def pace(self) -> float | None:
+        """Sends per second now: the rate, times the reputation guard's fraction."""
+        return None if self.rate is None else max(MIN_RATE, self.rate * self.fraction)
 
     @property
     def capacity(self) -> float:
-        return max(1.0, (self.rate or 0.0) * BURST_SECONDS)
+        return max(1.0, (self.pace or 0.0) * BURST_SECONDS)
+
+    def slow_to(self, fraction: float) -> None:
+        self.fraction = fraction
 
     def start(self) -> None:
         """The shared row exists, and SES's quotas are read once before the first send."""
@@ -41,7 +50,7 @@ class Pacer:
         if self.rate is None:
             with database.atomic():
                 return budget.Grant(use(wanted), 0.0, quota_spent=False)
-        return budget.spend(BUDGET, wanted, use, rate=self.rate, capacity=self.capacity)
+        return budget.spend(BUDGET, wanted, use, rate=self.pace, capacity=self.capacity)
 
     def refresh(self) -> int | None:
         """Read SES's MaxSendRate and 24-hour quota (GetAccount) into the shared budget. The messages SES takes

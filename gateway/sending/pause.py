@@ -34,8 +34,8 @@ class Pause:
 
 class PauseGate:
     """Open, or paused with a probe due now and then: one message (an SES refusal) or SES's quota (a spent daily
-    quota) is tried again, and its outcome opens the gate or keeps it shut. `on_change(pause)` hears each change
-    (None: open again)."""
+    quota) is tried again, and its outcome opens the gate or keeps it shut. Held (the reputation guard's pause), it
+    claims nothing and probes nothing until released. `on_change(pause)` hears each change (None: open again)."""
 
     def __init__(self, probe_seconds: float, on_change: Callable[[Pause | None], None]):
         self._probe_seconds = probe_seconds
@@ -44,10 +44,12 @@ class PauseGate:
         self._pause: Pause | None = None
         self._probe_at = 0.0
         self._probe_pk: int | None = None
+        self._held: Pause | None = None
 
     @property
     def current(self) -> Pause | None:
-        return self._pause
+        """Why dispatch is paused now: a hold first, then SES's refusal; None when open."""
+        return self._held or self._pause
 
     def claim_limit(self, batch: int, quota_freed: Callable[[], bool | None]) -> int:
         """How many messages to claim now: `batch` when open, one when a probe is due, none while paused. A quota
@@ -55,6 +57,8 @@ class PauseGate:
         (None: no GetAccount permission, say)."""
         with self._lock:
             pause = self._pause
+            if self._held is not None:
+                return 0
             if pause is None:
                 return batch
             if self._probe_pk is not None or time.monotonic() < self._probe_at:
@@ -76,8 +80,30 @@ class PauseGate:
         if self._pause is not None:
             self._probe_pk = pk
 
+    def hold(self, pause: Pause) -> None:
+        """Stop claiming until release(): no probe and no answer from SES ends a hold."""
+        with self._lock:
+            before, self._held = self.current, pause
+        log.warning(
+            "dispatch paused: %s (%s); messages stay queued until an operator resumes it (mailgw dispatch resume)",
+            pause.reason,
+            pause.detail,
+        )
+        self._report(before)
+
+    def release(self) -> None:
+        """End a hold; an SES pause that began meanwhile goes on being probed."""
+        with self._lock:
+            before, self._held = self.current, None
+        self._report(before)
+
+    def _report(self, before: Pause | None) -> None:
+        if self.current != before:
+            self._on_change(self.current)
+
     def shut(self, pause: Pause) -> None:
         with self._lock:
+            before = self.current
             first = self._pause is None
             self._pause = pause
             self._probe_at = time.monotonic() + self._probe_seconds
@@ -89,14 +115,15 @@ class PauseGate:
                 pause.detail,
                 self._probe_seconds,
             )
-            self._on_change(pause)
+            self._report(before)
 
     def open(self) -> None:
         with self._lock:
+            before = self.current
             was, self._pause, self._probe_pk = self._pause, None, None
         if was is not None:
             log.info("dispatch resumed: %s is over", was.reason)
-            self._on_change(None)
+            self._report(before)
 
     def after_attempt(self, pk: int, failure: Failure | None, reached: Reached) -> None:
         """A probe's outcome opens the gate or keeps it shut; other messages' outcomes change nothing here."""

@@ -171,6 +171,36 @@ class StatusChange(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow, index=True)
 
 
+class ReputationLevel(enum.StrEnum):
+    """What the reputation guard (sending/reputation.py) does to dispatch, for every gateway on the database."""
+
+    NORMAL = "normal"  # full pace
+    SLOWED = "slowed"  # a fraction of the pace, until the rates fall back below the first thresholds
+    PAUSED = "paused"  # no sends, until an operator resumes
+
+
+class ReputationLevelField(_EnumField):
+    """Stores a ReputationLevel as its string value."""
+
+    enum = ReputationLevel
+
+
+class ReputationHold(BaseModel):
+    """The reputation guard's decision, one row that every gateway reads, so a pause holds across replicas and
+    restarts; `generation` counts the operator's resumes, and sends settled before `counted_from` are not judged."""
+
+    name = peewee.CharField(max_length=32, primary_key=True)
+    level = ReputationLevelField(default=ReputationLevel.NORMAL)
+    reason = peewee.CharField(max_length=64, default="")  # REPUTATION_BOUNCE_RATE or REPUTATION_COMPLAINT_RATE
+    detail = FreeTextField(500, default="")
+    changed_at = peewee.DateTimeField(null=True)
+    generation = peewee.IntegerField(default=0)
+    counted_from = peewee.DateTimeField(null=True)
+    resumed_by = peewee.CharField(max_length=128, default="")
+    resume_reason = FreeTextField(MAX_REASON, default="")
+    resumed_at = peewee.DateTimeField(null=True)
+
+
 class FeedbackEvent(BaseModel):
     """One SES event received as feedback, stored once per notification id so a redelivery changes nothing."""
 
@@ -184,7 +214,7 @@ class FeedbackEvent(BaseModel):
     received_at = peewee.DateTimeField(default=utcnow, index=True)
 
 
-MODELS = [Contact, Message, SendBudget, StatusChange, FeedbackEvent]
+MODELS = [Contact, Message, SendBudget, StatusChange, FeedbackEvent, ReputationHold]
 
 
 def open_database(url: str) -> peewee.Database:
