@@ -20,6 +20,7 @@ from bench.harness import (
     peak_rss_mb,
     process,
 )
+from bench.reputation import measure as reputation_window
 
 SUPPRESSED = "bounced@example.org"
 SEND_METHOD = "/mailgateway.v1.MailGatewayService/SendEmail"
@@ -268,6 +269,12 @@ def scale(profile: Profile, tmp: Path) -> list[Row]:
         rows.append(
             Row(f"5 claim, {large:,} settled messages vs none ({backend})", "median claim", "ms",
                 claims[large], claims[0], "<= 1.2x")
+        )  # fmt: skip
+        # The reputation guard's window (bench/reputation.py): the newest `small` sends, over a table of `large`.
+        windows = reputation_window(url, large, profile.rounds, max(5, profile.claims // 20), window=small)
+        rows.append(
+            Row(f"5 reputation window of {small:,} sends, {large:,} settled messages vs one window's ({backend})",
+                "median query", "ms", *windows, "<= 1.5x")
         )  # fmt: skip
     return rows
 
