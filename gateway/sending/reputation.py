@@ -18,7 +18,7 @@ from gateway.ops.config import Settings
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause, PauseGate
 from gateway.store import reputation as store
-from gateway.store.database import UNAVAILABLE, database_now, drop_idle_connections, unit_of_work
+from gateway.store.database import UNAVAILABLE, database_now, unit_of_work
 from gateway.store.models import MAX_REASON, ReputationLevel
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,6 @@ class ReputationGuard:
                         self.follow()
             except UNAVAILABLE as exc:  # the last decision stays applied until the database answers
                 log.warning("the reputation guard cannot reach the database: %s", type(exc).__name__)
-                drop_idle_connections()
             except Exception:
                 log.exception("the reputation guard failed; trying again")
 
