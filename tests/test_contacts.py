@@ -52,13 +52,16 @@ def test_every_change_writes_one_history_row_and_repeats_write_none(db):
     assert Contact.get(email="a@example.org").reason == "Permanent/General"
 
 
-def test_an_operator_may_move_a_contact_down_explicitly(db):
+def test_only_a_named_actor_with_a_reason_moves_a_contact_down(db):
     change_status(BOUNCED, source="sns", email="a@example.org")
 
-    update = change_status(ACTIVE, source="admin", reason="mailbox fixed", email="a@example.org", allow_downgrade=True)
+    with pytest.raises(ValueError, match="needs a reason"):
+        change_status(ACTIVE, source="operator", reason=" ", email="a@example.org", actor="alice")
+    update = change_status(ACTIVE, source="operator", reason="mailbox fixed", email="a@example.org", actor="alice")
 
     assert update.changed and update.contact.status is ACTIVE
-    assert StatusChange.select().count() == 2
+    rows = [(r.from_status, r.to_status, r.source, r.actor, r.reason) for r in StatusChange.select()]
+    assert rows == [(ACTIVE, BOUNCED, "sns", "", ""), (BOUNCED, ACTIVE, "operator", "alice", "mailbox fixed")]
 
 
 def test_an_address_never_mailed_gets_a_contact_with_the_new_status(db):

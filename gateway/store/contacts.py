@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from gateway.ids import new_contact_id
 from gateway.ops.logs import contact_ref, masked
+from gateway.store import ses_list
 from gateway.store.database import database, insert_row, joined_transaction, prepared, utcnow
 from gateway.store.models import Contact, ContactStatus, StatusChange
 
@@ -109,15 +110,18 @@ def change_status(
     reason: str = "",
     email: str | None = None,
     contact_id: str | None = None,
-    allow_downgrade: bool = False,
+    actor: str = "",
 ) -> StatusUpdate | None:
     """Move one contact to `to`, writing a history row in the same transaction.
 
     The contact is named by normalised `email` (created when unknown, so that the guard
     blocks an address we never mailed) or by `contact_id` (None is returned when unknown).
     Events only move a contact up the severity order complained > bounced > unsubscribed >
-    active; only an operator's explicit `allow_downgrade` moves it down. Repeating a change
-    is a no-op, so redelivered events are harmless.
+    active. Moving it down is never an event's doing: it takes a named `actor` (an operator
+    reactivating it, or the suppression sync undoing what only SES's list had set) and a
+    reason, both kept in the history row. Repeating a change is a no-op, so redelivered
+    events are harmless. What the change asks of SES's suppression list is recorded in the
+    same transaction (store/ses_list.py).
     """
     with joined_transaction():
         if email is None:  # an unsubscribe link: the id must exist
@@ -129,15 +133,26 @@ def change_status(
             insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
         pk, contact_id, current = database.execute_sql(_locked_recipient_by_email(), (email,)).fetchone()
         current = ContactStatus(current)
-        if to == current or (to.severity < current.severity and not allow_downgrade):
+        if to == current or (to.severity < current.severity and not actor):
             return StatusUpdate(Recipient(pk, contact_id, current), changed=False)
+        if to.severity < current.severity and not reason.strip():
+            raise ValueError("lowering a contact's status needs a reason")
         now, reason = utcnow(), Contact.reason.db_value(reason)  # storable: no NUL, bounded
         database.execute_sql(_update_status(), (to.value, reason, now, pk))
         insert_row(
-            StatusChange, contact=pk, from_status=current, to_status=to, source=source, reason=reason, created_at=now
+            StatusChange,
+            contact=pk,
+            from_status=current,
+            to_status=to,
+            source=source,
+            reason=reason,
+            created_at=now,
+            actor=actor,
         )
+        ses_list.note_status_change(pk, current, to, source)
         if log.isEnabledFor(logging.INFO):
-            log.info("contact %s (%s): %s -> %s by %s", contact_ref(contact_id), masked(email), current, to, source)
+            by = f"{source} ({actor})" if actor else source
+            log.info("contact %s (%s): %s -> %s by %s", contact_ref(contact_id), masked(email), current, to, by)
         return StatusUpdate(Recipient(pk, contact_id, to), changed=True)
 
 

@@ -169,6 +169,7 @@ class StatusChange(BaseModel):
     source = peewee.CharField(max_length=64)
     reason = FreeTextField(MAX_REASON, default="")
     created_at = peewee.DateTimeField(default=utcnow, index=True)
+    actor = peewee.CharField(max_length=128, default="")  # who lowered (or set) it by hand: an operator, a sync
 
 
 class ReputationLevel(enum.StrEnum):
@@ -215,6 +216,54 @@ class FeedbackEvent(BaseModel):
 
 
 MODELS = [Contact, Message, SendBudget, StatusChange, FeedbackEvent, ReputationHold]
+
+
+# --- SES's account-level suppression list (gateway/suppression/) ------------------------------------------------
+
+
+class SesListIntent(BaseModel):
+    """What SES's suppression list should do about one contact and has not done yet: "put" (it bounced or complained
+    here) or "delete" (an operator reactivated it). Written with the status change that calls for it, so it is never
+    lost; one row per contact, the latest intent wins (`version` counts rewrites, so a worker deletes only the intent
+    it carried out)."""
+
+    contact = peewee.ForeignKeyField(Contact, unique=True, on_delete="CASCADE")
+    action = peewee.CharField(max_length=8)  # "put" | "delete"
+    reason = peewee.CharField(max_length=16, default="")  # for "put": BOUNCE | COMPLAINT
+    version = peewee.IntegerField(default=1)
+    state = peewee.CharField(max_length=8, default="pending")  # "pending" | "refused" (SES refused it for good)
+    attempts = peewee.IntegerField(default=0)
+    due_at = peewee.DateTimeField(default=utcnow)
+    error_reason = peewee.CharField(max_length=64, default="")  # of the last failure, from sending/failures.py
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("state", "due_at"), False),)
+
+
+class SesListedAddress(BaseModel):
+    """What SES's list held when we last looked (or after our own put): the mirror a full reconcile compares with."""
+
+    email = peewee.CharField(max_length=320, unique=True)  # our contact key
+    address = peewee.CharField(max_length=320)  # as SES spells it: SES matches it exactly when managing the list
+    reason = peewee.CharField(max_length=16)  # BOUNCE | COMPLAINT
+    last_update_time = peewee.DateTimeField(null=True)  # SES's LastUpdateTime
+    seen_at = peewee.DateTimeField(default=utcnow, index=True)
+
+
+class SesListSync(BaseModel):
+    """The sync's state, one row: the incremental cursor, when the last full reconcile finished, and the lease that
+    lets one process at a time run it."""
+
+    name = peewee.CharField(max_length=32, primary_key=True)
+    cursor = peewee.DateTimeField(null=True)  # the latest LastUpdateTime a complete pass saw
+    last_run_at = peewee.DateTimeField(null=True)  # the end of the last complete pass (the database's clock)
+    last_full_at = peewee.DateTimeField(null=True)
+    holder = peewee.CharField(max_length=128, default="")
+    lease_until = peewee.DateTimeField(null=True)
+
+
+MODELS += [SesListIntent, SesListedAddress, SesListSync]
 
 
 def open_database(url: str) -> peewee.Database:
