@@ -17,6 +17,7 @@ from gateway.aws import command as aws_command
 from gateway.ops import dispatch_cli
 from gateway.ops.config import Settings
 from gateway.sending.compose import unsubscribe_url
+from gateway.suppression import commands as suppression_commands
 
 # Request fields as the user typed them on this command line, so an error names the flag, not the proto field.
 FLAGS = {
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         run(run_both)
     elif args.command == "aws":
         return aws_command.run(args)
+    elif args.command in suppression_commands.COMMANDS:
+        return suppression_commands.run(args)
     elif args.command == "send":
         request = pb.SendEmailRequest(
             to=args.to,
@@ -157,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
     )
     status.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
     dispatch_cli.add_commands(commands)
+    suppression_commands.add_parsers(commands)
     return root
 
 

@@ -60,6 +60,10 @@ class Settings:
     reputation_pause_complaint_percent: float = 0.4
     reputation_slow_fraction: float = 0.5
     reputation_check_seconds: float = 30.0
+    # SES's account-level suppression list (gateway/suppression/), with the SES transport only
+    ses_suppression_sync_seconds: float = 300.0  # 0: the gateway never syncs it (`mailgw suppression sync` still does)
+    ses_suppression_reconcile_hours: float = 24.0  # a full listing at least this often; incremental ones in between
+    ses_suppression_push: bool = False  # put our own bounced and complained contacts on it
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -91,6 +95,11 @@ class Settings:
         if self.message_retention_days <= 0:
             raise ConfigError("MAILGW_MESSAGE_RETENTION_DAYS must be above 0")
         check_reputation(self)
+        if self.ses_suppression_sync_seconds < 0 or self.ses_suppression_reconcile_hours <= 0:
+            raise ConfigError(
+                "MAILGW_SES_SUPPRESSION_SYNC_SECONDS must not be negative and MAILGW_SES_SUPPRESSION_RECONCILE_HOURS "
+                "must be above 0"
+            )
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
 
     @classmethod

@@ -26,6 +26,7 @@ from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause
 from gateway.sending.ses import SesTransport
 from gateway.store.models import open_database
+from gateway.suppression.job import SuppressionJob
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Gateway:
     port: int
     health: health.HealthServicer
     dispatcher: Dispatcher | None
+    suppression: SuppressionJob | None = None  # the SES suppression-list sync (MAILGW_SES_SUPPRESSION_SYNC_SECONDS)
 
     def start(self) -> None:
         self.server.start()
@@ -57,6 +59,8 @@ class Gateway:
             self.health.set(DISPATCH_HEALTH, health_pb2.HealthCheckResponse.SERVING)  # until it pauses
             self.health.set(REPUTATION_HEALTH, health_pb2.HealthCheckResponse.SERVING)
             self.dispatcher.start()
+        if self.suppression is not None:
+            self.suppression.start()
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new RPCs and stop claiming; in-flight RPCs and sends get `grace` seconds to finish."""
@@ -64,6 +68,8 @@ class Gateway:
         stopped = self.server.stop(grace)
         if self.dispatcher is not None:
             self.dispatcher.stop(grace or 0.0)
+        if self.suppression is not None:
+            self.suppression.stop(grace or 0.0)
         stopped.wait()
 
 
@@ -90,6 +96,9 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
             settings,
             on_pause=lambda pause: report_pause(health_servicer, pause),
         )
+    suppression = None
+    if settings.transport == "ses" and settings.ses_suppression_sync_seconds:
+        suppression = SuppressionJob(settings)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
         options=[("grpc.so_reuseport", int(shared_port))],
@@ -109,7 +118,7 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
         port = 0
     if port == 0:
         raise AddressInUse(f"MAILGW_GRPC_ADDR={settings.grpc_addr}: cannot listen on this address")
-    return Gateway(server, port, health_servicer, dispatcher)
+    return Gateway(server, port, health_servicer, dispatcher, suppression)
 
 
 def report_pause(health_servicer: health.HealthServicer, pause: Pause | None) -> None:

@@ -69,6 +69,8 @@ SES_ERRORS: dict[str, tuple[Outcome, str]] = {
     "InvalidClientTokenId": (PAUSE, "SES_ACCESS_DENIED"),
     "SignatureDoesNotMatch": (PAUSE, "SES_ACCESS_DENIED"),
     "ExpiredTokenException": (RETRY, "SES_CREDENTIALS_EXPIRED"),  # refreshed by the credential chain
+    # ListSuppressedDestinations: the NextToken of a listing expired; the listing starts again.
+    "InvalidNextTokenException": (RETRY, "SES_INVALID_NEXT_TOKEN"),
 }
 # Raised before a byte of the request left the machine, or when no connection was made: nothing was sent. botocore's
 # (GetAccount, and the signer's credentials) and urllib3's (the SendEmail request, sending/ses.py).
@@ -114,6 +116,13 @@ def classify_ses_answer(http_status: int, code: str, text: str) -> Failure:
     elif outcome is None:
         outcome, reason = (RETRY, "SES_UNAVAILABLE") if http_status >= 500 else (REFUSED, "SES_ERROR")
     return Failure(outcome, reason, ses_error_code=code, detail=text[:300])
+
+
+def suppression_call_retried(failure: Failure) -> bool:
+    """Whether a call on SES's suppression list (gateway/suppression/) is made again later. Putting or deleting an
+    address twice does no harm, so "maybe sent" is retried as "not sent, retry" and "nobody can send" are; only
+    "refused for good" (a BadRequestException: SES will not take that address) is not."""
+    return failure.outcome is not REFUSED
 
 
 RETRY_BASE_SECONDS = 1.0

@@ -1,0 +1,103 @@
+"""Reactivation: an operator says a suppressed contact may be mailed again, and why. The status goes back to active
+(history: who, why) and the address comes off SES's account suppression list, where SES would otherwise keep dropping
+mail to it. `mailgw contacts reactivate` calls this; so will the admin API."""
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from gateway.addresses import InvalidAddress, email_key
+from gateway.errors import ContactNotFound, InvalidRequest
+from gateway.ids import is_contact_id, is_name
+from gateway.ops.logs import contact_ref, masked
+from gateway.store import ses_list as store
+from gateway.store.contacts import change_status, find_contact
+from gateway.store.database import database, unit_of_work
+from gateway.store.models import MAX_REASON, ContactStatus
+from gateway.suppression.ses import SesSuppressionList
+from gateway.suppression.sync import Done, carry_out
+
+log = logging.getLogger(__name__)
+
+OPERATOR_SOURCE = "operator"
+
+
+class SesRemoval(enum.StrEnum):
+    """Where the address stands on SES's list after a reactivation."""
+
+    REMOVED = "removed"  # it was listed; SES took it off
+    NOT_LISTED = "not listed"  # SES did not list it
+    WAITING = "waiting"  # SES did not answer or refused for now: the gateway's sync tries again
+    REFUSED = "refused"  # SES refused to remove it (kept, with SES's reason, for an operator)
+    NOT_ASKED = "not asked"  # no SES here (the outbox transport): the removal waits, recorded
+
+
+@dataclass(frozen=True)
+class Reactivation:
+    """What reactivate() did."""
+
+    email: str
+    contact_id: str
+    before: ContactStatus
+    changed: bool  # False: it was active already (the removal from SES's list was still asked for)
+    ses: SesRemoval
+    ses_error: str = ""  # the failure's reason when SES did not remove it
+
+
+def reactivate(
+    *,
+    email: str | None = None,
+    contact_id: str | None = None,
+    actor: str,
+    reason: str,
+    ses: SesSuppressionList | None,
+) -> Reactivation:
+    """Make a contact active again on `actor`'s word, for `reason`, and remove its address from SES's suppression
+    list. The status change and the intent to remove it commit together; the removal is then tried at once, and
+    when SES does not answer it stays due for the gateway's sync. InvalidRequest for a missing actor or reason or a
+    malformed address or id; ContactNotFound for an unknown one (nothing is created)."""
+    actor, reason = actor.strip(), reason.strip()
+    violations = {}
+    if not is_name(actor):
+        violations["actor"] = "who reactivates it: 1-128 printable ASCII characters"
+    if not reason:
+        violations["reason"] = "required: why this contact may be mailed again"
+    elif len(reason) > MAX_REASON:
+        violations["reason"] = f"at most {MAX_REASON} characters"
+    if email is not None:
+        try:
+            email = email_key(email)
+        except InvalidAddress as exc:
+            violations["email"] = str(exc)
+    elif contact_id is None or not is_contact_id(contact_id):
+        violations["contact_id"] = "a contact id is 22 URL-safe characters"
+    if violations:
+        raise InvalidRequest(violations)
+
+    with unit_of_work(), database.atomic():
+        contact = find_contact(email=email) if email is not None else find_contact(contact_id=contact_id)
+        if contact is None:
+            raise ContactNotFound("no contact has that address or id")
+        update = change_status(
+            ContactStatus.ACTIVE, source=OPERATOR_SOURCE, reason=reason, actor=actor, email=contact.email
+        )
+        # Also when it was active already, or only unsubscribed: SES may list it for a bounce of its own.
+        store.want(contact.id, store.DELETE)
+        intent = store.intent_of(contact.id)
+    log.info(
+        "contact %s (%s) reactivated by %s (was %s)", contact_ref(contact.contact_id), masked(contact.email), actor,
+        contact.status,
+    )  # fmt: skip
+    outcome = Reactivation(contact.email, contact.contact_id, contact.status, update.changed, SesRemoval.NOT_ASKED)
+    if ses is None:
+        return outcome
+    with unit_of_work():
+        done, failure = carry_out(intent, ses)
+    removal = {
+        Done.DELETED: SesRemoval.REMOVED,
+        Done.NOT_LISTED: SesRemoval.NOT_LISTED,
+        Done.REFUSED: SesRemoval.REFUSED,
+    }.get(done, SesRemoval.WAITING)
+    return Reactivation(
+        contact.email, contact.contact_id, contact.status, update.changed, removal, failure.reason if failure else ""
+    )

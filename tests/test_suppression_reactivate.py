@@ -1,0 +1,191 @@
+"""Reactivation, as a domain function and as `mailgw contacts reactivate` (a real subprocess), and `mailgw suppression
+sync`: against the SES stand-in as a real HTTP server, on SQLite and PostgreSQL."""
+
+import datetime
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gateway.errors import ContactNotFound, InvalidRequest
+from gateway.store import ses_list as store
+from gateway.store.contacts import change_status
+from gateway.store.database import unit_of_work
+from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
+from gateway.suppression.reactivate import Reactivation, SesRemoval, reactivate
+from gateway.suppression.ses import SesSuppressionList
+from gateway.suppression.sync import SuppressionSync
+from tests.processes import ROOT
+
+ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
+DELETE = "DeleteSuppressedDestination"
+
+
+@pytest.fixture
+def db(database_url):
+    open_database(database_url)
+    with unit_of_work():
+        yield
+    database.close()
+
+
+def pull(*, full=None):
+    day, at_once = datetime.timedelta(hours=24), datetime.timedelta(0)
+    sync = SuppressionSync(SesSuppressionList(), push=False, reconcile_every=day, settle_after=at_once)
+    return sync.run(full=full)
+
+
+def last_change(email: str) -> tuple:
+    row = StatusChange.select().join(Contact).where(Contact.email == email).order_by(StatusChange.id.desc()).get()
+    return (row.from_status, row.to_status, row.source, row.actor, row.reason)
+
+
+# --- the domain function ---------------------------------------------------------------------------------------
+
+
+def test_reactivation_records_who_and_why_and_takes_the_address_off_ses_list(db, ses):
+    ses.suppression.add("Ada@Example.org", "BOUNCE")  # SES keeps the spelling it saw, and matches it exactly
+    pull()
+    contact = Contact.get(email="ada@example.org")
+    assert contact.status is BOUNCED
+
+    done = reactivate(email="ADA@example.org", actor="alice", reason=" mailbox fixed ", ses=SesSuppressionList())
+
+    assert done == Reactivation("ada@example.org", contact.contact_id, BOUNCED, True, SesRemoval.REMOVED)
+    assert Contact.get(email="ada@example.org").status is ACTIVE
+    assert last_change("ada@example.org") == (BOUNCED, ACTIVE, "operator", "alice", "mailbox fixed")
+    assert ses.suppression.called(DELETE) == [{"EmailAddress": "Ada@Example.org"}]
+    assert ses.suppression.entries == {}
+    assert SesListIntent.select().count() == 0
+    assert pull(full=True).suppressed == 0  # nothing brings it back
+    assert Contact.get(email="ada@example.org").status is ACTIVE
+
+
+def test_a_contact_ses_does_not_list_is_reactivated_all_the_same(db, ses):
+    change_status(COMPLAINED, source="ses:Complaint", reason="Complaint/abuse", email="c@example.org")
+    contact_id = Contact.get(email="c@example.org").contact_id
+
+    done = reactivate(contact_id=contact_id, actor="bob", reason="complained by mistake", ses=SesSuppressionList())
+
+    assert (done.before, done.changed, done.ses) == (COMPLAINED, True, SesRemoval.NOT_LISTED)
+    assert Contact.get(email="c@example.org").status is ACTIVE
+    assert SesListIntent.select().count() == 0  # the put the complaint asked for is superseded, not carried out
+    assert ses.suppression.called("PutSuppressedDestination") == []
+
+
+def test_a_removal_ses_throttles_waits_and_no_import_undoes_the_reactivation_meanwhile(db, ses):
+    ses.suppression.add("w@example.org")
+    pull()
+    ses.suppression.fail(DELETE, 429, "TooManyRequestsException", "Too many requests")
+
+    done = reactivate(email="w@example.org", actor="alice", reason="asked us to", ses=SesSuppressionList())
+
+    assert (done.ses, done.ses_error) == (SesRemoval.WAITING, "SES_THROTTLED")
+    assert Contact.get(email="w@example.org").status is ACTIVE
+    intent = SesListIntent.get()
+    assert (intent.action, intent.state, intent.error_reason) == ("delete", "pending", "SES_THROTTLED")
+    held = pull(full=True)  # SES still lists it: the import must not suppress it again
+    assert held.held_back == 1 and Contact.get(email="w@example.org").status is ACTIVE
+    time.sleep(1.1)  # the first backoff: at most a second (the pass above may have been after it already)
+    assert held.deleted + pull().deleted == 1
+    assert ses.suppression.entries == {} and Contact.get(email="w@example.org").status is ACTIVE
+
+
+def test_bad_input_is_refused_before_anything_changes(db, ses):
+    change_status(BOUNCED, source="ses:Bounce", reason="Permanent/General", email="b@example.org")
+    ses_list = SesSuppressionList()
+
+    with pytest.raises(InvalidRequest) as refused:
+        reactivate(email="not-an-address", actor="", reason="  ", ses=ses_list)
+    assert set(refused.value.violations) == {"email", "actor", "reason"}
+    with pytest.raises(InvalidRequest) as too_long:
+        reactivate(email="b@example.org", actor="alice", reason="x" * 1001, ses=ses_list)
+    assert set(too_long.value.violations) == {"reason"}
+    with pytest.raises(ContactNotFound):
+        reactivate(email="nobody@example.org", actor="alice", reason="why not", ses=ses_list)
+
+    assert Contact.get_or_none(email="nobody@example.org") is None
+    assert Contact.get(email="b@example.org").status is BOUNCED
+    assert ses.suppression.calls == []
+
+
+# --- the commands, as a user runs them --------------------------------------------------------------------------
+
+
+def mailgw(*args: str, database_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"MAILGW_DATABASE_URL": database_url},
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def test_mailgw_contacts_reactivate(db, ses, database_url):
+    change_status(BOUNCED, source="ses:Bounce", reason="Permanent/General", email="ada@example.org")
+    ses.suppression.add("ada@example.org")
+
+    done = mailgw("contacts", "reactivate", "Ada@Example.org", "--reason", "mailbox fixed", "--by", "alice",
+                  database_url=database_url)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "ada@example.org: bounced -> active (by alice: mailbox fixed)",
+        "  SES suppression list: removed",
+    ]
+    assert last_change("ada@example.org") == (BOUNCED, ACTIVE, "operator", "alice", "mailbox fixed")
+    assert ses.suppression.entries == {}
+
+    again = mailgw("contacts", "reactivate", "ada@example.org", "--reason", "sure", "--by", "bob",
+                   database_url=database_url)  # fmt: skip
+    assert again.stdout.splitlines() == [
+        "ada@example.org: active already (by bob: sure)",
+        "  SES suppression list: was not on it",
+    ]
+
+
+def test_mailgw_contacts_reactivate_refuses_unknown_contacts_and_missing_reasons(db, ses, database_url):
+    unknown = mailgw("contacts", "reactivate", "nobody@example.org", "--reason", "x", database_url=database_url)
+    no_reason = mailgw("contacts", "reactivate", "nobody@example.org", database_url=database_url)
+    blank = mailgw("contacts", "reactivate", "nobody@example.org", "--reason", " ", database_url=database_url)
+
+    assert (unknown.returncode, unknown.stderr) == (1, "error: no contact has that address or id\n")
+    assert no_reason.returncode == 2 and "the following arguments are required: --reason" in no_reason.stderr
+    assert blank.returncode == 1
+    assert blank.stderr.splitlines() == [
+        "error: the request is invalid",
+        "  --reason: required: why this contact may be mailed again",
+    ]
+    assert Contact.select().count() == 0
+
+
+def test_mailgw_suppression_sync(db, ses, database_url):
+    ses.suppression.add("one@example.org", "BOUNCE")
+    ses.suppression.add("two@example.org", "COMPLAINT")
+
+    done = mailgw("suppression", "sync", "--full", database_url=database_url)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "full reconcile: SES listed 2, 2 contacts suppressed, 0 held back (reactivated), 0 unreadable, "
+        "0 no longer listed, 0 contacts restored, 0 put on SES's list, 0 removed from it, 0 waiting, 0 refused"
+    ]
+    assert Contact.get(email="two@example.org").status is COMPLAINED
+
+    assert store.acquire_lease("gateway-7:4242", 600) is not None  # a gateway is syncing
+    held = mailgw("suppression", "sync", database_url=database_url)
+    assert held.returncode == 1
+    assert held.stderr.startswith("error: gateway-7:4242 is syncing now (lease until ")
+    assert held.stderr.endswith(" UTC): try again later\n")
+    store.release_lease("gateway-7:4242")
+
+    ses.suppression.fail("ListSuppressedDestinations", 403, "AccessDeniedException", "not allowed")
+    denied = mailgw("suppression", "sync", database_url=database_url)
+    assert (denied.returncode, denied.stderr) == (
+        1,
+        "error: ListSuppressedDestinations: SES_ACCESS_DENIED (not allowed)\n",
+    )
