@@ -21,6 +21,9 @@ KNOWN_TYPES = RECORD_ONLY_TYPES | {"Bounce", "Complaint", "Subscription"}
 
 # The receiving side refused our message, not the address: never held against the recipient.
 OUR_FAULT_SUBTYPES = frozenset({"MessageTooLarge", "ContentRejected", "AttachmentRejected"})
+# The bounce subtype (and complaint subtype) of a message SES accepted and never tried to deliver, because the address
+# is on the account-level suppression list: the list, not the mailbox, is what refused it.
+ON_ACCOUNT_SUPPRESSION_LIST = "OnAccountSuppressionList"
 
 
 class MalformedEvent(ValueError):
@@ -36,6 +39,7 @@ class RecipientOutcome:
     reason: str
     soft_bounce: bool = False  # one more in a row toward the optional soft-bounce limit
     delivered: bool = False  # a delivery ends a run of soft bounces
+    on_ses_list: bool = False  # SES's account suppression list refused it: the status is that list's
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,9 @@ def _bounce_outcomes(bounce: dict) -> list[RecipientOutcome]:
         dsn_status = _text(recipient, "status").strip()
         diagnostic = " ".join(_text(recipient, "diagnosticCode").split())
         reason = f"{kind}: {diagnostic}" if diagnostic else kind
-        if bounce_type == "Permanent":
+        if subtype == ON_ACCOUNT_SUPPRESSION_LIST or bounce_type == "Permanent":
+            # OnAccountSuppressionList whatever the bounce type: the address is on the list, so every message to it
+            # is dropped until it comes off (a reactivation does that).
             status, soft = ContactStatus.BOUNCED, False
         elif bounce_type == "Transient" and subtype in OUR_FAULT_SUBTYPES:
             status, soft = None, False
@@ -117,16 +123,24 @@ def _bounce_outcomes(bounce: dict) -> list[RecipientOutcome]:
             status, soft = ContactStatus.BOUNCED, False
         else:
             status, soft = None, True
-        outcomes.append(RecipientOutcome(recipient["emailAddress"], status, reason, soft_bounce=soft))
+        on_list = subtype == ON_ACCOUNT_SUPPRESSION_LIST
+        outcomes.append(
+            RecipientOutcome(recipient["emailAddress"], status, reason, soft_bounce=soft, on_ses_list=on_list)
+        )
     return outcomes
 
 
 def _complaint_outcomes(complaint: dict) -> list[RecipientOutcome]:
     feedback_type = _text(complaint, "complaintFeedbackType")
+    on_list = _text(complaint, "complaintSubType") == ON_ACCOUNT_SUPPRESSION_LIST
     # not-spam: the recipient rescued the mail from a spam folder, the opposite of a complaint.
-    status = None if feedback_type == "not-spam" else ContactStatus.COMPLAINED
-    reason = f"Complaint/{feedback_type}" if feedback_type else "Complaint"
-    return [RecipientOutcome(r["emailAddress"], status, reason) for r in _recipients(complaint, "complainedRecipients")]
+    status = None if feedback_type == "not-spam" and not on_list else ContactStatus.COMPLAINED
+    kind = ON_ACCOUNT_SUPPRESSION_LIST if on_list else feedback_type
+    reason = f"Complaint/{kind}" if kind else "Complaint"
+    return [
+        RecipientOutcome(r["emailAddress"], status, reason, on_ses_list=on_list)
+        for r in _recipients(complaint, "complainedRecipients")
+    ]
 
 
 def _subscription_outcomes(subscription: dict, mail: dict) -> list[RecipientOutcome]:

@@ -8,6 +8,7 @@ from gateway.store import queue
 from gateway.store.contacts import change_status, count_soft_bounce, find_contact, reset_soft_bounces
 from gateway.store.database import insert_row, joined_transaction
 from gateway.store.models import ContactStatus, FeedbackEvent
+from gateway.store.ses_list import SES_LIST_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -69,4 +70,6 @@ def _apply(outcome: RecipientOutcome, email: str, event_type: str, soft_bounce_l
         if soft_bounce_limit and count >= soft_bounce_limit:
             status, reason = ContactStatus.BOUNCED, f"{count} soft bounces in a row; last: {reason}"
     if status is not None:
-        change_status(status, source=f"ses:{event_type}", reason=reason, email=email)
+        # What SES's list refused is that list's status: never put back on it, and undone when it leaves it.
+        source = SES_LIST_SOURCE if outcome.on_ses_list else f"ses:{event_type}"
+        change_status(status, source=source, reason=reason, email=email)
