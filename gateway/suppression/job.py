@@ -11,7 +11,7 @@ import random
 import threading
 
 from gateway.ops.config import Settings
-from gateway.store.database import UNAVAILABLE, drop_idle_connections, unit_of_work
+from gateway.store.database import UNAVAILABLE, unit_of_work
 from gateway.suppression.ses import SesSuppressionList, SuppressionCallFailed
 from gateway.suppression.sync import LeaseLost, SuppressionSync, describe
 
@@ -66,7 +66,6 @@ class SuppressionJob:
                 log.warning("SES suppression list sync stopped: %s", exc)
         except UNAVAILABLE as exc:
             log.warning("SES suppression list sync cannot reach the database: %s", type(exc).__name__)
-            drop_idle_connections()
         except Exception:
             log.exception("SES suppression list sync failed; trying again later")
         return False
