@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 from aiohttp import web
 
-from feedback_http import sns, unsubscribe
+from feedback_http import metrics, sns, unsubscribe
 from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
@@ -66,17 +66,21 @@ async def read_body(request: web.Request) -> bytes:
         raise web.HTTPRequestTimeout(text="request body not received in time") from None
 
 
+@metrics.counted
 async def sns_webhook(request: web.Request) -> web.Response:
     """Verify, then act; 4xx means "do not retry", 5xx means "retry later", 200 only after the commit."""
     if request.headers.get("x-amz-sns-rawdelivery", "").lower() == "true":
         raise web.HTTPBadRequest(text=RAW_DELIVERY)
     try:
         envelope = sns.parse_envelope(await read_body(request))
+        metrics.note_type(request, envelope["Type"])
         await request.app[VERIFIER].verify(envelope)
     except sns.MalformedEnvelope as exc:
         raise web.HTTPBadRequest(text=f"not an SNS message: {exc}") from None
     except sns.VerificationFailed as exc:
-        log.warning("SNS message rejected: %s (topic %r)", exc, envelope.get("TopicArn", "")[:200])
+        metrics.verification_failed(exc)
+        work = {"sns_message_id": envelope.get("MessageId", "")}
+        log.warning("SNS message rejected: %s (topic %r)", exc, envelope.get("TopicArn", "")[:200], extra=work)
         raise web.HTTPForbidden(text=f"verification failed: {exc}") from None
     except sns.CertificateUnavailable as exc:
         log.warning("SNS signing certificate unavailable: %s", exc)
@@ -96,19 +100,22 @@ async def sns_webhook(request: web.Request) -> web.Response:
         log.warning("SNS unsubscribed this endpoint from %s", topic)
         return web.Response(text="noted")
 
+    work = {"sns_message_id": message_id}
     try:
         event = parse_ses_event(envelope["Message"])
     except MalformedEvent as exc:
-        log.error("notification %s from %s is not an SES event: %s", message_id, topic, exc)
+        log.error("notification %s from %s is not an SES event: %s", message_id, topic, exc, extra=work)
         raise web.HTTPBadRequest(text=f"the Message is not an SES event: {exc}") from None
+    metrics.note_type(request, event.event_type)
     for address, why in event.unreadable:
-        log.warning("notification %s names an invalid address, left alone: %s (%s)", message_id, masked(address), why)
+        shown = masked(address)
+        log.warning("notification %s names an invalid address, left alone: %s (%s)", message_id, shown, why, extra=work)
     settings = request.app[SETTINGS]
     stored = await in_database(
         request, record_event, message_id, event, soft_bounce_limit=settings.soft_bounce_limit, writes=True
     )
     if not event.known:
-        log.info("notification %s: SES event type %r recorded, not acted on", message_id, event.event_type)
+        log.info("notification %s: SES event type %r recorded, not acted on", message_id, event.event_type, extra=work)
     return web.Response(text="recorded" if stored else "duplicate")
 
 
@@ -172,6 +179,8 @@ def create_app(settings: FeedbackSettings, *, sns_endpoint_url: str | None = Non
     app.router.add_post("/unsubscribe/{contact_id}", unsubscribe_post)
     app.router.add_get("/healthz", healthz)
     app.cleanup_ctx.append(_resources)
+    if settings.feedback_metrics_addr:
+        app.cleanup_ctx.append(metrics.listener(settings.feedback_metrics_addr))
     return app
 
 
@@ -198,6 +207,8 @@ def main() -> None:
 def _start() -> None:
     settings, endpoint = FeedbackSettings.from_env(), sns_endpoint()
     claim_address(settings.http_addr, "MAILGW_HTTP_ADDR")
+    if settings.feedback_metrics_addr:
+        claim_address(settings.feedback_metrics_addr, "MAILGW_FEEDBACK_METRICS_ADDR")
     # aiohttp drains in-flight requests on SIGTERM/SIGINT before the cleanup contexts close. reuse_port stays off:
     # one process owns the port.
     web.run_app(

@@ -5,7 +5,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.ops.config import ConfigError, check_database_url, listen_address, read_env
+from gateway.ops.config import ConfigError, check_database_url, check_metrics_address, listen_address, read_env
 
 TOPIC_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 
@@ -22,6 +22,8 @@ class FeedbackSettings:
     sns_max_age_seconds: int = 0  # 0: no age limit (SNS retries for up to an hour; redelivery is deduplicated)
     max_body_bytes: int = 256 * 1024  # SNS messages are at most 256 KiB
     http_body_timeout_seconds: float = 10.0  # a client that has not sent its whole body by then is cut off (408)
+    # Prometheus /metrics on a listener of its own: the public port (SNS, recipients) must not expose them.
+    feedback_metrics_addr: str = ""
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -34,6 +36,10 @@ class FeedbackSettings:
                 raise ConfigError(f"MAILGW_{name.upper()} must not be negative")
         if self.max_body_bytes < 1024:
             raise ConfigError("MAILGW_MAX_BODY_BYTES must be at least 1024")
+        if self.feedback_metrics_addr:
+            check_metrics_address(
+                self.feedback_metrics_addr, "MAILGW_FEEDBACK_METRICS_ADDR", self.http_addr, "MAILGW_HTTP_ADDR"
+            )
 
     @property
     def host(self) -> str:

@@ -254,6 +254,10 @@ def run_both() -> int:
     gateway_settings, sidecar_settings = Settings.from_env(), FeedbackSettings.from_env()
     claim_address(gateway_settings.grpc_addr, "MAILGW_GRPC_ADDR")
     claim_address(sidecar_settings.http_addr, "MAILGW_HTTP_ADDR")
+    if gateway_settings.metrics_addr:
+        claim_address(gateway_settings.metrics_addr, "MAILGW_METRICS_ADDR")
+    if sidecar_settings.feedback_metrics_addr:
+        claim_address(sidecar_settings.feedback_metrics_addr, "MAILGW_FEEDBACK_METRICS_ADDR")
     children = [subprocess.Popen([sys.executable, "-m", module]) for module in ("gateway", "feedback_http")]
 
     def forward(signum, _frame):

@@ -64,6 +64,7 @@ class Settings:
     ses_suppression_sync_seconds: float = 300.0  # 0: the gateway never syncs it (`mailgw suppression sync` still does)
     ses_suppression_reconcile_hours: float = 24.0  # a full listing at least this often; incremental ones in between
     ses_suppression_push: bool = False  # put our own bounced and complained contacts on it
+    metrics_addr: str = ""  # Prometheus /metrics on a listener of its own; unset: none
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -100,6 +101,8 @@ class Settings:
                 "MAILGW_SES_SUPPRESSION_SYNC_SECONDS must not be negative and MAILGW_SES_SUPPRESSION_RECONCILE_HOURS "
                 "must be above 0"
             )
+        if self.metrics_addr:
+            check_metrics_address(self.metrics_addr, "MAILGW_METRICS_ADDR", self.grpc_addr, "MAILGW_GRPC_ADDR")
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
 
     @classmethod
@@ -176,6 +179,13 @@ def listen_address(value: str, variable: str) -> tuple[str, int]:
     if not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{variable} must be host:port (port 0-65535), not {value!r}")
     return host, int(port)
+
+
+def check_metrics_address(value: str, variable: str, other: str, other_variable: str) -> None:
+    """A metrics address is host:port and a listener of its own, never the service's port."""
+    host, port = listen_address(value, variable)
+    if port and (host, port) == listen_address(other, other_variable):
+        raise ConfigError(f"{variable} must be an address of its own, not {other_variable}'s ({value})")
 
 
 def is_loopback(host: str) -> bool:

@@ -14,10 +14,12 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.ops import exposition
 from gateway.ops.config import Settings
 from gateway.ops.logs import setup_logging
 from gateway.ops.startup import AddressInUse, claim_address, claim_port_group, run
 from gateway.rpc.auth import authenticator, check_exposure, server_credentials
+from gateway.rpc.metrics import ServerMetrics
 from gateway.rpc.service import MailGatewayServicer
 from gateway.sending import reputation
 from gateway.sending.dispatch import Dispatcher, Transport
@@ -52,6 +54,7 @@ class Gateway:
     health: health.HealthServicer
     dispatcher: Dispatcher | None
     suppression: SuppressionJob | None = None  # the SES suppression-list sync (MAILGW_SES_SUPPRESSION_SYNC_SECONDS)
+    metrics: exposition.MetricsListener | None = None  # MAILGW_METRICS_ADDR; None when unset (or in a copy)
 
     def start(self) -> None:
         self.server.start()
@@ -71,6 +74,8 @@ class Gateway:
         if self.suppression is not None:
             self.suppression.stop(grace or 0.0)
         stopped.wait()
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 def create_server(settings: Settings, *, transport: Transport | None = None, shared_port: bool = False) -> Gateway:
@@ -102,6 +107,7 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
         options=[("grpc.so_reuseport", int(shared_port))],
+        interceptors=[ServerMetrics()],
     )
     servicer = MailGatewayServicer(settings.default_from, callers, dispatcher.wake if dispatcher else lambda: None)
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
@@ -118,7 +124,10 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
         port = 0
     if port == 0:
         raise AddressInUse(f"MAILGW_GRPC_ADDR={settings.grpc_addr}: cannot listen on this address")
-    return Gateway(server, port, health_servicer, dispatcher, suppression)
+    metrics = None
+    if settings.metrics_addr and not shared_port:  # a copy's metrics are served by its parent (serve_processes)
+        metrics = exposition.listen(settings.metrics_addr, exposition.gateway_registry())
+    return Gateway(server, port, health_servicer, dispatcher, suppression, metrics)
 
 
 def report_pause(health_servicer: health.HealthServicer, pause: Pause | None) -> None:
@@ -158,6 +167,16 @@ def serve_processes(settings: Settings) -> int:
     client connections over them and each copy has a GIL of its own. This process holds the port's claim while
     they run, so no other gateway joins them. SIGTERM and SIGINT reach every copy."""
     claim = claim_port_group(settings.grpc_addr, "MAILGW_GRPC_ADDR")
+    metrics = listener = None
+    if settings.metrics_addr:  # one /metrics for the copies: set up before they start, so they write their values
+        open_database(settings.database_url)  # for the queue, read at scrape time
+        metrics = exposition.Multiprocess()
+        try:
+            listener = exposition.listen(settings.metrics_addr, exposition.gateway_registry(metrics.directory))
+        except AddressInUse:
+            metrics.close()
+            claim.close()
+            raise
     spawn = multiprocessing.get_context("spawn")  # gRPC must not be forked once it has started
     copies = [
         spawn.Process(target=_serve_copy, args=(replace(settings, grpc_processes=1),))
@@ -175,6 +194,11 @@ def serve_processes(settings: Settings) -> int:
     signal.signal(signal.SIGINT, forward)
     for copy in copies:
         copy.join()
+        if metrics is not None:
+            metrics.process_stopped(copy.pid)
+    if metrics is not None:
+        listener.stop()
+        metrics.close()
     claim.close()
     return max(abs(copy.exitcode or 0) for copy in copies)
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from gateway.ops import metrics
 from gateway.ops.config import Settings
 from gateway.ops.logs import contact_ref, masked
 from gateway.sending import guard
@@ -233,10 +234,19 @@ class Dispatcher:
             try:
                 failure, reached = self._deliver(message)
             except UNAVAILABLE as exc:  # before the send (the guard could not look): nothing was sent
-                log.warning("dispatch of %s waits for the database: %s", message.message_id, type(exc).__name__)
+                log.warning(
+                    "dispatch of %s waits for the database: %s",
+                    message.message_id,
+                    type(exc).__name__,
+                    extra={"message_id": message.message_id},
+                )
                 self._record_failure(message, Failure(Outcome.RETRY, "DATABASE_UNAVAILABLE"), attempted=False)
             except Exception:  # a bug before the send: nothing was sent
-                log.exception("dispatch of %s failed unexpectedly; it is retried later", message.message_id)
+                log.exception(
+                    "dispatch of %s failed unexpectedly; it is retried later",
+                    message.message_id,
+                    extra={"message_id": message.message_id},
+                )
                 failure = Failure(Outcome.RETRY, "INTERNAL", detail="the gateway failed to dispatch it")
                 self._record_failure(message, failure, attempted=False)
             finally:
@@ -253,7 +263,9 @@ class Dispatcher:
             contact = guard.recheck(message.contact_pk)  # right before the SES call, as the database holds it now
         if contact is None or contact.status.suppressed:
             status = contact.status.value if contact else "deleted"
-            log.info("dispatch refused %s: the recipient is %s now", message.message_id, status)
+            metrics.guard_refused(contact.status if contact else None, "dispatch")
+            work = {"message_id": message.message_id, "contact": contact_ref(contact.contact_id) if contact else ""}
+            log.info("dispatch refused %s: the recipient is %s now", message.message_id, status, extra=work)
             failure = Failure(Outcome.REFUSED, RECIPIENT_SUPPRESSED, detail=f"the recipient is {status}")
             self._record(message, MessageState.SUPPRESSED, failure, attempted=False)
             return None, Reached.NOT_TRIED
@@ -267,30 +279,39 @@ class Dispatcher:
             )
         except SendFailed as exc:
             failure = exc.failure
+            metrics.ses_error(failure)
         except Exception:  # the request may have left: never taken for "not sent"
-            log.exception("the transport failed unexpectedly sending %s", message.message_id)
+            log.exception(
+                "the transport failed unexpectedly sending %s",
+                message.message_id,
+                extra={"message_id": message.message_id},
+            )
             failure = Failure(Outcome.MAYBE_SENT, "INTERNAL", detail="the transport failed unexpectedly")
         else:
             # SES has it: from here on only the bookkeeping is retried (recorder.py), never the send.
             self._recorder.put(queue.AttemptOutcome(message.pk, MessageState.SENT, ses_message_id=ses_message_id))
             if log.isEnabledFor(logging.INFO):
+                ref = contact_ref(contact.contact_id)
                 log.info(
                     "sent %s as %s to %s (contact %s, %d bytes)",
                     message.message_id,
                     ses_message_id,
                     masked(email.to.addr_spec),
-                    contact_ref(contact.contact_id),
+                    ref,
                     len(raw),
+                    extra={"message_id": message.message_id, "contact": ref, "ses_message_id": ses_message_id},
                 )
             return None, Reached.ANSWERED
+        ref = contact_ref(contact.contact_id)
         log.warning(
             "send of %s to %s (contact %s) failed: %s %s (%s)",
             message.message_id,
             masked(email.to.addr_spec),
-            contact_ref(contact.contact_id),
+            ref,
             failure.reason,
             failure.ses_error_code,
             failure.outcome.value,
+            extra={"message_id": message.message_id, "contact": ref},
         )
         self._record_failure(message, failure)
         return failure, Reached.ANSWERED if failure.ses_error_code else Reached.TRIED

@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Callable
 
+from gateway.ops import metrics
 from gateway.sending.failures import SendFailed
 from gateway.store import budget
 from gateway.store.database import database
@@ -24,6 +25,7 @@ class Pacer:
         self._configured_rate = configured_rate
         self._asks_ses = transport.paced_by_ses
         self.rate: float | None = configured_rate or (FALLBACK_RATE if self._asks_ses else None)
+        metrics.SEND_RATE_LIMIT.set(self.rate or 0.0)
         self.fraction = 1.0  # of the rate: the reputation guard slows dispatch (an unpaced outbox stays unpaced)
 
     @property
@@ -66,5 +68,8 @@ class Pacer:
         if not self._configured_rate and ses_rate != self.rate:
             log.info("SES allows %.3g messages per second: dispatch paces to that", ses_rate)
             self.rate = ses_rate
+            metrics.SEND_RATE_LIMIT.set(ses_rate)
+        metrics.SES_QUOTA_MAX.set(quota.max_24_hour_send)
+        metrics.SES_QUOTA_SENT.set(quota.sent_last_24_hours)
         budget.set_quota(BUDGET, quota.remaining)
         return quota.remaining

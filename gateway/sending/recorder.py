@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import peewee
 
+from gateway.ops import metrics
 from gateway.store import queue
 from gateway.store.database import unit_of_work
 
@@ -25,28 +26,28 @@ GATHER_SECONDS = 0.02  # after the first outcome, wait this long for more: one t
 
 def write_until_done(
     write: Callable[[], None], what: str, abandon: threading.Event, deadline: float | None = None
-) -> None:
+) -> bool:
     """Run `write` in a unit of database work, again and again while the database refuses it (down, restarting, a
     standby that became read-only), until it succeeds, `abandon` is set or `deadline` (time.monotonic()) passes:
     an outcome SES gave is never forgotten for a passing fault, and a message SES accepted is never sent again
     because its SENT could not be written at first. Anything else is a bug: logged, and the outcomes dropped, so
-    the messages' leases end and they turn UNKNOWN, settled by SES's events."""
+    the messages' leases end and they turn UNKNOWN, settled by SES's events. True once written."""
     delay = 0.2
     while True:
         try:
             with unit_of_work():
                 write()
-            return
+            return True
         except peewee.DatabaseError as exc:
             if abandon.is_set() or (deadline is not None and time.monotonic() > deadline):
                 log.error("could not record %s before shutdown: %s", what, type(exc).__name__)
-                return
+                return False
             log.warning("cannot record %s yet (%s); retrying", what, type(exc).__name__)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         except Exception:
             log.exception("recording %s failed; their leases will end and their outcome turn unknown", what)
-            return
+            return False
 
 
 class Recorder:
@@ -90,4 +91,5 @@ class Recorder:
                     break
                 batch.append(outcome)
             what = f"the outcome of {len(batch)} message{'s' * (len(batch) > 1)}"
-            write_until_done(lambda batch=batch: queue.record_outcomes(batch), what, self.abandon)
+            if write_until_done(lambda batch=batch: queue.record_outcomes(batch), what, self.abandon):
+                metrics.sends_recorded([outcome.state for outcome in batch])  # counted once committed

@@ -72,3 +72,8 @@ def _clock() -> float:
     if is_postgres():
         return float(database.execute_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0])
     return time.time()  # SQLite: every process is on this machine
+
+
+def quota_remaining(name: str) -> int | None:
+    """The daily quota left as last counted (-1: unlimited or not known); None before the row exists."""
+    return SendBudget.select(SendBudget.quota_remaining).where(SendBudget.name == name).scalar()

@@ -1,10 +1,12 @@
 """Contacts and their statuses: the one place that decides severity, history and idempotency."""
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from gateway.ids import new_contact_id
+from gateway.ops import contact_metrics
 from gateway.ops.logs import contact_ref, masked
 from gateway.store import ses_list
 from gateway.store.database import database, insert_row, joined_transaction, prepared, utcnow
@@ -150,9 +152,13 @@ def change_status(
             actor=actor,
         )
         ses_list.note_status_change(pk, current, to, source)
+        # Counted when the change is committed: this may be a caller's transaction (a group of notifications) that
+        # rolls back and runs again, and peewee forgets a rolled-back transaction's callbacks. (A savepoint rolled
+        # back around this call would not forget it: no caller makes one.)
+        database.after_commit(functools.partial(contact_metrics.status_changed, current, to, source))
         if log.isEnabledFor(logging.INFO):
-            by = f"{source} ({actor})" if actor else source
-            log.info("contact %s (%s): %s -> %s by %s", contact_ref(contact_id), masked(email), current, to, by)
+            ref, by = contact_ref(contact_id), f"{source} ({actor})" if actor else source
+            log.info("contact %s (%s): %s -> %s by %s", ref, masked(email), current, to, by, extra={"contact": ref})
         return StatusUpdate(Recipient(pk, contact_id, to), changed=True)
 
 

@@ -245,6 +245,18 @@ def record_outcome(
     Message.update(changes).where((Message.id == pk) & Message.state.in_(IN_FLIGHT)).execute()
 
 
+def depth_by_state() -> dict[str, tuple[int, datetime.datetime | None]]:
+    """In-flight state -> (messages, the oldest one's creation time), for the metrics. One statement that reads only
+    in-flight rows through the (state, due_at) index: its cost grows with the queue, never with the settled history."""
+    query = (
+        Message.select(Message.state, peewee.fn.COUNT(Message.id), peewee.fn.MIN(Message.created_at))
+        .where(Message.state.in_(IN_FLIGHT))
+        .group_by(Message.state)
+    )
+    created = Message.created_at.python_value
+    return {str(state): (count, created(oldest)) for state, count, oldest in query.tuples()}
+
+
 # --- housekeeping -------------------------------------------------------------------------------------------
 
 

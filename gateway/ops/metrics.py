@@ -1,0 +1,99 @@
+"""What the gateway counts for Prometheus: the metric objects of its work (the guard, dispatch, SES, pacing), updated
+where the work happens. Status changes, which both processes make, are counted in ops/contact_metrics.py; the
+gRPC metrics are in rpc/metrics.py; the listener is ops/exposition.py.
+
+Hot paths (a refused SendEmail is ~75 us of handler, SNS ingest ~1,000/s) take a label child that was bound once
+(`.labels()` costs ~2 us a call, an increment of a bound child ~0.3 us), so no update builds a label dict per call.
+Every label's values come from a closed set (enums, the failure table); text from outside never becomes a label.
+"""
+
+from prometheus_client import Counter, Gauge
+
+from gateway.sending.failures import SES_ERRORS, Failure
+from gateway.store.models import ContactStatus, MessageState
+
+# --- the guard ---------------------------------------------------------------------------------------------
+
+GUARD_REFUSALS = Counter(
+    "mailgw_guard_refusals",
+    "Sends the Email Guard refused, by the recipient's status and by stage (accept: SendEmail answered "
+    "FAILED_PRECONDITION; dispatch: suppressed after acceptance, SES not called).",
+    ["status", "stage"],
+)
+_REFUSED = {
+    (status, stage): GUARD_REFUSALS.labels(status.value, stage)
+    for status in ContactStatus
+    if status.suppressed
+    for stage in ("accept", "dispatch")
+}
+
+
+def guard_refused(status: ContactStatus | None, stage: str) -> None:
+    """One refusal; `status` None: the contact was deleted after acceptance."""
+    child = _REFUSED.get((status, stage)) if status is not None else None
+    (child or GUARD_REFUSALS.labels("deleted", stage)).inc()
+
+
+# --- dispatch and SES ----------------------------------------------------------------------------------------
+
+SENDS = Counter(
+    "mailgw_sends",
+    "Dispatched messages by what became of the attempt, counted once it was recorded: sent (SES took it), retry "
+    "(queued again after a backoff), failed (SES refused it for good), unknown (maybe sent), suppressed (the guard "
+    "refused it at dispatch), expired.",
+    ["outcome"],
+)
+SEND_OUTCOMES = {
+    MessageState.SENT: "sent",
+    MessageState.QUEUED: "retry",
+    MessageState.FAILED: "failed",
+    MessageState.UNKNOWN: "unknown",
+    MessageState.SUPPRESSED: "suppressed",
+    MessageState.EXPIRED: "expired",
+}
+_SENDS = {state: SENDS.labels(outcome) for state, outcome in SEND_OUTCOMES.items()}
+
+
+def sends_recorded(states: list[MessageState]) -> None:
+    """Attempts whose outcome was just committed (one recorder transaction)."""
+    for state in states:
+        _SENDS[state].inc()
+
+
+SES_ERRORS_TOTAL = Counter(
+    "mailgw_ses_errors",
+    "Sends that SES refused or that did not reach it, by SES's error code (one of the failure table's, 'other' for "
+    "a code the table does not know, 'none' when SES did not answer) and the gateway's reason (failures.py).",
+    ["code", "reason"],
+)
+_ses_errors: dict[tuple[str, str], object] = {}
+
+
+def ses_error(failure: Failure) -> None:
+    code = failure.ses_error_code
+    if code and code not in SES_ERRORS:
+        code = "other"  # SES's code is text from the network: only the table's codes become labels
+    key = (code or "none", failure.reason)
+    child = _ses_errors.get(key)
+    if child is None:
+        child = _ses_errors[key] = SES_ERRORS_TOTAL.labels(*key)
+    child.inc()
+
+
+# Gauges a process sets from what it learnt; with MAILGW_GRPC_PROCESSES the copies agree, so the largest live value
+# is the answer (prometheus_client ignores the mode outside multiprocess mode).
+SEND_RATE_LIMIT = Gauge(
+    "mailgw_send_rate_limit_per_second",
+    "The rate dispatch paces all replicas to: MAILGW_SEND_RATE, else SES's MaxSendRate; 0: not paced (outbox).",
+    multiprocess_mode="livemax",
+)
+SES_QUOTA_MAX = Gauge(
+    "mailgw_ses_quota_max_24h_messages",
+    "SES's rolling 24-hour sending quota (GetAccount Max24HourSend; -1: unlimited), as last read.",
+    multiprocess_mode="livemax",
+)
+SES_QUOTA_SENT = Gauge(
+    "mailgw_ses_quota_sent_last_24h_messages",
+    "Messages SES counts against the 24-hour quota (GetAccount SentLast24Hours), as last read.",
+    multiprocess_mode="livemax",
+)
