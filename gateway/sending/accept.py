@@ -29,7 +29,7 @@ def accept(email: OutgoingEmail, *, request_id: str = "", caller: str = "") -> A
     fingerprint = email.fingerprint() if request_id else None
     if request_id and (earlier := queue.by_request(caller, request_id)):
         return _repeat(earlier, fingerprint)
-    contact = guard.admit(email.recipient_key)
+    contact = guard.admit(email.recipient_key, caller=caller)
     try:
         message_id = queue.enqueue(
             contact_pk=contact.pk,
@@ -45,7 +45,8 @@ def accept(email: OutgoingEmail, *, request_id: str = "", caller: str = "") -> A
         return _repeat(earlier, fingerprint)  # a racing call with the same request_id queued it first
     if log.isEnabledFor(logging.INFO):
         ref = contact_ref(contact.contact_id)
-        log.info("accepted %s for %s (contact %s)", message_id, masked(email.to.addr_spec), ref)
+        work = {"message_id": message_id, "contact": ref, "caller": caller}
+        log.info("accepted %s for %s (contact %s)", message_id, masked(email.to.addr_spec), ref, extra=work)
     return Accepted(message_id, contact.contact_id)
 
 

@@ -1,0 +1,157 @@
+"""MAILGW_LOG_FORMAT=json: real processes write one JSON object a line, with the ids of the work, addresses masked,
+bodies never."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.ops.logs import contact_ref
+from gateway.store.contacts import change_status, get_or_create_contact
+from gateway.store.models import ContactStatus, database, open_database
+from tests.processes import ROOT, free_port, wait_until
+from tests.rpc import rpc_failure, settled
+from tests.sns_signing import TOPIC_ARN
+
+TOKEN = "a-token-of-the-billing-service"
+BODY = "Your one-time code is 913472"
+FIELDS = {"time", "level", "logger", "event"}
+
+
+def start_json(module: str, env: dict[str, str]) -> subprocess.Popen:
+    """`python -m module` logging JSON; its stderr (the logs) kept apart from stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module],
+        env=os.environ | env | {"MAILGW_LOG_FORMAT": "json"},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def log_lines(process: subprocess.Popen) -> list[dict]:
+    """Every line the stopped process logged, each parsed as JSON (a line that is not fails the test)."""
+    process.terminate()
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    for line in lines:
+        assert FIELDS <= line.keys(), line
+    return lines
+
+
+def the_line(lines: list[dict], starts: str) -> dict:
+    [line] = [line for line in lines if line["event"].startswith(starts)]
+    return line
+
+
+def test_the_gateway_logs_one_json_object_a_line_with_the_ids_of_the_work(database_url, ses):
+    open_database(database_url)
+    with database.connection_context():
+        refused = change_status(ContactStatus.BOUNCED, source="test", email="gone@example.org").contact
+    address = f"127.0.0.1:{free_port()}"
+    process = start_json(
+        "gateway",
+        {
+            "MAILGW_DATABASE_URL": database_url,
+            "MAILGW_GRPC_ADDR": address,
+            "MAILGW_DEFAULT_FROM": "noreply@example.com",
+            "MAILGW_AUTH_TOKENS": f"billing={TOKEN}",
+        },
+    )
+    channel = grpc.insecure_channel(address)
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1), process)
+        stub, auth = pb_grpc.MailGatewayServiceStub(channel), {"metadata": [("authorization", f"Bearer {TOKEN}")]}
+        request = pb.SendEmailRequest(to="Alice Example <alice@example.org>", subject="Your code", text_body=BODY)
+        accepted = stub.SendEmail(request, **auth, timeout=10)
+        delivered = settled(stub, accepted.message_id, **auth)
+        assert delivered.state == pb.MESSAGE_STATE_SENT
+        request.to = "gone@example.org"
+        code, _, _ = rpc_failure(stub.SendEmail, request, **auth, timeout=10)
+        assert code is grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        channel.close()
+        lines = log_lines(process)
+
+    alice = contact_ref(accepted.contact_id)
+    accepted_line = the_line(lines, "accepted")
+    assert (accepted_line["message_id"], accepted_line["contact"], accepted_line["caller"]) == (
+        accepted.message_id,
+        alice,
+        "billing",
+    )
+    assert accepted_line["level"] == "INFO" and accepted_line["logger"] == "gateway.sending.accept"
+    sent_line = the_line(lines, "sent")
+    assert (sent_line["message_id"], sent_line["contact"]) == (accepted.message_id, alice)
+    assert sent_line["ses_message_id"] == delivered.ses_message_id
+    refused_line = the_line(lines, "refused a send")
+    assert (refused_line["contact"], refused_line["caller"]) == (contact_ref(refused.contact_id), "billing")
+    assert "a***@example.org" in accepted_line["event"] and "g***@example.org" in refused_line["event"]
+    logged = json.dumps(lines)
+    for secret in ("alice@example.org", "gone@example.org", "913472", accepted.contact_id, refused.contact_id, TOKEN):
+        assert secret not in logged
+
+
+def test_the_sidecar_logs_json_with_the_sns_message_id_and_the_contact(database_url):
+    open_database(database_url)
+    with database.connection_context():
+        reader = get_or_create_contact("reader@example.org")
+    port = free_port()
+    process = start_json(
+        "feedback_http",
+        {
+            "MAILGW_DATABASE_URL": database_url,
+            "MAILGW_HTTP_ADDR": f"127.0.0.1:{port}",
+            "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN,
+        },
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: urllib.request.urlopen(f"{base}/healthz", timeout=1), process)
+        foreign = {
+            "Type": "Notification",
+            "MessageId": "0f6a7c2e-foreign-1",
+            "TopicArn": "arn:aws:sns:us-east-1:999999999999:not-ours",
+            "Message": "{}",
+            "Timestamp": "2026-12-02T06:00:00.000Z",
+            "SignatureVersion": "2",
+            "Signature": "AAAA",
+            "SigningCertURL": "https://sns.us-east-1.amazonaws.com/x.pem",
+        }
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/sns", data=json.dumps(foreign).encode(), timeout=10)
+        assert refused.value.code == 403
+        link, one_click = f"{base}/unsubscribe/{reader.contact_id}", b"List-Unsubscribe=One-Click"
+        assert urllib.request.urlopen(link, data=one_click, timeout=10).status == 200
+    finally:
+        lines = log_lines(process)
+
+    assert the_line(lines, "SNS message rejected")["sns_message_id"] == "0f6a7c2e-foreign-1"
+    change = the_line(lines, "contact ")
+    assert change["contact"] == contact_ref(reader.contact_id) and "-> unsubscribed by one-click" in change["event"]
+    logged = json.dumps(lines)
+    assert "reader@example.org" not in logged and reader.contact_id not in logged
+
+
+def test_an_unknown_log_format_stops_the_process_with_one_line():
+    process = subprocess.run(
+        [sys.executable, "-m", "gateway"],
+        env=os.environ | {"MAILGW_LOG_FORMAT": "xml"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert process.returncode == 2
+    assert process.stderr.strip() == "mailgw: MAILGW_LOG_FORMAT must be text or json, not 'xml'"
