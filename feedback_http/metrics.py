@@ -67,8 +67,9 @@ def note_type(request: web.Request, kind: str) -> None:
 
 
 @functools.cache
-def _notification(kind: str, outcome: str):
-    return NOTIFICATIONS.labels(kind, outcome)
+def notification(kind: str, outcome: str):
+    """The bound counter of one (type, outcome); an intake other than POST /sns (an SQS poller) counts with it."""
+    return NOTIFICATIONS.labels(kind if kind in TYPES or kind == "unknown" else "other", outcome)
 
 
 def counted(handler):
@@ -88,7 +89,7 @@ def counted(handler):
             raise
         finally:
             HANDLING_SECONDS.observe(time.perf_counter() - started)
-            _notification(request.get(TYPE, "unknown"), outcome).inc()
+            notification(request.get(TYPE, "unknown"), outcome).inc()
 
     return counted_handler
 
