@@ -102,7 +102,7 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
             on_pause=lambda pause: report_pause(health_servicer, pause),
         )
     suppression = None
-    if settings.transport == "ses" and settings.ses_suppression_sync_seconds:
+    if settings.transport == "ses" and settings.dispatch_workers and settings.ses_suppression_sync_seconds:
         suppression = SuppressionJob(settings)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
@@ -141,7 +141,6 @@ def report_pause(health_servicer: health.HealthServicer, pause: Pause | None) ->
 
 def serve(settings: Settings, *, shared_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT, then refuse new RPCs, stop claiming, and let in-flight RPCs and sends finish."""
-    gateway = create_server(settings, shared_port=shared_port)
     stopping = threading.Event()
 
     def stop(signum, _frame):
@@ -150,6 +149,7 @@ def serve(settings: Settings, *, shared_port: bool = False) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    gateway = create_server(settings, shared_port=shared_port)
     gateway.start()
     log.info(
         "gateway listening on port %d (transport %s, %d dispatch workers)",
@@ -184,8 +184,10 @@ def serve_processes(settings: Settings) -> int:
     ]
     for copy in copies:
         copy.start()
+    forwarded: set[int] = set()
 
     def forward(signum, _frame):
+        forwarded.add(signum)
         for copy in copies:
             if copy.is_alive():
                 os.kill(copy.pid, signum)
@@ -200,7 +202,9 @@ def serve_processes(settings: Settings) -> int:
         listener.stop()
         metrics.close()
     claim.close()
-    return max(abs(copy.exitcode or 0) for copy in copies)
+    # A copy still starting (importing, before its handlers are set) when asked to stop dies of the signal it was
+    # sent: it had served nothing, so that is a clean stop too.
+    return max(0 if -(copy.exitcode or 0) in forwarded else abs(copy.exitcode or 0) for copy in copies)
 
 
 def _serve_copy(settings: Settings) -> None:
