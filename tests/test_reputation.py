@@ -12,6 +12,7 @@ import time
 from collections import Counter
 
 import grpc
+import prometheus_client
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -55,6 +56,11 @@ def window(sends: int, bounces: int = 0, complaints: int = 0) -> store.Window:
 
 
 # --- what the rates call for ------------------------------------------------------------------------------------------
+
+
+def sample(name: str, **labels) -> float | None:
+    """A value on this process's /metrics page (the gateways of these tests run in it)."""
+    return prometheus_client.REGISTRY.get_sample_value(name, labels)
 
 
 def test_too_few_sends_are_not_judged_however_bad():
@@ -326,8 +332,11 @@ async def test_bounces_slow_dispatch_then_pause_it_across_a_restart_until_an_ope
     assert await asyncio.to_thread(guard_health, gateway) == NOT_SERVING  # we stopped ourselves; SES did not
     why = "dispatch paused: REPUTATION_BOUNCE_RATE (bounce rate 31.2 % (10 of the last 32 sends) is at or above"
     assert why in caplog.text
-    reading = gateway.dispatcher.reputation.reading  # what metrics read
+    reading = gateway.dispatcher.reputation.reading
     assert (reading.sends, reading.bounces, reading.bounce_rate) == (32, 10, 10 / 32)
+    assert sample("mailgw_reputation_rate_ratio", rate="bounce") == 10 / 32  # what /metrics shows
+    assert sample("mailgw_reputation_level") == 2
+    assert sample("mailgw_reputation_threshold_ratio", rate="bounce", action="pause") == 0.30
 
     def accepted_while_paused() -> list[str]:
         ids = [stub.SendEmail(pb.SendEmailRequest(to=f"late{i}@example.org", subject="Hi", text_body="x")).message_id

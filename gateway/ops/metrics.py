@@ -97,3 +97,46 @@ SES_QUOTA_SENT = Gauge(
     "Messages SES counts against the 24-hour quota (GetAccount SentLast24Hours), as last read.",
     multiprocess_mode="livemax",
 )
+
+
+# --- the reputation guard (sending/reputation.py), as its last check read the window --------------------------------
+
+REPUTATION_RATE = Gauge(
+    "mailgw_reputation_rate_ratio",
+    "Bounce and complaint rates of the sends in the reputation guard's window (0-1), as its last check read them.",
+    ["rate"],
+    multiprocess_mode="livemax",
+)
+REPUTATION_THRESHOLD = Gauge(
+    "mailgw_reputation_threshold_ratio",
+    "The reputation guard's thresholds (0-1): at `slow` dispatch slows, at `pause` it pauses.",
+    ["rate", "action"],
+    multiprocess_mode="livemax",
+)
+REPUTATION_SENDS = Gauge(
+    "mailgw_reputation_window_sends",
+    "Sends in the reputation guard's window; below MAILGW_REPUTATION_MIN_SENDS the rates are not acted on.",
+    multiprocess_mode="livemax",
+)
+REPUTATION_LEVEL = Gauge(
+    "mailgw_reputation_level",
+    "What the reputation guard does to dispatch, for every gateway on the database: 0 full pace, 1 slowed, 2 paused.",
+    multiprocess_mode="livemax",
+)
+
+
+def reputation_thresholds(slow_bounce: float, slow_complaint: float, pause_bounce: float, pause_complaint: float):
+    for rate, action, value in (
+        ("bounce", "slow", slow_bounce),
+        ("complaint", "slow", slow_complaint),
+        ("bounce", "pause", pause_bounce),
+        ("complaint", "pause", pause_complaint),
+    ):
+        REPUTATION_THRESHOLD.labels(rate, action).set(value)
+
+
+def reputation_read(sends: int, bounces: int, complaints: int, level: int) -> None:
+    REPUTATION_SENDS.set(sends)
+    REPUTATION_RATE.labels("bounce").set(bounces / sends if sends else 0.0)
+    REPUTATION_RATE.labels("complaint").set(complaints / sends if sends else 0.0)
+    REPUTATION_LEVEL.set(level)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 
 from gateway.errors import InvalidRequest, NothingToResume
+from gateway.ops import metrics
 from gateway.ops.config import Settings
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause, PauseGate
@@ -172,6 +173,9 @@ def resume(operator: str, reason: str) -> store.Hold:
     return ended
 
 
+LEVELS = (ReputationLevel.NORMAL, ReputationLevel.SLOWED, ReputationLevel.PAUSED)  # 0, 1, 2 in the level metric
+
+
 class ReputationGuard:
     """One per dispatching gateway: recomputes the rates every `check_seconds`, stores what they call for, and applies
     the stored decision (its own or another gateway's) to this gateway's pace and pause gate."""
@@ -182,7 +186,10 @@ class ReputationGuard:
         self._pacer = pacer
         self._gate = gate
         self._applied: tuple[ReputationLevel, int] | None = None  # (level, generation) as last applied
-        self.reading: Reading | None = None  # the last check's, for metrics (None until the first check)
+        self.reading: Reading | None = None  # the last check's (None until the first check)
+        metrics.reputation_thresholds(
+            limits.slow_bounce, limits.slow_complaint, limits.pause_bounce, limits.pause_complaint
+        )
 
     def start(self) -> None:
         """The stored row exists, and the first check is made (and applied)."""
@@ -197,6 +204,7 @@ class ReputationGuard:
                 hold = store.load()
                 reading = replace(reading, **_decision(hold))
         self.reading = reading
+        metrics.reputation_read(reading.sends, reading.bounces, reading.complaints, LEVELS.index(hold.level))
         self._apply(hold)
 
     def follow(self) -> None:
