@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BUF := npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run test lint protos bench
+.PHONY: run test lint protos bench system-packages
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ run: $(BIN)/.installed
 	$(BIN)/mailgw run
 
 ## test: lint the API with buf, then the whole suite (SQLite and the PostgreSQL server at 127.0.0.1:5432)
-test: $(BIN)/.installed node_modules/.package-lock.json lint
+test: $(BIN)/.installed node_modules/.package-lock.json system-packages lint
 	$(BIN)/python -m pytest
+
+## system-packages: the Debian packages the tests need (Go and its gRPC libraries), installed when missing
+system-packages:
+	.ci/system-packages
 
 lint: $(BIN)/.installed
 	$(BUF) lint
