@@ -1,20 +1,15 @@
 """The feedback sidecar's aiohttp application: POST /sns, the unsubscribe pages, /healthz."""
 
 import asyncio
-import datetime
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
-import aiohttp
 from aiohttp import web
 
-from feedback_http import metrics, sns, unsubscribe
+from feedback_http import intake, metrics, unsubscribe
 from feedback_http.config import FeedbackSettings, sns_endpoint
-from feedback_http.events import MalformedEvent, parse_ses_event
-from feedback_http.feedback import record_event
 from feedback_http.writer import GroupWriter
 from gateway.ids import is_contact_id
-from gateway.ops.logs import masked, setup_logging
+from gateway.ops.logs import setup_logging
 from gateway.ops.startup import claim_address, run
 from gateway.store.contacts import change_status, find_contact
 from gateway.store.database import UNAVAILABLE, database
@@ -23,9 +18,16 @@ from gateway.store.models import ContactStatus, open_database
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", FeedbackSettings)
-VERIFIER = web.AppKey("verifier", sns.SnsVerifier)
 WRITER = web.AppKey("writer", GroupWriter)
 SNS_ENDPOINT = web.AppKey("sns_endpoint", str | None)
+INTAKE = web.AppKey("intake", intake.Intake)
+# What POST /sns answers when an envelope is not done with (intake.Outcome.done): 4xx, SNS does not retry; 5xx, it does.
+HTTP_REFUSALS = {
+    intake.Outcome.MALFORMED: web.HTTPBadRequest,
+    intake.Outcome.REJECTED: web.HTTPForbidden,
+    intake.Outcome.RETRY_LATER: web.HTTPServiceUnavailable,
+    intake.Outcome.DATABASE_UNAVAILABLE: web.HTTPServiceUnavailable,
+}
 
 RAW_DELIVERY = (
     "raw message delivery is on for this subscription: turn it off, "
@@ -71,52 +73,11 @@ async def sns_webhook(request: web.Request) -> web.Response:
     """Verify, then act; 4xx means "do not retry", 5xx means "retry later", 200 only after the commit."""
     if request.headers.get("x-amz-sns-rawdelivery", "").lower() == "true":
         raise web.HTTPBadRequest(text=RAW_DELIVERY)
-    try:
-        envelope = sns.parse_envelope(await read_body(request))
-        metrics.note_type(request, envelope["Type"])
-        await request.app[VERIFIER].verify(envelope)
-    except sns.MalformedEnvelope as exc:
-        raise web.HTTPBadRequest(text=f"not an SNS message: {exc}") from None
-    except sns.VerificationFailed as exc:
-        metrics.verification_failed(exc)
-        work = {"sns_message_id": envelope.get("MessageId", "")}
-        log.warning("SNS message rejected: %s (topic %r)", exc, envelope.get("TopicArn", "")[:200], extra=work)
-        raise web.HTTPForbidden(text=f"verification failed: {exc}") from None
-    except sns.CertificateUnavailable as exc:
-        log.warning("SNS signing certificate unavailable: %s", exc)
-        raise web.HTTPServiceUnavailable(text="signing certificate unavailable, retry later") from None
-
-    kind, message_id, topic = envelope["Type"], envelope["MessageId"], envelope["TopicArn"]
-    if kind == "SubscriptionConfirmation":
-        try:
-            await request.app[VERIFIER].confirm_subscription(envelope)
-        except sns.ConfirmationFailed as exc:
-            log.warning("confirming the subscription to %s failed: %s", topic, exc)
-            raise web.HTTPServiceUnavailable(text="subscription confirmation failed, retry later") from None
-        log.info("confirmed the subscription to %s", topic)
-        return web.Response(text="subscription confirmed")
-    if kind == "UnsubscribeConfirmation":
-        # Visiting its SubscribeURL would subscribe us again: it is only logged.
-        log.warning("SNS unsubscribed this endpoint from %s", topic)
-        return web.Response(text="noted")
-
-    work = {"sns_message_id": message_id}
-    try:
-        event = parse_ses_event(envelope["Message"])
-    except MalformedEvent as exc:
-        log.error("notification %s from %s is not an SES event: %s", message_id, topic, exc, extra=work)
-        raise web.HTTPBadRequest(text=f"the Message is not an SES event: {exc}") from None
-    metrics.note_type(request, event.event_type)
-    for address, why in event.unreadable:
-        shown = masked(address)
-        log.warning("notification %s names an invalid address, left alone: %s (%s)", message_id, shown, why, extra=work)
-    settings = request.app[SETTINGS]
-    stored = await in_database(
-        request, record_event, message_id, event, soft_bounce_limit=settings.soft_bounce_limit, writes=True
-    )
-    if not event.known:
-        log.info("notification %s: SES event type %r recorded, not acted on", message_id, event.event_type, extra=work)
-    return web.Response(text="recorded" if stored else "duplicate")
+    result = await request.app[INTAKE].take(await read_body(request))
+    metrics.note_type(request, result.kind)
+    if result.outcome.done:
+        return web.Response(text=result.text)
+    raise HTTP_REFUSALS[result.outcome](text=result.text)
 
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
@@ -163,14 +124,7 @@ def create_app(settings: FeedbackSettings, *, sns_endpoint_url: str | None = Non
     """The sidecar's application; its HTTP client session, verifier and thread pool live as long as it does.
     `sns_endpoint_url` (AWS_ENDPOINT_URL_SNS) redirects certificate fetches, for tests and local stacks."""
     open_database(settings.database_url)
-    if not settings.sns_topic_arns:
-        log.warning("MAILGW_SNS_TOPIC_ARNS is empty: every SNS message will be refused")
-    if sns_endpoint_url:
-        log.warning(
-            "AWS_ENDPOINT_URL_SNS is set: SNS signing certificates are fetched from %s, which therefore vouches for "
-            "every notification (for tests and local stacks only)",
-            sns_endpoint_url,
-        )
+    intake.warn_about(settings, sns_endpoint_url)
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[SNS_ENDPOINT] = sns_endpoint_url
@@ -185,18 +139,9 @@ def create_app(settings: FeedbackSettings, *, sns_endpoint_url: str | None = Non
 
 
 async def _resources(app: web.Application):
-    settings = app[SETTINGS]
-    max_age = datetime.timedelta(seconds=settings.sns_max_age_seconds) if settings.sns_max_age_seconds else None
-    async with aiohttp.ClientSession() as session:
-        app[VERIFIER] = sns.SnsVerifier(
-            session, topic_arns=settings.sns_topic_arns, endpoint_url=app[SNS_ENDPOINT], max_age=max_age
-        )
-        # SQLite has one writer at a time: more threads would only queue inside SQLite's busy handler, which
-        # sleeps in steps of up to 100 ms. PostgreSQL takes writers in parallel.
-        workers = 1 if settings.database_url.startswith("sqlite") else 8
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as executor:
-            app[WRITER] = GroupWriter.for_database(executor, settings.database_url, workers=workers)
-            yield
+    async with intake.opened(app[SETTINGS], sns_endpoint_url=app[SNS_ENDPOINT]) as feedback_intake:
+        app[INTAKE], app[WRITER] = feedback_intake, feedback_intake.writer
+        yield
 
 
 def main() -> None:
