@@ -135,12 +135,23 @@ def create_app(settings: FeedbackSettings, *, sns_endpoint_url: str | None = Non
     app.cleanup_ctx.append(_resources)
     if settings.feedback_metrics_addr:
         app.cleanup_ctx.append(metrics.listener(settings.feedback_metrics_addr))
+    if settings.sqs_queue_url:
+        app.cleanup_ctx.append(_sqs_intake)  # after _resources: closed before it
     return app
 
 
 async def _resources(app: web.Application):
     async with intake.opened(app[SETTINGS], sns_endpoint_url=app[SNS_ENDPOINT]) as feedback_intake:
         app[INTAKE], app[WRITER] = feedback_intake, feedback_intake.writer
+        yield
+
+
+async def _sqs_intake(app: web.Application):
+    """MAILGW_SQS_QUEUE_URL: the SQS poller beside the HTTP server, sharing its intake; it finishes its batch before
+    the intake closes."""
+    from feedback_http import sqs  # boto3 is imported only when a queue is configured
+
+    async with sqs.polling(app[INTAKE], app[SETTINGS]):
         yield
 
 

@@ -4,9 +4,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from gateway.ops.config import ConfigError, check_database_url, check_metrics_address, listen_address, read_env
 
+# https://sqs.<region>.amazonaws.com/<account>/<name> as AWS prints it; local stacks serve the same path elsewhere.
+SQS_QUEUE_PATH = re.compile(r"/[0-9]{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?")
 TOPIC_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 
 
@@ -24,6 +27,9 @@ class FeedbackSettings:
     http_body_timeout_seconds: float = 10.0  # a client that has not sent its whole body by then is cut off (408)
     # Prometheus /metrics on a listener of its own: the public port (SNS, recipients) must not expose them.
     feedback_metrics_addr: str = ""
+    sqs_queue_url: str = ""  # set: SNS envelopes are also taken from this queue (feedback_http/sqs.py)
+    sqs_wait_seconds: int = 20  # ReceiveMessage long poll; SIGTERM waits for the one under way
+    sqs_visibility_timeout_seconds: int = 30  # per receive, extended while a batch is still being applied
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -40,6 +46,12 @@ class FeedbackSettings:
             check_metrics_address(
                 self.feedback_metrics_addr, "MAILGW_FEEDBACK_METRICS_ADDR", self.http_addr, "MAILGW_HTTP_ADDR"
             )
+        if self.sqs_queue_url:
+            check_queue_url(self.sqs_queue_url)
+        if not 0 <= self.sqs_wait_seconds <= 20:
+            raise ConfigError("MAILGW_SQS_WAIT_SECONDS must be 0-20 (SQS long-polls for at most 20 s)")
+        if not 2 <= self.sqs_visibility_timeout_seconds <= 43200:
+            raise ConfigError("MAILGW_SQS_VISIBILITY_TIMEOUT_SECONDS must be 2-43200 (SQS allows up to 12 hours)")
 
     @property
     def host(self) -> str:
@@ -52,6 +64,21 @@ class FeedbackSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FeedbackSettings":
         return cls(**read_env(cls, environ))
+
+
+def check_queue_url(url: str) -> None:
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or not SQS_QUEUE_PATH.fullmatch(parts.path)
+    ):
+        raise ConfigError(
+            f"MAILGW_SQS_QUEUE_URL must be a queue URL like https://sqs.us-east-1.amazonaws.com/123456789012/name, "
+            f"not {url!r}"
+        )
 
 
 def sns_endpoint(environ: Mapping[str, str] = os.environ) -> str | None:

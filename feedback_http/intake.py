@@ -18,7 +18,7 @@ from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
 from feedback_http.writer import GroupWriter
 from gateway.ops.logs import masked
-from gateway.store.database import UNAVAILABLE
+from gateway.store.database import UNAVAILABLE, database
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,14 @@ class Intake:
         if stored:
             return Result(Outcome.RECORDED, "recorded", message_id, kind)
         return Result(Outcome.DUPLICATE, "duplicate", message_id, kind)
+
+    async def database_answers(self) -> bool:
+        """Whether a write transaction can be committed now (SQLite: its write lock can be taken)."""
+        try:
+            await self.writer.write(database.execute_sql, "SELECT 1")
+        except UNAVAILABLE:
+            return False
+        return True
 
 
 @contextlib.asynccontextmanager

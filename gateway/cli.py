@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from feedback_http.app import main as feedback
 
         feedback()
+    elif args.command == "feedback-sqs":
+        from feedback_http.sqs_process import main as feedback_sqs
+
+        feedback_sqs()
     elif args.command == "run":
         from gateway.ops.startup import run
 
@@ -96,6 +100,13 @@ def parser() -> argparse.ArgumentParser:
         "feedback",
         help="run the feedback sidecar (SNS webhook, unsubscribe pages)",
         description="Run the feedback sidecar: the SNS webhook for SES events and the unsubscribe pages.",
+    )
+    commands.add_parser(
+        "feedback-sqs",
+        help="take SES events from the SQS queue in MAILGW_SQS_QUEUE_URL (no HTTP server)",
+        description="Long-poll the SQS queue subscribed to the SES feedback topic (MAILGW_SQS_QUEUE_URL, raw message "
+        "delivery off): verify each SNS envelope as POST /sns does, apply it, delete it after the commit. SIGTERM or "
+        "Ctrl-C finishes the batch under way and exits 0.",
     )
     commands.add_parser(
         "run",

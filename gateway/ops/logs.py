@@ -32,6 +32,8 @@ def setup_logging() -> None:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Peewee's DEBUG lines carry query parameters, i.e. recipients' addresses.
     logging.getLogger("peewee").setLevel(max(logging.INFO, logging.getLogger().level))
+    # botocore's DEBUG lines carry request and response bodies: raw messages sent to SES, SQS message bodies.
+    logging.getLogger("botocore").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 class JsonFormatter(logging.Formatter):
