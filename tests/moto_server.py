@@ -3,7 +3,7 @@
 import json
 import urllib.request
 
-from tests.processes import free_port, start, wait_until
+from tests.processes import drain, free_port, start, wait_until
 
 
 class MotoServer:
@@ -13,10 +13,12 @@ class MotoServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process = None
+        self.log = None
 
     def start(self) -> "MotoServer":
         self._process = start(["-m", "tests.moto_fixes", "-H", "127.0.0.1", "-p", str(self.port)], {})
         wait_until(lambda: urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).status == 200, self._process)
+        self.log = drain(self._process, keep=200)  # it logs a line per request: an unread pipe would stall it
         return self
 
     def reset(self) -> None:
@@ -27,4 +29,4 @@ class MotoServer:
     def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()
-            self._process.communicate(timeout=10)
+            self._process.wait(timeout=10)

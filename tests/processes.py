@@ -1,9 +1,11 @@
 """Starting the real server processes for tests, on free loopback ports."""
 
+import collections
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,3 +44,17 @@ def wait_until(ready, process: subprocess.Popen, timeout: float = 20.0) -> None:
         time.sleep(0.1)
     process.kill()
     raise AssertionError(f"process not ready after {timeout}s:\n{process.communicate()[0]}")
+
+
+def drain(process: subprocess.Popen, *, keep: int | None = None) -> collections.deque:
+    """Read a child's output as it comes, so that a chatty child never blocks writing to a full pipe (64 KiB: a
+    long-lived moto server logging every request stalled after a few hundred); the lines read, the last `keep` of
+    them. Wait for the child with wait(), not communicate(), afterwards."""
+    lines: collections.deque = collections.deque(maxlen=keep)
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
