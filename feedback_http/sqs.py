@@ -188,7 +188,7 @@ class SqsPoller:
 
     async def _apply(self, messages: list[dict]) -> list[Result | None]:
         """Every message of the batch at once (so they share group commits), their visibility extended while the
-        batch takes longer than half of it."""
+        batch is still under way."""
         keep_invisible = asyncio.create_task(self._extend_visibility(messages))
         try:
             return await asyncio.gather(*(self._take(message) for message in messages))
@@ -226,10 +226,11 @@ class SqsPoller:
             {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._visibility}
             for n, m in enumerate(messages)
         ]
+        # Every third of the timeout: an extension that is itself slow to arrive still lands in time.
         waited = 0.0
         while True:
-            await asyncio.sleep(self._visibility / 2)
-            waited += self._visibility / 2
+            await asyncio.sleep(self._visibility / 3)
+            waited += self._visibility / 3
             try:
                 answer = await self._call("change_message_visibility_batch", QueueUrl=self._queue_url, Entries=entries)
             except (BotoCoreError, ClientError) as exc:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from gateway.store.models import open_database
-from tests.processes import ROOT, free_port, start
+from tests.processes import ROOT, drain, free_port, start
 from tests.rpc import wait_until
 from tests.sqs_feedback import CertificateRelay, FeedbackTopic, WriteLock, applied, bounces_and_complaints
 
@@ -38,20 +38,35 @@ def intake_env(database_url, topic, certificates) -> dict[str, str]:
     }
 
 
-def stop(process: subprocess.Popen) -> str:
-    """SIGTERM; the exit code must be 0; the process's output."""
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=30)[0]
-    assert process.returncode == 0, output
-    return output
+class Child:
+    """A mailgw process of the test's, its output read as it comes (tests/processes.drain)."""
+
+    def __init__(self, args: list[str], env: dict[str, str]):
+        self.process = start(args, env)
+        self._output = drain(self.process)
+
+    @property
+    def output(self) -> str:
+        return "".join(self._output)
+
+    def stop(self) -> str:
+        """SIGTERM; the exit code must be 0; the process's output."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.exited()
+
+    def exited(self) -> str:
+        self.process.wait(timeout=30)
+        time.sleep(0.2)  # the last lines through the pipe
+        assert self.process.returncode == 0, self.output
+        return self.output
 
 
 def test_nothing_published_while_the_intake_is_stopped_is_lost(topic, intake_env):
-    intake = start(["-m", "gateway.cli", "feedback-sqs"], intake_env)
+    intake = Child(["-m", "gateway.cli", "feedback-sqs"], intake_env)
     before = bounces_and_complaints(2, "before")
     ids = [topic.publish(event) for event, _ in before.values()]
     wait_until(lambda: topic.depth() == (0, 0) and len(applied().notification_ids) == 2, timeout=30)
-    stop(intake)
+    intake.stop()
 
     while_down = bounces_and_complaints(20, "down")
     ids += [topic.publish(event) for event, _ in while_down.values()]
@@ -65,11 +80,11 @@ def test_nothing_published_while_the_intake_is_stopped_is_lost(topic, intake_env
     assert len(applied().notification_ids) == 2 and sum(topic.depth()) == 21
 
     # Restarted as the sidecar with its HTTP server, the poller beside it.
-    sidecar = start(["-m", "feedback_http"], intake_env | {"MAILGW_HTTP_ADDR": f"127.0.0.1:{free_port()}"})
+    sidecar = Child(["-m", "feedback_http"], intake_env | {"MAILGW_HTTP_ADDR": f"127.0.0.1:{free_port()}"})
     try:
         wait_until(lambda: topic.depth() == (0, 0) and len(applied().notification_ids) == len(ids), timeout=60)
     finally:
-        stop(sidecar)
+        sidecar.stop()
 
     state = applied()
     events = before | while_down
@@ -84,7 +99,7 @@ def test_nothing_published_while_the_intake_is_stopped_is_lost(topic, intake_env
 
 def test_sigterm_finishes_the_batch_under_way(topic, intake_env, database_url):
     # At DEBUG too, no body reaches the log (botocore's DEBUG lines would carry every message received).
-    intake = start(["-m", "gateway.cli", "feedback-sqs"], intake_env | {"MAILGW_LOG_LEVEL": "DEBUG"})
+    intake = Child(["-m", "gateway.cli", "feedback-sqs"], intake_env | {"MAILGW_LOG_LEVEL": "DEBUG"})
     events = bounces_and_complaints(4, "term")
     (first, _), *others = events.values()
     ids = [topic.publish(first)]
@@ -94,12 +109,11 @@ def test_sigterm_finishes_the_batch_under_way(topic, intake_env, database_url):
     with lock.held():  # the next batch waits for the lock (SQLite: less than its 10 s busy timeout)
         ids += [topic.publish(event) for event, _ in others]
         wait_until(lambda: topic.depth()[1] >= 1, timeout=10)  # a batch received, its commit waiting
-        intake.send_signal(signal.SIGTERM)
+        intake.process.send_signal(signal.SIGTERM)
         time.sleep(1.5)
-        assert intake.poll() is None  # still finishing the batch
-    output = intake.communicate(timeout=30)[0]
+        assert intake.process.poll() is None  # still finishing the batch
+    output = intake.exited()
 
-    assert intake.returncode == 0, output
     state = applied()
     visible, in_flight = topic.depth()
     assert in_flight == 0  # the batch was committed and deleted, not abandoned
