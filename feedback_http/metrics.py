@@ -17,11 +17,12 @@ from gateway.ops.config import listen_address
 
 NOTIFICATIONS = Counter(
     "mailgw_sns_notifications",
-    "SNS messages POSTed to /sns, by type (the SES event type of a notification; SNS's type, Notification, "
+    "SNS messages received, by intake (https: POSTed to /sns; sqs: read from MAILGW_SQS_QUEUE_URL), type (the SES "
+    "event type of a notification; SNS's type, Notification, "
     "SubscriptionConfirmation or UnsubscribeConfirmation, when it was refused before its SES event was read; "
     "'unknown' before the envelope was read) and outcome (recorded, duplicate, confirmed, noted, malformed, "
     "forbidden, too_large, timeout, retry_later, error).",
-    ["type", "outcome"],
+    ["type", "outcome", "intake"],
 )
 HANDLING_SECONDS = Histogram(
     "mailgw_sns_handling_seconds",
@@ -63,13 +64,31 @@ VERIFICATION_REASONS = (
 
 def note_type(request: web.Request, kind: str) -> None:
     """What the message turned out to be, for its count; anything outside the known types counts as 'other'."""
-    request[TYPE] = kind if kind in TYPES else "other"
+    request[TYPE] = kind if kind in TYPES or kind == "unknown" else "other"
+
+
+# What an intake's outcome is called in the counts: the same names as POST /sns's answers.
+INTAKE_OUTCOMES = {
+    "recorded": "recorded",
+    "duplicate": "duplicate",
+    "confirmed": "confirmed",
+    "unsubscribed": "noted",
+    "malformed": "malformed",
+    "rejected": "forbidden",
+    "retry later": "retry_later",
+    "database unavailable": "retry_later",
+}
 
 
 @functools.cache
-def notification(kind: str, outcome: str):
-    """The bound counter of one (type, outcome); an intake other than POST /sns (an SQS poller) counts with it."""
-    return NOTIFICATIONS.labels(kind if kind in TYPES or kind == "unknown" else "other", outcome)
+def notification(kind: str, outcome: str, intake: str = "https"):
+    """The bound counter of one (type, outcome, intake)."""
+    return NOTIFICATIONS.labels(kind if kind in TYPES or kind == "unknown" else "other", outcome, intake)
+
+
+def taken_from_queue(kind: str, outcome: str) -> None:
+    """One SQS message through the intake; `outcome` is intake.Outcome's value (None: applying it failed)."""
+    notification(kind, INTAKE_OUTCOMES.get(outcome, "error"), "sqs").inc()
 
 
 def counted(handler):

@@ -29,7 +29,7 @@ import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from feedback_http import intake
+from feedback_http import intake, metrics
 from feedback_http.config import FeedbackSettings
 from feedback_http.intake import Outcome, Result
 from gateway.ops.config import ConfigError
@@ -209,7 +209,9 @@ class SqsPoller:
                 result = await self._intake.take(body)
             except Exception:
                 log.exception("SQS message %s (receive %s): applying it failed; left in the queue", sqs_id, receives)
+                metrics.taken_from_queue("unknown", "error")
                 return None
+        metrics.taken_from_queue(result.kind, result.outcome.value)
         if result.outcome in (Outcome.MALFORMED, Outcome.REJECTED):
             hint = ""
             if result.text.startswith("not an SNS message") and _RAW_BODY.search(body[:4096].decode(errors="replace")):

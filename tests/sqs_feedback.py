@@ -5,10 +5,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import psycopg2
@@ -17,55 +14,6 @@ from gateway.store.models import Contact, FeedbackEvent, StatusChange, database
 from tests import ses_samples
 
 REGION = "us-east-1"
-
-
-class CertificateRelay:
-    """Where the intake fetches SNS signing certificates (AWS_ENDPOINT_URL_SNS): moto's server signs each envelope
-    it delivers and keeps the certificate, but it routes a request by its Authorization header or body, never by
-    its Host, so the certificate's unsigned GET lands on moto's S3 and gets 404. This relay forwards the GET with an
-    Authorization header naming the sns service, so moto answers it from SNS; the certificate and the signature
-    checked against it are moto's."""
-
-    def __init__(self, moto_url: str):
-        self._moto_url = moto_url
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
-
-    def start(self) -> "CertificateRelay":
-        moto_url = self._moto_url
-
-        class Forward(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                scope = "testing/20260101/us-east-1/sns/aws4_request"
-                request = urllib.request.Request(
-                    moto_url + self.path,
-                    headers={"Authorization": f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0"},
-                )
-                try:
-                    with urllib.request.urlopen(request, timeout=5) as answer:
-                        status, body = answer.status, answer.read()
-                except urllib.error.HTTPError as error:
-                    status, body = error.code, b""
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 128  # socketserver's 5 drops a batch's concurrent fetches (a 1 s SYN retry each)
-
-        self._server = Server(("127.0.0.1", 0), Forward)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 @dataclass

@@ -56,11 +56,13 @@ async def test_notifications_verification_failures_and_status_changes_are_counte
         return value(after, name, **labels) - value(before, name, **labels)
 
     notifications = "mailgw_sns_notifications_total"
-    assert delta(notifications, type="Bounce", outcome="recorded") == 1
-    assert delta(notifications, type="Bounce", outcome="duplicate") == 1
-    assert delta(notifications, type="Notification", outcome="forbidden") == 2  # refused before it was read
-    assert delta(notifications, type="unknown", outcome="malformed") == 1
-    assert delta(notifications, type="Complaint", outcome="recorded") == 1
+    assert delta(notifications, type="Bounce", outcome="recorded", intake="https") == 1
+    assert delta(notifications, type="Bounce", outcome="duplicate", intake="https") == 1
+    assert (
+        delta(notifications, type="Notification", outcome="forbidden", intake="https") == 2
+    )  # refused before it was read
+    assert delta(notifications, type="unknown", outcome="malformed", intake="https") == 1
+    assert delta(notifications, type="Complaint", outcome="recorded", intake="https") == 1
     failures = "mailgw_sns_verification_failures_total"
     assert delta(failures, reason="bad_signature") == 1
     assert delta(failures, reason="topic_not_allowed") == 1

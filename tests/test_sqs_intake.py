@@ -7,6 +7,7 @@ import json
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
+import prometheus_client
 import pytest
 from aiohttp import web
 
@@ -16,7 +17,7 @@ from gateway.ops.config import ConfigError
 from tests import ses_samples
 from tests.rpc import wait_until
 from tests.sns_signing import TOPIC_ARN, signed_envelope
-from tests.sqs_feedback import CertificateRelay, FeedbackTopic, WriteLock, applied, bounces_and_complaints
+from tests.sqs_feedback import FeedbackTopic, WriteLock, applied, bounces_and_complaints
 from tests.tcp_proxy import TcpProxy
 
 
@@ -27,15 +28,14 @@ def topic(moto) -> FeedbackTopic:
 
 @pytest.fixture
 def certificates(moto):
-    relay = CertificateRelay(moto.url).start()
-    yield relay
-    relay.stop()
+    """Where the sidecar fetches SNS signing certificates: moto's server, which signed the envelopes."""
+    return moto
 
 
 @pytest.fixture
 def make_sqs_sidecar(aiohttp_client, database_url, topic, certificates):
     """The real sidecar app (HTTP server and, with a queue, the SQS poller beside it), its allow-list holding the
-    topic moto created, certificates fetched from moto (through the relay)."""
+    topic moto created, certificates fetched from moto."""
 
     async def make(*, url: str | None = None, queue: bool = True, sns_endpoint_url: str | None = None, **options):
         options = {"sqs_wait_seconds": 1} | options
@@ -89,12 +89,27 @@ async def test_https_first_then_the_queued_copy_is_a_duplicate_and_deleted(make_
     ids = [await asyncio.to_thread(topic.publish, event) for event, _ in events.values()]
     assert sorted(applied().notification_ids) == sorted(ids)
     assert topic.depth() == (len(ids), 0)
+    duplicates_before = sum(
+        prometheus_client.REGISTRY.get_sample_value(
+            "mailgw_sns_notifications_total", {"type": kind, "outcome": "duplicate", "intake": "sqs"}
+        )
+        or 0
+        for kind in ("Bounce", "Complaint")
+    )
 
     await make_sqs_sidecar()  # the poller takes the queued copies
     await eventually(lambda: topic.depth() == (0, 0))
 
     await eventually(lambda: len(sqs_outcomes(caplog)) == len(ids))
     assert sqs_outcomes(caplog) == ["duplicate"] * len(ids)
+    duplicates = sum(  # what /metrics shows: every queued copy counted as a duplicate taken from the queue
+        prometheus_client.REGISTRY.get_sample_value(
+            "mailgw_sns_notifications_total", {"type": kind, "outcome": "duplicate", "intake": "sqs"}
+        )
+        or 0
+        for kind in ("Bounce", "Complaint")
+    )
+    assert duplicates - duplicates_before == len(ids)
     state = applied()
     assert sorted(state.notification_ids) == sorted(ids)
     assert {address: state.changes[address] for address in events} == dict.fromkeys(events, 1)

@@ -11,7 +11,7 @@ import pytest
 from gateway.store.models import open_database
 from tests.processes import ROOT, drain, free_port, start
 from tests.rpc import wait_until
-from tests.sqs_feedback import CertificateRelay, FeedbackTopic, WriteLock, applied, bounces_and_complaints
+from tests.sqs_feedback import FeedbackTopic, WriteLock, applied, bounces_and_complaints
 
 
 @pytest.fixture
@@ -21,16 +21,15 @@ def topic(moto) -> FeedbackTopic:
 
 @pytest.fixture
 def certificates(moto):
-    relay = CertificateRelay(moto.url).start()
-    yield relay
-    relay.stop()
+    """Where the sidecar fetches SNS signing certificates: moto's server, which signed the envelopes."""
+    return moto
 
 
 @pytest.fixture
 def intake_env(database_url, topic, certificates) -> dict[str, str]:
     open_database(database_url)  # the test's own reads; the children create the schema as well
     return {
-        "AWS_ENDPOINT_URL_SNS": certificates.url,  # SNS signing certificates (moto's, through the relay)
+        "AWS_ENDPOINT_URL_SNS": certificates.url,  # SNS signing certificates (moto's)
         "MAILGW_DATABASE_URL": database_url,
         "MAILGW_SNS_TOPIC_ARNS": topic.topic_arn,  # moto's topic, the one SES would publish to
         "MAILGW_SQS_QUEUE_URL": topic.queue_url,
