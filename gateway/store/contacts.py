@@ -18,6 +18,13 @@ log = logging.getLogger(__name__)
 # The EmailTag every message carries, so each SES event about it names the contact it was sent to.
 CONTACT_TAG = "contact_id"
 
+# The link holder's undo (the unsubscribe page's "resubscribe" button) is the one move down the severity order that
+# is not an operator's: unsubscribed -> active, and only when the unsubscribe was the recipient's own through our
+# link. A bounce, a complaint, an unsubscribe SES reported or an operator's suppression is never undone by whoever
+# holds a link.
+RECIPIENT = "recipient"
+RECIPIENT_UNSUBSCRIBES = frozenset({"unsubscribe-page", "one-click", "unsubscribe-link"})
+
 
 @prepared
 def _contact_by_email():
@@ -122,8 +129,9 @@ def change_status(
     active. Moving it down is never an event's doing: it takes a named `actor` (an operator
     reactivating it, or the suppression sync undoing what only SES's list had set) and a
     reason, both kept in the history row. Repeating a change is a no-op, so redelivered
-    events are harmless. What the change asks of SES's suppression list is recorded in the
-    same transaction (store/ses_list.py).
+    events are harmless. The one lowering without an actor: source RECIPIENT, the recipient's
+    own undo of their own unsubscribe (see RECIPIENT), may move unsubscribed to active. What the
+    change asks of SES's suppression list is recorded in the same transaction (store/ses_list.py).
     """
     with joined_transaction():
         if email is None:  # an unsubscribe link: the id must exist
@@ -135,7 +143,12 @@ def change_status(
             insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
         pk, contact_id, current = database.execute_sql(_locked_recipient_by_email(), (email,)).fetchone()
         current = ContactStatus(current)
-        if to == current or (to.severity < current.severity and not actor):
+        may_lower = bool(actor)
+        if source == RECIPIENT:  # the recipient's undo, and nothing wider (see RECIPIENT)
+            may_lower = (
+                to is ContactStatus.ACTIVE and current is ContactStatus.UNSUBSCRIBED and unsubscribed_by_recipient(pk)
+            )
+        if to == current or (to.severity < current.severity and not may_lower):
             return StatusUpdate(Recipient(pk, contact_id, current), changed=False)
         if to.severity < current.severity and not reason.strip():
             raise ValueError("lowering a contact's status needs a reason")
@@ -160,6 +173,21 @@ def change_status(
             ref, by = contact_ref(contact_id), f"{source} ({actor})" if actor else source
             log.info("contact %s (%s): %s -> %s by %s", ref, masked(email), current, to, by, extra={"contact": ref})
         return StatusUpdate(Recipient(pk, contact_id, to), changed=True)
+
+
+def unsubscribed_by_recipient(pk: int) -> bool:
+    """Whether the contact's latest status change is its recipient's own unsubscribe through our link."""
+    latest = (
+        StatusChange.select(StatusChange.to_status, StatusChange.source)
+        .where(StatusChange.contact == pk)
+        .order_by(StatusChange.id.desc())
+        .first()
+    )
+    return (
+        latest is not None
+        and latest.to_status is ContactStatus.UNSUBSCRIBED
+        and latest.source in RECIPIENT_UNSUBSCRIBES
+    )
 
 
 def count_soft_bounce(email: str) -> int:
