@@ -5,13 +5,12 @@ import logging
 
 from aiohttp import web
 
-from feedback_http import intake, metrics, unsubscribe
+from feedback_http import intake, metrics, pages, unsubscribe
 from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.writer import GroupWriter
 from gateway.ids import is_contact_id
 from gateway.ops.logs import setup_logging
 from gateway.ops.startup import claim_address, run
-from gateway.store.contacts import change_status, find_contact
 from gateway.store.database import UNAVAILABLE, database
 from gateway.store.models import ContactStatus, open_database
 
@@ -19,6 +18,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", FeedbackSettings)
 WRITER = web.AppKey("writer", GroupWriter)
+PAGES = web.AppKey("pages", pages.Pages)
 SNS_ENDPOINT = web.AppKey("sns_endpoint", str | None)
 INTAKE = web.AppKey("intake", intake.Intake)
 # What POST /sns answers when an envelope is not done with (intake.Outcome.done): 4xx, SNS does not retry; 5xx, it does.
@@ -85,9 +85,10 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     contact_id = request.match_info["contact_id"]
     if request.app[SETTINGS].unsubscribe_on_get:
         return await _unsubscribe(request, contact_id, source="unsubscribe-link")
-    if not is_contact_id(contact_id) or not await in_database(request, find_contact, contact_id=contact_id):
-        return unsubscribe.not_found_page()
-    return unsubscribe.confirm_page()
+    contact = is_contact_id(contact_id) and await in_database(request, unsubscribe.look_up, contact_id)
+    if not contact:
+        return request.app[PAGES].not_found(request)
+    return request.app[PAGES].confirm(request, contact)
 
 
 async def unsubscribe_post(request: web.Request) -> web.Response:
@@ -99,20 +100,24 @@ async def unsubscribe_post(request: web.Request) -> web.Response:
 
 
 async def _unsubscribe(request: web.Request, contact_id: str, *, source: str) -> web.Response:
-    if not is_contact_id(contact_id):
-        return unsubscribe.not_found_page()
-    update = await in_database(
-        request,
-        change_status,
-        ContactStatus.UNSUBSCRIBED,
-        source=source,
-        reason=source,
-        contact_id=contact_id,
-        writes=True,
+    contact = is_contact_id(contact_id) and await in_database(
+        request, unsubscribe.unsubscribe, contact_id, source=source, writes=True
     )
-    if update is None:
-        return unsubscribe.not_found_page()
-    return unsubscribe.done_page()
+    if not contact:
+        return request.app[PAGES].not_found(request)
+    return request.app[PAGES].done(request, contact)
+
+
+async def resubscribe_post(request: web.Request) -> web.Response:
+    """The done page's undo button: POST only, so a link scanner's GET cannot press it; the contact id in the path
+    is the secret (no cookie, so no cross-site request can borrow one). The body is not read: the path says it all."""
+    contact_id = request.match_info["contact_id"]
+    contact = is_contact_id(contact_id) and await in_database(request, unsubscribe.resubscribe, contact_id, writes=True)
+    if not contact:
+        return request.app[PAGES].not_found(request)
+    if contact.status is not ContactStatus.ACTIVE:  # bounced, complained, or not unsubscribed by the recipient
+        return request.app[PAGES].not_resubscribable(request, contact)
+    return request.app[PAGES].resubscribed(request, contact)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -123,14 +128,17 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(settings: FeedbackSettings, *, sns_endpoint_url: str | None = None) -> web.Application:
     """The sidecar's application; its HTTP client session, verifier and thread pool live as long as it does.
     `sns_endpoint_url` (AWS_ENDPOINT_URL_SNS) redirects certificate fetches, for tests and local stacks."""
+    unsubscribe_pages = pages.Pages(settings)  # tries every template first: a broken override stops the start
     open_database(settings.database_url)
     intake.warn_about(settings, sns_endpoint_url)
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[SNS_ENDPOINT] = sns_endpoint_url
+    app[PAGES] = unsubscribe_pages
     app.router.add_post("/sns", sns_webhook)
     app.router.add_get("/unsubscribe/{contact_id}", unsubscribe_page)
     app.router.add_post("/unsubscribe/{contact_id}", unsubscribe_post)
+    app.router.add_post("/unsubscribe/{contact_id}/resubscribe", resubscribe_post)
     app.router.add_get("/healthz", healthz)
     app.cleanup_ctx.append(_resources)
     if settings.feedback_metrics_addr:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from gateway.addresses import parse_address
 from gateway.ops.config import ConfigError, check_database_url, check_metrics_address, listen_address, read_env
 
 # https://sqs.<region>.amazonaws.com/<account>/<name> as AWS prints it; local stacks serve the same path elsewhere.
@@ -30,6 +31,10 @@ class FeedbackSettings:
     sqs_queue_url: str = ""  # set: SNS envelopes are also taken from this queue (feedback_http/sqs.py)
     sqs_wait_seconds: int = 20  # ReceiveMessage long poll; SIGTERM waits for the one under way
     sqs_visibility_timeout_seconds: int = 30  # per receive, extended while a batch is still being applied
+    brand_name: str = ""  # the sender the unsubscribe page names; "" : the page says "us"
+    privacy_url: str = ""  # the privacy policy the unsubscribe page links to
+    contact_email: str = ""  # the address the unsubscribe page offers for questions
+    templates_dir: str = ""  # the operator's unsubscribe page templates, each replacing the package's of its name
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -52,6 +57,7 @@ class FeedbackSettings:
             raise ConfigError("MAILGW_SQS_WAIT_SECONDS must be 0-20 (SQS long-polls for at most 20 s)")
         if not 2 <= self.sqs_visibility_timeout_seconds <= 43200:
             raise ConfigError("MAILGW_SQS_VISIBILITY_TIMEOUT_SECONDS must be 2-43200 (SQS allows up to 12 hours)")
+        check_page_settings(self)
 
     @property
     def host(self) -> str:
@@ -79,6 +85,35 @@ def check_queue_url(url: str) -> None:
             f"MAILGW_SQS_QUEUE_URL must be a queue URL like https://sqs.us-east-1.amazonaws.com/123456789012/name, "
             f"not {url!r}"
         )
+
+
+MAX_BRAND_NAME = 100
+MAX_PRIVACY_URL = 2000
+
+
+def check_page_settings(settings: FeedbackSettings) -> None:
+    """The unsubscribe page's settings; each is shown to recipients, so each is checked at start."""
+    if len(settings.brand_name) > MAX_BRAND_NAME or not settings.brand_name.isprintable():
+        raise ConfigError(f"MAILGW_BRAND_NAME must be printable text of at most {MAX_BRAND_NAME} characters")
+    if settings.privacy_url and not _is_web_url(settings.privacy_url):
+        raise ConfigError(f"MAILGW_PRIVACY_URL must be an http(s) URL, not {settings.privacy_url[:200]!r}")
+    if settings.contact_email:
+        parsed = parse_address(settings.contact_email)
+        if isinstance(parsed, str) or parsed.display_name:
+            why = parsed if isinstance(parsed, str) else "a bare address, without a display name"
+            raise ConfigError(f"MAILGW_CONTACT_EMAIL must be an email address: {why}")
+    if settings.templates_dir and not os.path.isdir(settings.templates_dir):
+        raise ConfigError(f"MAILGW_TEMPLATES_DIR is not a directory: {settings.templates_dir!r}")
+
+
+def _is_web_url(url: str) -> bool:
+    if len(url) > MAX_PRIVACY_URL or not url.isprintable() or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("https", "http") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket
+        return False
 
 
 def sns_endpoint(environ: Mapping[str, str] = os.environ) -> str | None:

@@ -1,58 +1,45 @@
-"""The unsubscribe pages: GET shows a confirm button (link scanners change nothing), POST unsubscribes."""
+"""What the unsubscribe link does to its contact: look it up, unsubscribe it, undo that; each through the one status
+function, each answering what the page shows (run off the event loop, see app.in_database)."""
 
-from aiohttp import web
+from dataclasses import dataclass
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{title}</title>
-<style>
-body {{ font: 1.125rem/1.5 system-ui, sans-serif; margin: 0; padding: 2rem 1rem; color: #1a1a1a; background: #fff; }}
-main {{ max-width: 32rem; margin: 0 auto; }}
-button {{ font: inherit; padding: .6rem 1.4rem; border: 2px solid #1a1a1a; border-radius: .4rem; background: #1a1a1a;
-  color: #fff; cursor: pointer; }}
-button:focus-visible {{ outline: 3px solid #0a58ca; outline-offset: 3px; }}
-</style>
-</head>
-<body>
-<main>
-<h1>{title}</h1>
-{content}
-</main>
-</body>
-</html>
-"""
-CONFIRM = """<p>Press the button to stop receiving emails from us at this address.</p>
-<form method="post">
-<button type="submit" name="List-Unsubscribe" value="Web-Form">Unsubscribe</button>
-</form>"""
-DONE = "<p>You will not receive any more emails from us at this address.</p>"
-NOT_FOUND = "<p>This unsubscribe link is not valid. Please use the link in the most recent email you received.</p>"
+from gateway.ops.logs import masked
+from gateway.store.contacts import RECIPIENT, change_status, find_contact, unsubscribed_by_recipient
+from gateway.store.models import ContactStatus
 
-HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-}
+RESUBSCRIBE_REASON = "resubscribed on the unsubscribe page"
 
 
-def confirm_page() -> web.Response:
-    return _page("Unsubscribe", CONFIRM, 200)
+@dataclass(frozen=True)
+class LinkContact:
+    """What a page shows of the contact its link names: the address masked (a***@example.org, enough to recognise
+    which of one's addresses it is, too little to learn one from a forwarded link), its status, and whether the link
+    holder may undo the unsubscribe."""
+
+    address: str
+    status: ContactStatus
+    can_resubscribe: bool
 
 
-def done_page() -> web.Response:
-    return _page("You are unsubscribed", DONE, 200)
+def look_up(contact_id: str) -> LinkContact | None:
+    """The contact an unsubscribe link names, as its page shows it; None for an unknown id."""
+    contact = find_contact(contact_id=contact_id)
+    if contact is None:
+        return None
+    undoable = contact.status is ContactStatus.UNSUBSCRIBED and unsubscribed_by_recipient(contact.id)
+    return LinkContact(masked(contact.email), contact.status, can_resubscribe=undoable)
 
 
-def not_found_page() -> web.Response:
-    return _page("Link not found", NOT_FOUND, 404)
+def unsubscribe(contact_id: str, *, source: str) -> LinkContact | None:
+    """Unsubscribe the link's contact (a higher status stays, see change_status); None for an unknown id."""
+    if change_status(ContactStatus.UNSUBSCRIBED, source=source, reason=source, contact_id=contact_id) is None:
+        return None
+    return look_up(contact_id)
 
 
-def _page(title: str, content: str, status: int) -> web.Response:
-    return web.Response(
-        text=PAGE.format(title=title, content=content), status=status, content_type="text/html", headers=HEADERS
-    )
+def resubscribe(contact_id: str) -> LinkContact | None:
+    """The link holder's undo: active again when the recipient had unsubscribed through our link, else unchanged
+    (the page then says so); None for an unknown id."""
+    if change_status(ContactStatus.ACTIVE, source=RECIPIENT, reason=RESUBSCRIBE_REASON, contact_id=contact_id) is None:
+        return None
+    return look_up(contact_id)

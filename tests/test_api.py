@@ -47,6 +47,7 @@ def test_generated_code_imports_from_an_installed_wheel(tmp_path):
     )
     [wheel] = tmp_path.glob("mail_gateway-*.whl")
     assert "gateway/api/mailgateway/v1/mail_gateway_pb2_grpc.py" in zipfile.ZipFile(wheel).namelist()
+    assert "feedback_http/templates/confirm.html" in zipfile.ZipFile(wheel).namelist()  # the unsubscribe pages
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, wheel], check=True)
     probe = (
