@@ -22,7 +22,7 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed node_modules/.package-lock.json system-packages lint
 	$(BIN)/python -m pytest
 
-## system-packages: the Debian packages the tests need (Go and its gRPC libraries), installed when missing
+## system-packages: the Debian packages the tests need (Go and its gRPC libraries, Chromium), installed when missing
 system-packages:
 	.ci/system-packages
 
