@@ -234,10 +234,10 @@ def test_the_recipients_undo_lowers_only_their_own_unsubscribe(database_url, his
     open_database(database_url)
     with database.connection_context():
         for status, source in history:
-            change_status(status, source=source, email=READER)
+            change_status(status, source=source, reason=source, email=READER)
         rows_before = StatusChange.select().count()
-        # allow_downgrade cannot widen it: the source decides
-        update = change_status(ContactStatus.ACTIVE, source=RECIPIENT, email=READER, allow_downgrade=True)
+        # a named actor cannot widen it: the source decides
+        update = change_status(ContactStatus.ACTIVE, source=RECIPIENT, reason="undo", email=READER, actor="someone")
 
         assert Contact.get(email=READER).status is expected
         moved = history and history[-1][0] is not ContactStatus.ACTIVE and expected is ContactStatus.ACTIVE
