@@ -67,3 +67,9 @@ class DatabaseUnavailable(GatewayError):
 
     reason = "DATABASE_UNAVAILABLE"
     retry_after = 1.0
+
+
+class AdminCallerRequired(GatewayError):
+    """The caller is not one of the admin callers (MAILGW_ADMIN_CALLERS)."""
+
+    reason = "ADMIN_CALLER_REQUIRED"

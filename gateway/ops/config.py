@@ -42,6 +42,8 @@ class Settings:
     auth_tokens: str = ""
     auth_tokens_file: str = ""
     allow_insecure_bind: bool = False
+    admin_callers: frozenset = frozenset()  # callers who may use the admin service (rpc/auth.py)
+    admin_allow_unauthenticated: bool = False
     dispatch_workers: int = 4
     dispatch_lease_seconds: float = 60.0
     send_rate: float = 0.0  # messages per second for all replicas together; 0: SES's MaxSendRate (outbox: no limit)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 
-from gateway.errors import Unauthenticated
+from gateway.errors import AdminCallerRequired, Unauthenticated
 from gateway.ids import is_name
 from gateway.ops.config import ConfigError, Settings, is_loopback, listen_address
 
@@ -98,3 +98,56 @@ def check_exposure(settings: Settings) -> None:
         "send mail",
         settings.grpc_addr,
     )
+
+
+UNAUTHENTICATED_OPERATOR = "unauthenticated"  # who an admin change records when nobody is authenticated
+
+
+@dataclass(frozen=True)
+class AdminAuthenticator:
+    """Names the caller of an admin RPC: an authenticated caller listed in MAILGW_ADMIN_CALLERS; anyone else gets
+    AdminCallerRequired (PERMISSION_DENIED). With MAILGW_ADMIN_ALLOW_UNAUTHENTICATED (loopback, nobody
+    authenticated), every caller is an admin, recorded as "unauthenticated"."""
+
+    callers: Authenticator
+    admins: frozenset[str] = frozenset()
+    allow_unauthenticated: bool = False
+
+    def caller(self, context: grpc.ServicerContext) -> str:
+        name = self.callers.caller(context)
+        if name in self.admins:
+            return name
+        if self.allow_unauthenticated:
+            return UNAUTHENTICATED_OPERATOR
+        metadata = {"caller": name} if name else {}
+        raise AdminCallerRequired("only the callers in MAILGW_ADMIN_CALLERS may use the admin service", **metadata)
+
+
+def admin_authenticator(settings: Settings, callers: Authenticator) -> AdminAuthenticator:
+    """Who may use the admin service, from MAILGW_ADMIN_CALLERS ("name,…") and MAILGW_ADMIN_ALLOW_UNAUTHENTICATED.
+
+    Nobody when MAILGW_ADMIN_CALLERS is empty. Unauthenticated callers only when asked for explicitly, and only where
+    nobody can be authenticated (no tokens, no client CA) and only local processes can call (a loopback address).
+    """
+    admins = settings.admin_callers
+    for name in sorted(admins):
+        if not is_name(name):
+            raise ConfigError(f"MAILGW_ADMIN_CALLERS: caller name {name[:40]!r} is not 1-128 printable ASCII")
+    if admins and not callers.tokens and not settings.tls_client_ca:
+        raise ConfigError(
+            "MAILGW_ADMIN_CALLERS needs authenticated callers (MAILGW_AUTH_TOKENS(_FILE) or MAILGW_TLS_CLIENT_CA): "
+            "without them no caller has a name (on loopback, MAILGW_ADMIN_ALLOW_UNAUTHENTICATED=true instead)"
+        )
+    token_names = {name for name, _ in callers.tokens}
+    if token_names and not admins <= token_names:  # with tokens, a token names every caller (not a certificate)
+        unknown = ", ".join(sorted(admins - token_names))
+        raise ConfigError(f"MAILGW_ADMIN_CALLERS names callers no token names: {unknown}")
+    if settings.admin_allow_unauthenticated:
+        host = listen_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")[0]
+        if callers.tokens or settings.tls_client_ca or not is_loopback(host):
+            raise ConfigError(
+                "MAILGW_ADMIN_ALLOW_UNAUTHENTICATED=true needs a loopback MAILGW_GRPC_ADDR whose callers are not "
+                "authenticated (no MAILGW_AUTH_TOKENS(_FILE), no MAILGW_TLS_CLIENT_CA); otherwise name the admins in "
+                "MAILGW_ADMIN_CALLERS"
+            )
+    return AdminAuthenticator(callers, frozenset(admins), settings.admin_allow_unauthenticated)

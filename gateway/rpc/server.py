@@ -12,13 +12,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gateway.api.mailgateway.v1 import admin_pb2, admin_pb2_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.ops import exposition
 from gateway.ops.config import Settings
 from gateway.ops.logs import setup_logging
 from gateway.ops.startup import AddressInUse, claim_address, claim_port_group, run
-from gateway.rpc.auth import authenticator, check_exposure, server_credentials
+from gateway.rpc.admin_service import MailGatewayAdminServicer
+from gateway.rpc.auth import admin_authenticator, authenticator, check_exposure, server_credentials
 from gateway.rpc.metrics import ServerMetrics
 from gateway.rpc.service import MailGatewayServicer
 from gateway.sending import reputation
@@ -33,6 +35,7 @@ from gateway.suppression.job import SuppressionJob
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MailGatewayService"].full_name
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["MailGatewayAdminService"].full_name
 DISPATCH_HEALTH = "mailgateway.v1.Dispatch"  # NOT_SERVING while dispatch is paused (the gateway still accepts)
 REPUTATION_HEALTH = "mailgateway.v1.ReputationGuard"  # NOT_SERVING while our own bounce or complaint rate pauses it
 SHUTDOWN_GRACE_SECONDS = 25.0
@@ -88,6 +91,7 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
     for warning in settings.warnings():
         log.warning("%s", warning)
     credentials, callers = server_credentials(settings), authenticator(settings)
+    admins = admin_authenticator(settings, callers)
     if not shared_port:
         claim_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")
     open_database(settings.database_url)
@@ -111,10 +115,13 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
     )
     servicer = MailGatewayServicer(settings.default_from, callers, dispatcher.wake if dispatcher else lambda: None)
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
+    admin_pb2_grpc.add_MailGatewayAdminServiceServicer_to_server(MailGatewayAdminServicer(admins), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, ADMIN_SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     try:
         if credentials:
             port = server.add_secure_port(settings.grpc_addr, credentials)

@@ -77,18 +77,7 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
     def GetContactStatus(
         self, request: pb.GetContactStatusRequest, context: grpc.ServicerContext, caller: str
     ) -> pb.GetContactStatusResponse:
-        which = request.WhichOneof("contact")
-        if which == "email":
-            try:
-                contact = contacts.find_contact(email=email_key(request.email))
-            except InvalidAddress as exc:
-                raise errors.InvalidRequest({"email": str(exc)}) from None
-        elif which == "contact_id":
-            if not is_contact_id(request.contact_id):
-                raise errors.InvalidRequest({"contact_id": "not a contact id (22 URL-safe characters)"})
-            contact = contacts.find_contact(contact_id=request.contact_id)
-        else:
-            raise errors.InvalidRequest({"contact": "set either email or contact_id"})
+        contact = contacts.find_contact(**requested_contact(request))
         if contact is None:
             raise errors.ContactNotFound("no contact has that address or id")
         response = pb.GetContactStatusResponse(
@@ -99,3 +88,19 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         )
         response.updated_at.FromDatetime(contact.updated_at)
         return response
+
+
+def requested_contact(request) -> dict[str, str]:
+    """The contact a request names in its `contact` oneof, as find_contact's keyword: the normalised email or the
+    contact id."""
+    which = request.WhichOneof("contact")
+    if which == "email":
+        try:
+            return {"email": email_key(request.email)}
+        except InvalidAddress as exc:
+            raise errors.InvalidRequest({"email": str(exc)}) from None
+    if which == "contact_id":
+        if not is_contact_id(request.contact_id):
+            raise errors.InvalidRequest({"contact_id": "not a contact id (22 URL-safe characters)"})
+        return {"contact_id": request.contact_id}
+    raise errors.InvalidRequest({"contact": "set either email or contact_id"})

@@ -20,6 +20,7 @@ STATUS_CODES = [  # most specific class first
     (errors.RecipientSuppressed, code_pb2.FAILED_PRECONDITION),
     (errors.NothingToResume, code_pb2.FAILED_PRECONDITION),
     (errors.Unauthenticated, code_pb2.UNAUTHENTICATED),
+    (errors.AdminCallerRequired, code_pb2.PERMISSION_DENIED),
     (errors.ContactNotFound, code_pb2.NOT_FOUND),
     (errors.MessageNotFound, code_pb2.NOT_FOUND),
     (errors.DatabaseUnavailable, code_pb2.UNAVAILABLE),
@@ -64,14 +65,37 @@ def rpc(method):
             caller = self._authenticator.caller(context)
             with unit_of_work():
                 return method(self, request, context, caller)
-        except errors.GatewayError as exc:
-            error = exc
-        except UNAVAILABLE as exc:
-            log.warning("database unavailable in %s: %s", method.__name__, type(exc).__name__)
-            error = errors.DatabaseUnavailable("the database is unavailable; retry later")
-        except Exception:
-            log.exception("unexpected failure in %s", method.__name__)
-            error = errors.GatewayError("internal error")
+        except Exception as exc:
+            error = _as_error(exc, method.__name__)
         context.abort_with_status(rich_status(error))
 
     return wrapper
+
+
+def rpc_stream(method):
+    """rpc() for a method that streams its response (a generator): the unit of work lasts until the last message is
+    sent, and a failure midway ends the stream with a typed status as rpc() does."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            caller = self._authenticator.caller(context)
+            with unit_of_work():
+                yield from method(self, request, context, caller)
+            return
+        except Exception as exc:
+            error = _as_error(exc, method.__name__)
+        context.abort_with_status(rich_status(error))
+
+    return wrapper
+
+
+def _as_error(exc: Exception, method_name: str) -> errors.GatewayError:
+    """The domain error a failure of an RPC is answered with."""
+    if isinstance(exc, errors.GatewayError):
+        return exc
+    if isinstance(exc, UNAVAILABLE):
+        log.warning("database unavailable in %s: %s", method_name, type(exc).__name__)
+        return errors.DatabaseUnavailable("the database is unavailable; retry later")
+    log.exception("unexpected failure in %s", method_name)
+    return errors.GatewayError("internal error")

@@ -118,6 +118,13 @@ class Contact(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 
+    class Meta:
+        indexes = (
+            # The admin listing's order (admin/listing.py): every page is one index range, at any table size.
+            (("updated_at", "id"), False),
+            (("status", "updated_at", "id"), False),
+        )
+
 
 class Message(BaseModel):
     """One accepted SendEmail, from the queue to its last SES event; `caller` is who asked (rpc/auth.py).

@@ -1,0 +1,185 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from gateway.api.mailgateway.v1 import mail_gateway_pb2 as _mail_gateway_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ImportOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMPORT_OUTCOME_UNSPECIFIED: _ClassVar[ImportOutcome]
+    IMPORT_OUTCOME_CREATED: _ClassVar[ImportOutcome]
+    IMPORT_OUTCOME_CHANGED: _ClassVar[ImportOutcome]
+    IMPORT_OUTCOME_UNCHANGED: _ClassVar[ImportOutcome]
+    IMPORT_OUTCOME_REFUSED: _ClassVar[ImportOutcome]
+IMPORT_OUTCOME_UNSPECIFIED: ImportOutcome
+IMPORT_OUTCOME_CREATED: ImportOutcome
+IMPORT_OUTCOME_CHANGED: ImportOutcome
+IMPORT_OUTCOME_UNCHANGED: ImportOutcome
+IMPORT_OUTCOME_REFUSED: ImportOutcome
+
+class Contact(_message.Message):
+    __slots__ = ("email", "contact_id", "status", "reason", "created_at", "updated_at")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    contact_id: str
+    status: _mail_gateway_pb2.ContactStatus
+    reason: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, email: _Optional[str] = ..., contact_id: _Optional[str] = ..., status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ContactFilter(_message.Message):
+    __slots__ = ("statuses", "updated_after", "updated_before")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[_mail_gateway_pb2.ContactStatus]
+    updated_after: _timestamp_pb2.Timestamp
+    updated_before: _timestamp_pb2.Timestamp
+    def __init__(self, statuses: _Optional[_Iterable[_Union[_mail_gateway_pb2.ContactStatus, str]]] = ..., updated_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListContactsRequest(_message.Message):
+    __slots__ = ("filter", "page_size", "page_token")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    filter: ContactFilter
+    page_size: int
+    page_token: str
+    def __init__(self, filter: _Optional[_Union[ContactFilter, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListContactsResponse(_message.Message):
+    __slots__ = ("contacts", "next_page_token")
+    CONTACTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    contacts: _containers.RepeatedCompositeFieldContainer[Contact]
+    next_page_token: str
+    def __init__(self, contacts: _Optional[_Iterable[_Union[Contact, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetContactHistoryRequest(_message.Message):
+    __slots__ = ("email", "contact_id", "page_size", "page_token")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    contact_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, email: _Optional[str] = ..., contact_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ContactStatusChange(_message.Message):
+    __slots__ = ("from_status", "to_status", "source", "reason", "operator", "changed_at")
+    FROM_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TO_STATUS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    from_status: _mail_gateway_pb2.ContactStatus
+    to_status: _mail_gateway_pb2.ContactStatus
+    source: str
+    reason: str
+    operator: str
+    changed_at: _timestamp_pb2.Timestamp
+    def __init__(self, from_status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., to_status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., source: _Optional[str] = ..., reason: _Optional[str] = ..., operator: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetContactHistoryResponse(_message.Message):
+    __slots__ = ("contact", "changes", "next_page_token")
+    CONTACT_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    contact: Contact
+    changes: _containers.RepeatedCompositeFieldContainer[ContactStatusChange]
+    next_page_token: str
+    def __init__(self, contact: _Optional[_Union[Contact, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[ContactStatusChange, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateContactStatusRequest(_message.Message):
+    __slots__ = ("email", "contact_id", "status", "reason")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    contact_id: str
+    status: _mail_gateway_pb2.ContactStatus
+    reason: str
+    def __init__(self, email: _Optional[str] = ..., contact_id: _Optional[str] = ..., status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UpdateContactStatusResponse(_message.Message):
+    __slots__ = ("contact", "previous_status", "changed")
+    CONTACT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_STATUS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    contact: Contact
+    previous_status: _mail_gateway_pb2.ContactStatus
+    changed: bool
+    def __init__(self, contact: _Optional[_Union[Contact, _Mapping]] = ..., previous_status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class ImportContactsRequest(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[ImportContactRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[ImportContactRow, _Mapping]]] = ...) -> None: ...
+
+class ImportContactRow(_message.Message):
+    __slots__ = ("email", "status", "reason")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    status: _mail_gateway_pb2.ContactStatus
+    reason: str
+    def __init__(self, email: _Optional[str] = ..., status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ImportContactResult(_message.Message):
+    __slots__ = ("index", "outcome", "status", "detail")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    outcome: ImportOutcome
+    status: _mail_gateway_pb2.ContactStatus
+    detail: str
+    def __init__(self, index: _Optional[int] = ..., outcome: _Optional[_Union[ImportOutcome, str]] = ..., status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ImportContactsResponse(_message.Message):
+    __slots__ = ("results", "created_count", "changed_count", "unchanged_count", "refused_count")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ImportContactResult]
+    created_count: int
+    changed_count: int
+    unchanged_count: int
+    refused_count: int
+    def __init__(self, results: _Optional[_Iterable[_Union[ImportContactResult, _Mapping]]] = ..., created_count: _Optional[int] = ..., changed_count: _Optional[int] = ..., unchanged_count: _Optional[int] = ..., refused_count: _Optional[int] = ...) -> None: ...
+
+class ExportContactsRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: ContactFilter
+    def __init__(self, filter: _Optional[_Union[ContactFilter, _Mapping]] = ...) -> None: ...
+
+class ExportContactsResponse(_message.Message):
+    __slots__ = ("contacts", "total_size")
+    CONTACTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    contacts: _containers.RepeatedCompositeFieldContainer[Contact]
+    total_size: int
+    def __init__(self, contacts: _Optional[_Iterable[_Union[Contact, _Mapping]]] = ..., total_size: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,145 @@
+"""The gRPC servicer of MailGatewayAdminService: requests into the admin domain calls (admin/), results into responses.
+Who may call it is decided by its authenticator (rpc/auth.py, AdminAuthenticator)."""
+
+import datetime
+import logging
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from gateway import errors
+from gateway.admin import listing, operations
+from gateway.admin.listing import ContactFilter, ContactRow
+from gateway.api.mailgateway.v1 import admin_pb2 as pb
+from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
+from gateway.rpc.auth import AdminAuthenticator
+from gateway.rpc.service import PROTO_STATUS, requested_contact
+from gateway.rpc.status import rpc, rpc_stream
+from gateway.store import contacts
+from gateway.store.models import Contact, ContactStatus
+
+log = logging.getLogger(__name__)
+
+STATUS_OF = {value: status for status, value in PROTO_STATUS.items()}
+PROTO_OUTCOME = {outcome: pb.ImportOutcome.Value(f"IMPORT_OUTCOME_{outcome.name}") for outcome in operations.Outcome}
+# Timestamps a filter may name: those Python's datetime holds (protobuf's own range is the same years, 1-9999).
+EARLIEST, LATEST = timestamp_pb2.Timestamp(seconds=-62135596800), timestamp_pb2.Timestamp(seconds=253402300799)
+
+
+class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
+    """MailGatewayAdminService; each method's caller is an admin (the authenticator refuses anyone else)."""
+
+    def __init__(self, authenticator: AdminAuthenticator):
+        self._authenticator = authenticator
+
+    @rpc
+    def ListContacts(
+        self, request: pb.ListContactsRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.ListContactsResponse:
+        size = listing.page_size(request.page_size)
+        page = listing.contacts_page(contact_filter(request.filter), request.page_token, size)
+        return pb.ListContactsResponse(
+            contacts=[contact_message(row) for row in page.items], next_page_token=page.next_page_token
+        )
+
+    @rpc
+    def GetContactHistory(
+        self, request: pb.GetContactHistoryRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.GetContactHistoryResponse:
+        size = listing.page_size(request.page_size)
+        contact = contacts.find_contact(**requested_contact(request))
+        if contact is None:
+            raise errors.ContactNotFound("no contact has that address or id")
+        page = listing.history_page(contact.id, request.page_token, size)
+        response = pb.GetContactHistoryResponse(contact=contact_message(contact), next_page_token=page.next_page_token)
+        for change in page.items:
+            entry = response.changes.add(
+                from_status=PROTO_STATUS[change.from_status],
+                to_status=PROTO_STATUS[change.to_status],
+                source=change.source,
+                reason=change.reason,
+                operator=change.actor,
+            )
+            entry.changed_at.FromDatetime(change.created_at)
+        return response
+
+    @rpc
+    def UpdateContactStatus(
+        self, request: pb.UpdateContactStatusRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.UpdateContactStatusResponse:
+        status = STATUS_OF.get(request.status)
+        if status is None:
+            raise errors.InvalidRequest({"status": "ACTIVE (reactivate), UNSUBSCRIBED, BOUNCED or COMPLAINED"})
+        update = operations.update_status(status, reason=request.reason, operator=caller, **requested_contact(request))
+        return pb.UpdateContactStatusResponse(
+            contact=contact_message(update.contact),
+            previous_status=PROTO_STATUS[update.previous],
+            changed=update.changed,
+        )
+
+    @rpc
+    def ImportContacts(
+        self, request: pb.ImportContactsRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.ImportContactsResponse:
+        rows = [operations.ImportRow(row.email, STATUS_OF.get(row.status), row.reason) for row in request.rows]
+        results = operations.import_rows(rows, operator=caller)
+        response = pb.ImportContactsResponse()
+        for index, result in enumerate(results):
+            response.results.add(
+                index=index,
+                outcome=PROTO_OUTCOME[result.outcome],
+                status=PROTO_STATUS[result.status] if result.status else 0,
+                detail=result.detail,
+            )
+        outcomes = [result.outcome for result in results]
+        response.created_count = outcomes.count(operations.Outcome.CREATED)
+        response.changed_count = outcomes.count(operations.Outcome.CHANGED)
+        response.unchanged_count = outcomes.count(operations.Outcome.UNCHANGED)
+        response.refused_count = outcomes.count(operations.Outcome.REFUSED)
+        return response
+
+    @rpc_stream
+    def ExportContacts(self, request: pb.ExportContactsRequest, context: grpc.ServicerContext, caller: str):
+        exported = listing.export_contacts(contact_filter(request.filter))
+        total = next(exported)
+        log.info("export by %s: %d contacts", caller, total)
+        first = True
+        for rows in exported:
+            yield pb.ExportContactsResponse(contacts=map(contact_message, rows), total_size=total if first else 0)
+            first = False
+        if first:
+            yield pb.ExportContactsResponse(total_size=total)  # an empty export still says that it is empty
+
+
+def contact_filter(message: pb.ContactFilter) -> ContactFilter:
+    """The filter a request names; InvalidRequest naming the field that is wrong."""
+    statuses = set()
+    for value in message.statuses:
+        if value not in STATUS_OF:
+            raise errors.InvalidRequest({"filter.statuses": f"{value} is not a contact status"})
+        statuses.add(STATUS_OF[value])
+    times = {}
+    for name in ("updated_after", "updated_before"):
+        if message.HasField(name):
+            times[name] = _moment(getattr(message, name), f"filter.{name}")
+    return ContactFilter(frozenset(statuses), **times)
+
+
+def _moment(timestamp: timestamp_pb2.Timestamp, field: str) -> datetime.datetime:
+    valid = EARLIEST.seconds <= timestamp.seconds <= LATEST.seconds and 0 <= timestamp.nanos < 1_000_000_000
+    if not valid:
+        raise errors.InvalidRequest({field: "not a time between the years 1 and 9999"})
+    return timestamp.ToDatetime()  # naive UTC, as the database stores times
+
+
+def contact_message(contact: ContactRow | Contact) -> pb.Contact:
+    """A contact (a listed row or a model) as the API shows it."""
+    message = pb.Contact(
+        email=contact.email,
+        contact_id=contact.contact_id,
+        status=PROTO_STATUS[ContactStatus(contact.status)],
+        reason=contact.reason,
+    )
+    message.created_at.FromDatetime(contact.created_at)
+    message.updated_at.FromDatetime(contact.updated_at)
+    return message
