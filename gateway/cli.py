@@ -1,6 +1,7 @@
 """The `mailgw` command: run the servers, send a mail, follow it, ask a recipient's status."""
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,6 +34,12 @@ FLAGS = {
     "contact_id": "CONTACT",
     "contact": "CONTACT",
     "message_id": "MESSAGE_ID",
+    "reason": "--reason",
+    "status": "--status",
+    "filter.statuses": "--status",
+    "filter.updated_after": "--since",
+    "filter.updated_before": "--until",
+    "page_token": "--page-token",
 }
 
 
@@ -86,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.ops import dispatch_cli
 
         return dispatch_cli.run(args)
+    elif args.command == "contacts":
+        return args.run(args)
     return 0
 
 
@@ -172,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
     dispatch_cli.add_commands(commands)
     suppression_commands.add_parsers(commands)
+    from gateway.admin.cli import add_contacts_commands  # here: it imports this module's client helpers
+
+    add_contacts_commands(commands, client)
     return root
 
 
@@ -204,6 +216,18 @@ def call(address: str, method: str, request):
     Against a protected gateway: MAILGW_CLIENT_TOKEN (bearer token), MAILGW_CLIENT_CA (CA of the server's TLS
     certificate), MAILGW_CLIENT_CERT and MAILGW_CLIENT_KEY (client certificate for mutual TLS).
     """
+    with client_channel(address) as (channel, metadata):
+        stub = pb_grpc.MailGatewayServiceStub(channel)
+        try:
+            return getattr(stub, method)(request, timeout=30, metadata=metadata)
+        except grpc.RpcError as err:
+            print("\n".join(describe_error(err)), file=sys.stderr)
+            raise SystemExit(1) from None
+
+
+@contextlib.contextmanager
+def client_channel(address: str):
+    """A channel to the gateway with the MAILGW_CLIENT_* credentials, and the metadata every call carries."""
     env = os.environ
     if env.get("MAILGW_CLIENT_CA"):
         ca, key, cert = (
@@ -215,12 +239,7 @@ def call(address: str, method: str, request):
     token = env.get("MAILGW_CLIENT_TOKEN")
     metadata = [("authorization", f"Bearer {token}")] if token else []
     with channel:
-        stub = pb_grpc.MailGatewayServiceStub(channel)
-        try:
-            return getattr(stub, method)(request, timeout=30, metadata=metadata)
-        except grpc.RpcError as err:
-            print("\n".join(describe_error(err)), file=sys.stderr)
-            raise SystemExit(1) from None
+        yield channel, metadata
 
 
 def describe_error(err: grpc.RpcError) -> list[str]:

@@ -1,0 +1,179 @@
+"""`mailgw contacts …`: the suppression list from the command line, through the admin service (callers named in
+MAILGW_ADMIN_CALLERS; credentials as for `mailgw send`)."""
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+from gateway.admin.client import STATUSES, call, contact_filter, status_name, status_value
+from gateway.admin.csvfile import csv_time
+from gateway.admin.transfer import export_file, import_file
+from gateway.api.mailgateway.v1 import admin_pb2 as pb
+from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
+from gateway.api.mailgateway.v1 import mail_gateway_pb2 as public_pb
+from gateway.cli import client_channel
+
+SUPPRESSED = STATUSES[1:]
+
+
+def add_contacts_commands(commands, client: argparse.ArgumentParser) -> None:
+    """`mailgw contacts ACTION`, beside the other commands; `client` holds the shared --addr option."""
+    contacts = commands.add_parser(
+        "contacts",
+        help="list, inspect, reactivate, suppress, import and export contacts (admin callers only)",
+        description="Read and manage the suppression list through the gateway's admin service. The caller must be "
+        "named in the gateway's MAILGW_ADMIN_CALLERS; credentials as for `mailgw send` (MAILGW_CLIENT_*).",
+    )
+    actions = contacts.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
+
+    listing = actions.add_parser(
+        "list", parents=[client], help="list contacts, oldest change first", description=list_contacts.__doc__
+    )
+    filter_options(listing)
+    listing.add_argument("--limit", type=_count, default=100, metavar="N", help="at most N contacts; 0: all (100)")
+    listing.add_argument("--page-token", default="", metavar="TOKEN", help="continue where a listing stopped")
+    listing.set_defaults(run=list_contacts)
+
+    history = actions.add_parser(
+        "history", parents=[client], help="a contact's status changes, newest first", description=show_history.__doc__
+    )
+    history.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
+    history.add_argument("--limit", type=_count, default=100, metavar="N", help="at most N changes; 0: all (100)")
+    history.set_defaults(run=show_history)
+
+    reactivate = actions.add_parser(
+        "reactivate",
+        parents=[client],
+        help="let a suppressed contact be mailed again",
+        description=reactivate_contact.__doc__,
+    )
+    reactivate.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
+    reactivate.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the contact's history)")
+    reactivate.set_defaults(run=reactivate_contact)
+
+    suppress = actions.add_parser(
+        "suppress", parents=[client], help="stop all mail to an address", description=suppress_contact.__doc__
+    )
+    suppress.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
+    suppress.add_argument("--status", required=True, choices=SUPPRESSED, help="the suppressed status to give it")
+    suppress.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the contact's history)")
+    suppress.set_defaults(run=suppress_contact)
+
+    importing = actions.add_parser(
+        "import", parents=[client], help="import contacts from a CSV file", description=import_file.__doc__
+    )
+    importing.add_argument("file", type=Path, metavar="FILE.csv", help="columns email, status and optionally reason")
+    importing.add_argument("--report", type=Path, metavar="REPORT.csv", help="write every row's outcome to this file")
+    importing.set_defaults(run=import_file)
+
+    exporting = actions.add_parser(
+        "export", parents=[client], help="export contacts to a CSV file", description=export_file.__doc__
+    )
+    filter_options(exporting)
+    exporting.add_argument("-o", "--output", type=Path, metavar="FILE.csv", help="write here instead of stdout")
+    exporting.set_defaults(run=export_file)
+
+
+def list_contacts(args) -> int:
+    """List contacts in the order of their last change (oldest first), optionally only some statuses or changes
+    within a time range. One line a contact: updated_at, status, address, reason."""
+    request = pb.ListContactsRequest(filter=contact_filter(args), page_token=args.page_token)
+    shown = 0
+    with client_channel(args.addr) as (channel, metadata):
+        stub = pb_grpc.MailGatewayAdminServiceStub(channel)
+        while True:
+            request.page_size = min(args.limit - shown, 1000) if args.limit else 1000
+            page = call(stub.ListContacts, request, metadata)
+            for contact in page.contacts:
+                when, status = csv_time(contact.updated_at.ToDatetime()), status_name(contact.status)
+                print(f"{when}  {status:<12}  {contact.email}  {_one_line(contact.reason)}".rstrip())
+            shown += len(page.contacts)
+            if not page.next_page_token:
+                return 0
+            if args.limit and shown >= args.limit:
+                print(f"more: continue with --page-token {page.next_page_token}", file=sys.stderr)
+                return 0
+            request.page_token = page.next_page_token
+
+
+def show_history(args) -> int:
+    """Show a contact's current status, then its status changes, newest first: when, from -> to, the source (and
+    the operator, for an admin's change), and the reason."""
+    request = pb.GetContactHistoryRequest(**_contact(args.contact))
+    shown = 0
+    with client_channel(args.addr) as (channel, metadata):
+        stub = pb_grpc.MailGatewayAdminServiceStub(channel)
+        while True:
+            request.page_size = min(args.limit - shown, 1000) if args.limit else 1000
+            page = call(stub.GetContactHistory, request, metadata)
+            if not shown:
+                current = page.contact
+                print(f"{current.email}: {status_name(current.status)} (contact_id={current.contact_id})")
+            for change in page.changes:
+                by = f" by {change.operator}" if change.operator else ""
+                when = csv_time(change.changed_at.ToDatetime())
+                moved = f"{status_name(change.from_status)} -> {status_name(change.to_status)}"
+                line = f"  {when}  {moved}  {change.source}{by}"
+                print(f"{line}: {_one_line(change.reason)}" if change.reason else line)
+            shown += len(page.changes)
+            if not page.next_page_token or (args.limit and shown >= args.limit):
+                return 0
+            request.page_token = page.next_page_token
+
+
+def reactivate_contact(args) -> int:
+    """Let a contact that unsubscribed, bounced or complained be mailed again. The reason and your caller name are
+    kept in its history."""
+    return _update(args, public_pb.CONTACT_STATUS_ACTIVE)
+
+
+def suppress_contact(args) -> int:
+    """Stop all mail to an address (one never mailed gets a contact, so the guard blocks it). A contact already in
+    a more severe status keeps it. The reason and your caller name are kept in its history."""
+    return _update(args, status_value(args.status))
+
+
+def _update(args, status: int) -> int:
+    request = pb.UpdateContactStatusRequest(status=status, reason=args.reason, **_contact(args.contact))
+    with client_channel(args.addr) as (channel, metadata):
+        done = call(pb_grpc.MailGatewayAdminServiceStub(channel).UpdateContactStatus, request, metadata)
+    now, before = status_name(done.contact.status), status_name(done.previous_status)
+    if done.changed:
+        print(f"{done.contact.email}: {before} -> {now}")
+    elif done.contact.status == status:
+        print(f"{done.contact.email}: unchanged, already {now}")
+    else:
+        print(f"{done.contact.email}: unchanged, {now} (more severe than {status_name(status)})")
+    return 0
+
+
+def filter_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--status", action="append", choices=STATUSES, default=[], help="only contacts with this status; repeatable"
+    )
+    command.add_argument("--since", type=_time, metavar="TIME", help="only contacts changed at or after this time")
+    command.add_argument("--until", type=_time, metavar="TIME", help="only contacts changed before this time")
+
+
+def _time(text: str) -> datetime.datetime:
+    """An ISO-8601 date or time; without a UTC offset, UTC."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 date or time, e.g. 2026-12-01T10:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return int(text)
+
+
+def _contact(text: str) -> dict[str, str]:
+    return {"email": text} if "@" in text else {"contact_id": text}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
