@@ -53,8 +53,9 @@ def public_stub(gateway, token: str | None = BILLING_TOKEN):
     return As(mail_gateway_pb2_grpc.MailGatewayServiceStub(channel), token)
 
 
-def seed_contacts(count: int, *, status: str = "active", prefix: str = "user") -> None:
-    """`count` contacts prefix<i>@example.org, each with its own updated_at, written straight to the database."""
+def seed_contacts(count: int, *, status: str = "active", prefix: str = "user", spread: bool = True) -> None:
+    """`count` contacts prefix<i>@example.org, written straight to the database, changed a second apart (or all at
+    once, without `spread`)."""
     start = datetime.datetime(2026, 1, 1)
     rows = [
         {
@@ -62,7 +63,7 @@ def seed_contacts(count: int, *, status: str = "active", prefix: str = "user") -
             "email": f"{prefix}{i}@example.org",
             "status": status,
             "created_at": start,
-            "updated_at": start + datetime.timedelta(seconds=i),
+            "updated_at": start + datetime.timedelta(seconds=i if spread else 0),
         }
         for i in range(count)
     ]

@@ -196,6 +196,17 @@ def test_pages_cover_every_contact_once_while_contacts_change(admin_gateway):
     assert not {f"late{i}@example.org" for i in range(5)} & set(emails)  # inserted behind the cursor: next listing
 
 
+def test_contacts_changed_at_the_same_moment_are_paged_by_id(admin_gateway):
+    seed_contacts(25, spread=False)
+    seed_contacts(25, status="bounced", prefix="bounce", spread=False)
+    admin = admin_stub(admin_gateway)
+
+    for statuses, expected in (([], 50), ([BOUNCED], 25), ([ACTIVE, BOUNCED], 50)):
+        pages = list_all(admin, 4, statuses=statuses)
+        emails = [contact.email for page in pages for contact in page]
+        assert len(emails) == len(set(emails)) == expected, statuses
+
+
 def test_filters_select_by_status_and_by_time_across_pages(admin_gateway):
     seed_contacts(30, status="bounced", prefix="bounce")
     seed_contacts(30, status="complained", prefix="compl")
@@ -432,6 +443,27 @@ def test_import_reports_every_row_and_a_second_run_changes_nothing(admin_gateway
     assert [v.field for v in details["BadRequest"][0].field_violations] == ["rows"]
     with database.connection_context():
         assert not Contact.select().where(Contact.email == "n0@example.org").exists()
+
+
+def test_rows_for_one_address_apply_in_their_order(admin_gateway):
+    admin = admin_stub(admin_gateway)
+    rows = [
+        pb.ImportContactRow(email="ada@example.org", status=UNSUBSCRIBED),
+        pb.ImportContactRow(email="Ada <ADA@example.org>", status=BOUNCED, reason="later bounce"),
+        pb.ImportContactRow(email="ada@example.org", status=UNSUBSCRIBED),
+    ]
+
+    first = admin.ImportContacts(pb.ImportContactsRequest(rows=rows))
+    second = admin.ImportContacts(pb.ImportContactsRequest(rows=rows))
+
+    assert [(outcome(r), r.status) for r in first.results] == [
+        ("CREATED", UNSUBSCRIBED), ("CHANGED", BOUNCED), ("UNCHANGED", BOUNCED)
+    ]  # fmt: skip
+    assert [(outcome(r), r.status) for r in second.results] == [("UNCHANGED", BOUNCED)] * 3
+    assert [row[:3] for row in history_rows("ada@example.org")] == [
+        (ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED, "import"),
+        (ContactStatus.UNSUBSCRIBED, ContactStatus.BOUNCED, "import"),
+    ]
 
 
 def test_export_streams_every_contact_once_from_one_snapshot(admin_gateway):

@@ -127,13 +127,15 @@ def history_page(contact_pk: int, page_token: str, size: int) -> Page:
     return Page(changes, token)
 
 
-def _matching(contact_filter: ContactFilter, status: ContactStatus | None = None) -> peewee.ModelSelect:
+def _matching(
+    contact_filter: ContactFilter, status: ContactStatus | None = None, *, lower_bound: bool = True
+) -> peewee.ModelSelect:
     query = Contact.select(*CONTACT_COLUMNS)
     if status is not None:
         query = query.where(Contact.status == status)
     elif contact_filter.statuses:
         query = query.where(Contact.status.in_(sorted(contact_filter.statuses)))
-    if contact_filter.updated_after is not None:
+    if contact_filter.updated_after is not None and lower_bound:
         query = query.where(Contact.updated_at >= contact_filter.updated_after)
     if contact_filter.updated_before is not None:
         query = query.where(Contact.updated_at < contact_filter.updated_before)
@@ -144,12 +146,17 @@ def _contacts_after(contact_filter: ContactFilter, after: tuple | None, limit: i
     """At most `limit` contacts after the key `after`, in key order. With several statuses, one query per status
     (each reads one range of the (status, updated_at, id) index) merged here: a single query over `status IN (…)`
     would have to sort every matching contact to find the first few."""
+    # updated_after joins the page's key in one lower bound ((t, 0) is below every contact changed at t): given
+    # both as two conditions, PostgreSQL took the range for a hundred times narrower than it is and sorted every
+    # contact in it (76 ms at 1,000,000 contacts) instead of reading the first ones in index order.
+    start = (contact_filter.updated_after, 0) if contact_filter.updated_after is not None else None
+    lower = max((key for key in (after, start) if key is not None), default=None)
     statuses = sorted(contact_filter.statuses) or [None]
     queries = []
     for status in statuses:
-        query = _matching(contact_filter, status)
-        if after is not None:
-            query = query.where(peewee.Tuple(Contact.updated_at, Contact.id) > peewee.Tuple(*after))
+        query = _matching(contact_filter, status, lower_bound=False)
+        if lower is not None:
+            query = query.where(peewee.Tuple(Contact.updated_at, Contact.id) > peewee.Tuple(*lower))
         queries.append(ContactRow(*row) for row in query.order_by(Contact.updated_at, Contact.id).limit(limit).tuples())
     return list(itertools.islice(heapq.merge(*queries, key=lambda row: row.key), limit))
 
