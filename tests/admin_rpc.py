@@ -35,9 +35,10 @@ class As:
         return functools.partial(getattr(self._stub, method), metadata=self._metadata, timeout=30)
 
 
-def start_admin_gateway(make_gateway):
-    """A running gateway (make_gateway's) where the caller "ops" is an admin and "billing" is not."""
-    gateway, _ = make_gateway(auth_tokens=TOKENS, admin_callers=frozenset({"ops"}))
+def start_admin_gateway(make_gateway, **changes):
+    """A running gateway (make_gateway's, with settings `changes`) where the caller "ops" is an admin and "billing"
+    is not."""
+    gateway, _ = make_gateway(auth_tokens=TOKENS, admin_callers=frozenset({"ops"}), **changes)
     return gateway
 
 

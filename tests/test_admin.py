@@ -46,7 +46,7 @@ def status_of(email: str) -> ContactStatus:
 def history_rows(email: str) -> list[tuple]:
     with database.connection_context():
         query = StatusChange.select().join(Contact).where(Contact.email == email).order_by(StatusChange.id)
-        return [(c.from_status, c.to_status, c.source, c.reason, c.operator) for c in query]
+        return [(c.from_status, c.to_status, c.source, c.reason, c.actor) for c in query]
 
 
 # --- who may call it -------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def test_bad_paging_and_filters_are_invalid_arguments(admin_gateway):
 # --- history, reactivate, suppress -----------------------------------------------------------------------
 
 
-def test_history_lists_changes_newest_first_with_operator_and_reason(admin_gateway):
+def test_history_lists_changes_newest_first_with_actor_and_reason(admin_gateway):
     admin = admin_stub(admin_gateway)
     with database.connection_context():
         contact_id = change_status(
@@ -294,7 +294,7 @@ def test_history_lists_changes_newest_first_with_operator_and_reason(admin_gatew
     assert (history.contact.email, history.contact.status, history.contact.reason) == (
         "ada@example.org", COMPLAINED, "abuse"
     )  # fmt: skip
-    assert [(c.from_status, c.to_status, c.source, c.reason, c.operator) for c in history.changes] == [
+    assert [(c.from_status, c.to_status, c.source, c.reason, c.actor) for c in history.changes] == [
         (ACTIVE, COMPLAINED, "admin", "abuse", "ops"),
         (BOUNCED, ACTIVE, "admin", "typo in MX fixed, ticket 42", "ops"),
         (ACTIVE, BOUNCED, "ses:Bounce", "Permanent/General: 550 no such user", ""),
@@ -335,6 +335,8 @@ def test_suppress_and_reactivate_are_what_the_guard_sees(admin_gateway):
     assert (done.changed, done.previous_status, done.contact.status, done.contact.reason) == (
         True, BOUNCED, ACTIVE, "mailbox exists"
     )  # fmt: skip
+    assert (done.ses_list_removal, done.ses_list_error) == (pb.SES_LIST_REMOVAL_NOT_LISTED, "")  # SES was asked
+    assert suppressed.ses_list_removal == pb.SES_LIST_REMOVAL_UNSPECIFIED  # a suppression asks nothing of it here
     assert sender.SendEmail(SEND).message_id
     again = admin.UpdateContactStatus(reactivate)
     assert (again.changed, again.previous_status) == (False, ACTIVE)
@@ -498,7 +500,7 @@ def test_export_streams_every_contact_once_from_one_snapshot(admin_gateway):
 
 
 def test_a_database_from_before_the_admin_service_upgrades_in_place(database_url, make_gateway):
-    """The history gains its operator column and the contacts their listing indexes when the new version starts."""
+    """The history gains its actor column and the contacts their listing indexes when the new version starts."""
     from tests.test_upgrade import OLD, connect
     from tests.test_upgrade import Contact as OldContact
     from tests.test_upgrade import StatusChange as OldStatusChange
@@ -513,7 +515,7 @@ def test_a_database_from_before_the_admin_service_upgrades_in_place(database_url
     admin = admin_stub(start_admin_gateway(make_gateway))
 
     history = admin.GetContactHistory(pb.GetContactHistoryRequest(email="ada@example.org"))
-    assert [(c.from_status, c.to_status, c.source, c.reason, c.operator) for c in history.changes] == [
+    assert [(c.from_status, c.to_status, c.source, c.reason, c.actor) for c in history.changes] == [
         (ACTIVE, BOUNCED, "ses:Bounce", "550", "")
     ]
     admin.UpdateContactStatus(pb.UpdateContactStatusRequest(email="ada@example.org", status=ACTIVE, reason="fixed"))

@@ -17,12 +17,15 @@ import threading
 import pytest
 
 from gateway.cli import parser
-from gateway.store.models import Contact, StatusChange, database
+from gateway.store.contacts import change_status
+from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database
 from tests.admin_rpc import BILLING_TOKEN, OPS_TOKEN, start_admin_gateway
 from tests.processes import ROOT
 
 BOM = "\ufeff".encode()
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+ACTIVE, BOUNCED = ContactStatus.ACTIVE, ContactStatus.BOUNCED
+DELETE = "DeleteSuppressedDestination"
 
 
 @pytest.fixture
@@ -123,7 +126,7 @@ def test_import_then_export_round_trip_through_spreadsheet_files(address, tmp_pa
     assert contact("=cmd@example.org").reason == '=HYPERLINK("http://evil.example","click")'
     assert contact("ada@example.org").reason == '550 5.1.1 user unknown; the server said "no such user"'
     with database.connection_context():
-        assert {c.operator for c in StatusChange.select()} == {"ops"}
+        assert {c.actor for c in StatusChange.select()} == {"ops"}
 
     again = mailgw("contacts", "import", "--addr", address, str(source))
     assert again.stdout == f"{source}: 0 created, 0 changed, 4 unchanged, 2 refused\n"
@@ -163,8 +166,11 @@ def test_contacts_commands_print_what_an_operator_needs(address):
                       "--reason", "bounced in the old system")  # fmt: skip
     assert (suppress.returncode, suppress.stdout) == (0, "ada@example.org: active -> bounced\n"), suppress.stderr
     reactivate = ["contacts", "reactivate", "--addr", address, "ada@example.org", "--reason", "mailbox fixed"]
-    assert mailgw(*reactivate).stdout == "ada@example.org: bounced -> active\n"
-    assert mailgw(*reactivate).stdout == "ada@example.org: unchanged, already active\n"
+    assert mailgw(*reactivate).stdout.splitlines() == [
+        "ada@example.org: bounced -> active",
+        "  SES suppression list: was not on it",
+    ]
+    assert mailgw(*reactivate).stdout.splitlines()[0] == "ada@example.org: unchanged, already active"
     mailgw("contacts", "suppress", "--addr", address, "bob@example.org", "--status", "complained", "--reason", "spam")
 
     history = mailgw("contacts", "history", "--addr", address, "ada@example.org")
@@ -199,6 +205,87 @@ def test_contacts_commands_print_what_an_operator_needs(address):
     assert mailgw("contacts", "list", "--addr", address, "--since", "yesterday").returncode == 2
     assert mailgw("contacts", "suppress", "--addr", address, "x@example.org", "--status", "bounced").returncode == 2
     assert contact("x@example.org") is None
+
+
+def last_change(email: str) -> tuple:
+    with database.connection_context():
+        row = StatusChange.select().join(Contact).where(Contact.email == email).order_by(StatusChange.id.desc()).get()
+        return (row.from_status, row.to_status, row.source, row.actor, row.reason)
+
+
+def suppressed(email: str, status: ContactStatus = ContactStatus.BOUNCED) -> None:
+    with database.connection_context():
+        change_status(status, source="ses:Bounce", reason="Permanent/General", email=email)
+
+
+def test_mailgw_contacts_reactivate_takes_the_address_off_ses_list(make_gateway, ses):
+    # The gateway's own sync is off: what SES's list sees here is the reactivation's doing alone.
+    address = f"127.0.0.1:{start_admin_gateway(make_gateway, ses_suppression_sync_seconds=0).port}"
+    suppressed("ada@example.org")
+    ses.suppression.add("ada@example.org")
+
+    done = mailgw("contacts", "reactivate", "--addr", address, "Ada@Example.org", "--reason", "mailbox fixed")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["ada@example.org: bounced -> active", "  SES suppression list: removed"]
+    assert last_change("ada@example.org") == (BOUNCED, ACTIVE, "admin", "ops", "mailbox fixed")
+    assert ses.suppression.called(DELETE) == [{"EmailAddress": "ada@example.org"}]
+    assert ses.suppression.entries == {}
+
+    again = mailgw("contacts", "reactivate", "--addr", address, "ada@example.org", "--reason", "sure")
+    assert (again.returncode, again.stdout.splitlines()) == (
+        0, ["ada@example.org: unchanged, already active", "  SES suppression list: was not on it"]
+    )  # fmt: skip
+
+    suppressed("slow@example.org")
+    ses.suppression.add("slow@example.org")
+    ses.suppression.fail(DELETE, 429, "TooManyRequestsException", "Too many requests")
+    waiting = mailgw("contacts", "reactivate", "--addr", address, "slow@example.org", "--reason", "asked us to")
+    assert (waiting.returncode, waiting.stdout.splitlines()) == (0, [
+        "slow@example.org: bounced -> active",
+        "  SES suppression list: not removed yet (SES_THROTTLED); the gateway's sync tries again",
+    ])  # fmt: skip
+    assert "slow@example.org" in ses.suppression.entries  # still listed: the sync's to remove
+
+    suppressed("odd@example.org", ContactStatus.COMPLAINED)
+    ses.suppression.fail(DELETE, 400, "BadRequestException", "Invalid email address")
+    refused = mailgw("contacts", "reactivate", "--addr", address, "odd@example.org", "--reason", "test account")
+    assert (refused.returncode, refused.stdout.splitlines()) == (1, [
+        "odd@example.org: complained -> active",
+        "  SES suppression list: SES refused to remove it (SES_BAD_REQUEST)",
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("gateway_settings", [{"transport": "outbox"}, {"dispatch_workers": 0}])
+def test_mailgw_contacts_reactivate_through_a_gateway_that_does_not_call_ses_leaves_the_removal_to_the_sync(
+    make_gateway, ses, gateway_settings
+):
+    address = f"127.0.0.1:{start_admin_gateway(make_gateway, **gateway_settings).port}"
+    suppressed("ada@example.org")
+
+    done = mailgw("contacts", "reactivate", "--addr", address, "ada@example.org", "--reason", "mailbox fixed")
+
+    assert (done.returncode, done.stdout.splitlines()) == (0, [
+        "ada@example.org: bounced -> active",
+        "  SES suppression list: not asked (this gateway does not call SES: outbox transport, or accepting only); "
+        "removed by the sync of a gateway that sends through SES",
+    ])  # fmt: skip
+    assert ses.suppression.calls == []
+    with database.connection_context():
+        intent = SesListIntent.get()
+    assert (intent.action, intent.state) == ("delete", "pending")  # recorded for a gateway that syncs
+
+
+def test_mailgw_contacts_reactivate_refuses_unknown_contacts_and_missing_reasons(address):
+    unknown = mailgw("contacts", "reactivate", "--addr", address, "nobody@example.org", "--reason", "x")
+    no_reason = mailgw("contacts", "reactivate", "--addr", address, "nobody@example.org")
+
+    assert (unknown.returncode, unknown.stderr.splitlines()) == (1, [
+        "error: NOT_FOUND: no contact has that address or id",
+        "  reason=CONTACT_NOT_FOUND",
+    ])  # fmt: skip
+    assert no_reason.returncode == 2 and "the following arguments are required: --reason" in no_reason.stderr
+    assert contact("nobody@example.org") is None
 
 
 def test_progress_shows_on_a_terminal_and_nowhere_else(address, tmp_path):

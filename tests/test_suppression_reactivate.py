@@ -1,5 +1,6 @@
-"""Reactivation, as a domain function and as `mailgw contacts reactivate` (a real subprocess), and `mailgw suppression
-sync`: against the SES stand-in as a real HTTP server, on SQLite and PostgreSQL."""
+"""Reactivation as a domain function (`mailgw contacts reactivate`, through the admin service, is tested in
+test_admin_cli.py), and `mailgw suppression sync` (a real subprocess): against the SES stand-in as a real HTTP server,
+on SQLite and PostgreSQL."""
 
 import datetime
 import os
@@ -55,7 +56,7 @@ def test_reactivation_records_who_and_why_and_takes_the_address_off_ses_list(db,
 
     assert done == Reactivation("ada@example.org", contact.contact_id, BOUNCED, True, SesRemoval.REMOVED)
     assert Contact.get(email="ada@example.org").status is ACTIVE
-    assert last_change("ada@example.org") == (BOUNCED, ACTIVE, "operator", "alice", "mailbox fixed")
+    assert last_change("ada@example.org") == (BOUNCED, ACTIVE, "admin", "alice", "mailbox fixed")
     assert ses.suppression.called(DELETE) == [{"EmailAddress": "Ada@Example.org"}]
     assert ses.suppression.entries == {}
     assert SesListIntent.select().count() == 0
@@ -111,7 +112,7 @@ def test_bad_input_is_refused_before_anything_changes(db, ses):
     assert ses.suppression.calls == []
 
 
-# --- the commands, as a user runs them --------------------------------------------------------------------------
+# --- the command, as a user runs it ----------------------------------------------------------------------------
 
 
 def mailgw(*args: str, database_url: str) -> subprocess.CompletedProcess:
@@ -123,44 +124,6 @@ def mailgw(*args: str, database_url: str) -> subprocess.CompletedProcess:
         cwd=ROOT,
         timeout=60,
     )
-
-
-def test_mailgw_contacts_reactivate(db, ses, database_url):
-    change_status(BOUNCED, source="ses:Bounce", reason="Permanent/General", email="ada@example.org")
-    ses.suppression.add("ada@example.org")
-
-    done = mailgw("contacts", "reactivate", "Ada@Example.org", "--reason", "mailbox fixed", "--by", "alice",
-                  database_url=database_url)  # fmt: skip
-
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        "ada@example.org: bounced -> active (by alice: mailbox fixed)",
-        "  SES suppression list: removed",
-    ]
-    assert last_change("ada@example.org") == (BOUNCED, ACTIVE, "operator", "alice", "mailbox fixed")
-    assert ses.suppression.entries == {}
-
-    again = mailgw("contacts", "reactivate", "ada@example.org", "--reason", "sure", "--by", "bob",
-                   database_url=database_url)  # fmt: skip
-    assert again.stdout.splitlines() == [
-        "ada@example.org: active already (by bob: sure)",
-        "  SES suppression list: was not on it",
-    ]
-
-
-def test_mailgw_contacts_reactivate_refuses_unknown_contacts_and_missing_reasons(db, ses, database_url):
-    unknown = mailgw("contacts", "reactivate", "nobody@example.org", "--reason", "x", database_url=database_url)
-    no_reason = mailgw("contacts", "reactivate", "nobody@example.org", database_url=database_url)
-    blank = mailgw("contacts", "reactivate", "nobody@example.org", "--reason", " ", database_url=database_url)
-
-    assert (unknown.returncode, unknown.stderr) == (1, "error: no contact has that address or id\n")
-    assert no_reason.returncode == 2 and "the following arguments are required: --reason" in no_reason.stderr
-    assert blank.returncode == 1
-    assert blank.stderr.splitlines() == [
-        "error: the request is invalid",
-        "  --reason: required: why this contact may be mailed again",
-    ]
-    assert Contact.select().count() == 0
 
 
 def test_mailgw_suppression_sync(db, ses, database_url):

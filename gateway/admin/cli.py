@@ -99,7 +99,7 @@ def list_contacts(args) -> int:
 
 def show_history(args) -> int:
     """Show a contact's current status, then its status changes, newest first: when, from -> to, the source (and
-    the operator, for an admin's change), and the reason."""
+    by whom, for a change made by hand: an admin caller, or suppression-sync), and the reason."""
     request = pb.GetContactHistoryRequest(**_contact(args.contact))
     shown = 0
     with client_channel(args.addr) as (channel, metadata):
@@ -111,7 +111,7 @@ def show_history(args) -> int:
                 current = page.contact
                 print(f"{current.email}: {status_name(current.status)} (contact_id={current.contact_id})")
             for change in page.changes:
-                by = f" by {change.operator}" if change.operator else ""
+                by = f" by {change.actor}" if change.actor else ""
                 when = csv_time(change.changed_at.ToDatetime())
                 moved = f"{status_name(change.from_status)} -> {status_name(change.to_status)}"
                 line = f"  {when}  {moved}  {change.source}{by}"
@@ -123,18 +123,35 @@ def show_history(args) -> int:
 
 
 def reactivate_contact(args) -> int:
-    """Let a contact that unsubscribed, bounced or complained be mailed again. The reason and your caller name are
-    kept in its history."""
-    return _update(args, public_pb.CONTACT_STATUS_ACTIVE)
+    """Let a contact that unsubscribed, bounced or complained be mailed again, and remove its address from SES's
+    account suppression list. The reason and your caller name are kept in its history. Exits 0 once the contact is
+    active, also when SES's removal waits for the gateway's sync; 1 when SES refused the removal."""
+    done = _update(args, public_pb.CONTACT_STATUS_ACTIVE)
+    removal, error = done.ses_list_removal, done.ses_list_error
+    print(f"  SES suppression list: {SES_REMOVAL[removal].format(error=error)}")
+    return 1 if removal == pb.SES_LIST_REMOVAL_REFUSED else 0
+
+
+# What a reactivation did on SES's list (UpdateContactStatusResponse.ses_list_removal), as the operator reads it.
+SES_REMOVAL = {
+    pb.SES_LIST_REMOVAL_REMOVED: "removed",
+    pb.SES_LIST_REMOVAL_NOT_LISTED: "was not on it",
+    pb.SES_LIST_REMOVAL_WAITING: "not removed yet ({error}); the gateway's sync tries again",
+    pb.SES_LIST_REMOVAL_REFUSED: "SES refused to remove it ({error})",
+    pb.SES_LIST_REMOVAL_NOT_ASKED: "not asked (this gateway does not call SES: outbox transport, or accepting "
+    "only); removed by the sync of a gateway that sends through SES",
+    pb.SES_LIST_REMOVAL_UNSPECIFIED: "not reported by the gateway",
+}
 
 
 def suppress_contact(args) -> int:
     """Stop all mail to an address (one never mailed gets a contact, so the guard blocks it). A contact already in
     a more severe status keeps it. The reason and your caller name are kept in its history."""
-    return _update(args, status_value(args.status))
+    _update(args, status_value(args.status))
+    return 0
 
 
-def _update(args, status: int) -> int:
+def _update(args, status: int) -> pb.UpdateContactStatusResponse:
     request = pb.UpdateContactStatusRequest(status=status, reason=args.reason, **_contact(args.contact))
     with client_channel(args.addr) as (channel, metadata):
         done = call(pb_grpc.MailGatewayAdminServiceStub(channel).UpdateContactStatus, request, metadata)
@@ -145,7 +162,7 @@ def _update(args, status: int) -> int:
         print(f"{done.contact.email}: unchanged, already {now}")
     else:
         print(f"{done.contact.email}: unchanged, {now} (more severe than {status_name(status)})")
-    return 0
+    return done
 
 
 def filter_options(command: argparse.ArgumentParser) -> None:

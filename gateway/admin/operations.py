@@ -1,20 +1,21 @@
-"""Operators' changes to contacts: reactivate or suppress one contact, import rows. Every change goes through the one
-status function (store/contacts.change_status), which writes the history row with the operator and the reason."""
+"""Operators' changes to contacts: suppress one contact, import rows. Every change goes through the one status
+function (store/contacts.change_status), which writes the history row with the actor (the admin caller) and the reason.
+Reactivating is suppression/reactivate.py's: it also takes the address off SES's suppression list."""
 
 import enum
 import logging
 from dataclasses import dataclass
 
-from gateway.addresses import HEADER_UNSAFE, InvalidAddress, email_key
+from gateway.addresses import InvalidAddress, email_key
 from gateway.errors import ContactNotFound, InvalidRequest
 from gateway.ids import new_contact_id
-from gateway.store.contacts import change_status, recipient
+from gateway.store.contacts import change_status, find_contact, get_or_create_contact
 from gateway.store.database import database
-from gateway.store.models import MAX_REASON, Contact, ContactStatus, StatusChange
+from gateway.store.models import Contact, ContactStatus
+from gateway.suppression.reactivate import ADMIN_SOURCE, reason_problem
 
 log = logging.getLogger(__name__)
 
-ADMIN_SOURCE = "admin"  # the source of an operator's reactivation or suppression, in the history
 IMPORT_SOURCE = "import"
 IMPORT_REASON = "imported"  # the reason of an imported suppression whose row gave none
 MAX_IMPORT_ROWS = 1000  # rows per ImportContacts request: one transaction, one report within gRPC's 4 MB
@@ -22,62 +23,47 @@ ACTIVE = ContactStatus.ACTIVE
 
 
 @dataclass(frozen=True)
-class OperatorUpdate:
-    """What update_status did: the contact as it is now, its status before, and whether that changed."""
+class Suppression:
+    """What suppress did: the contact as it is now, its status before, and whether that changed."""
 
     contact: Contact
     previous: ContactStatus
     changed: bool
 
 
-def update_status(
-    to: ContactStatus, *, reason: str, operator: str, email: str | None = None, contact_id: str | None = None
-) -> OperatorUpdate:
-    """An operator's change of one contact, named by normalised `email` or by `contact_id`:
-
-    - reactivate (`to` ACTIVE): from any suppressed status back to active; an unknown contact is ContactNotFound;
-    - suppress (`to` UNSUBSCRIBED, BOUNCED or COMPLAINED): up the severity order only, like every event (a contact
-      already more severe stays so); an address never seen gets a contact, so the guard blocks it from now on.
-
-    `reason` is required; it and `operator` are recorded in the history row. Repeating a change changes nothing.
-    """
-    problem = reason_problem(reason.strip(), required=True)
+def suppress(
+    to: ContactStatus, *, reason: str, actor: str, email: str | None = None, contact_id: str | None = None
+) -> Suppression:
+    """An operator suppresses one contact (`to` UNSUBSCRIBED, BOUNCED or COMPLAINED), named by normalised `email` or
+    by `contact_id`: up the severity order only, like every event (a contact already more severe stays so); an
+    address never seen gets a contact, so the guard blocks it from now on; an unknown contact id is
+    ContactNotFound. `reason` is required; it and `actor` are recorded in the history row. Repeating a change
+    changes nothing."""
+    if to is ACTIVE:
+        raise ValueError("reactivating is suppression.reactivate.reactivate's")
+    reason = reason.strip()
+    problem = reason_problem(reason, required=True)
     if problem:
         raise InvalidRequest({"reason": problem})
-    reactivating = to is ACTIVE
     with database.atomic():
-        if reactivating and email is not None and recipient(email=email) is None:
-            raise ContactNotFound("no contact has that address")
-        update = change_status(
-            to,
-            source=ADMIN_SOURCE,
-            reason=reason.strip(),
-            email=email,
-            contact_id=contact_id,
-            actor=operator,
-        )
-        if update is None:
-            raise ContactNotFound("no contact has that id")
-        previous = update.contact.status
-        if update.changed:  # the row this change wrote, under the contact's lock: exactly the status it replaced
-            previous = _last_change(update.contact.pk).from_status
-        contact = Contact.get_by_id(update.contact.pk)
-    return OperatorUpdate(contact, previous, update.changed)
+        contact = get_or_create_contact(email) if email is not None else find_contact(contact_id=contact_id)
+        if contact is None:
+            raise ContactNotFound("no contact has that address or id")
+        # Decided on the status as locked until the commit: change_status lowers a status when an actor is named,
+        # and a suppression never lowers one (a contact already more severe stays so).
+        current = _locked_status(contact.id)
+        changed = to.severity > current.severity
+        if changed:
+            change_status(to, source=ADMIN_SOURCE, reason=reason, email=contact.email, actor=actor)
+        contact = Contact.get_by_id(contact.id)
+    return Suppression(contact, current, changed)
 
 
-def _last_change(contact_pk: int) -> StatusChange:
-    return StatusChange.select().where(StatusChange.contact == contact_pk).order_by(StatusChange.id.desc()).get()
-
-
-def reason_problem(reason: str, *, required: bool) -> str | None:
-    """What is wrong with an operator's reason, or None: it is kept in the history and shown on one line."""
-    if not reason:
-        return "required: say why (it is kept in the contact's history)" if required else None
-    if len(reason) > MAX_REASON:
-        return f"longer than {MAX_REASON} characters"
-    if HEADER_UNSAFE.search(reason):
-        return "must be one line without control characters"
-    return None
+def _locked_status(contact_pk: int) -> ContactStatus:
+    """The contact's status, locked until the transaction ends (PostgreSQL's row lock; on SQLite the transaction
+    holds the database's write lock from its start)."""
+    query = Contact.select(Contact.status).where(Contact.id == contact_pk)
+    return ContactStatus((query.for_update() if database.for_update else query).scalar())
 
 
 class Outcome(enum.Enum):
@@ -108,10 +94,10 @@ class RowResult:
     detail: str = ""
 
 
-def import_rows(rows: list[ImportRow], *, operator: str) -> list[RowResult]:
+def import_rows(rows: list[ImportRow], *, actor: str) -> list[RowResult]:
     """Apply rows in order, in one transaction, and report each. Idempotent: the same rows again report unchanged
     (or refused, for the same reason). An import moves a contact only up the severity order: a row `active` for a
-    suppressed contact is refused (reactivating takes update_status and a reason); a suppressed status below the
+    suppressed contact is refused (reactivating takes reactivate() and a reason); a suppressed status below the
     contact's is left unchanged."""
     if len(rows) > MAX_IMPORT_ROWS:
         raise InvalidRequest({"rows": f"at most {MAX_IMPORT_ROWS} rows per request; send the rest in the next"})
@@ -121,10 +107,13 @@ def import_rows(rows: list[ImportRow], *, operator: str) -> list[RowResult]:
         # The batch's contacts are read and created in two statements, not one lookup per row: only rows that move
         # a contact cost statements of their own (change_status's).
         created = _create_missing(emails)
-        statuses = dict(Contact.select(Contact.email, Contact.status).where(Contact.email.in_(emails)).tuples())
-        results = [row if isinstance(row, RowResult) else _apply(row, statuses, created, operator) for row in checked]
+        # Locked until the commit (in one order, the addresses'), since _apply decides on them: change_status lowers
+        # a status when an actor is named, and an import never lowers one.
+        query = Contact.select(Contact.email, Contact.status).where(Contact.email.in_(emails)).order_by(Contact.email)
+        statuses = dict((query.for_update() if database.for_update else query).tuples())
+        results = [row if isinstance(row, RowResult) else _apply(row, statuses, created, actor) for row in checked]
     counts = {outcome: sum(r.outcome is outcome for r in results) for outcome in Outcome}
-    log.info("import by %s: %s", operator, ", ".join(f"{n} {outcome.value}" for outcome, n in counts.items()))
+    log.info("import by %s: %s", actor, ", ".join(f"{n} {outcome.value}" for outcome, n in counts.items()))
     return results
 
 
@@ -153,7 +142,7 @@ def _create_missing(emails: list[str]) -> set[str]:
     return {email for (email,) in query.on_conflict_ignore().returning(Contact.email).tuples().execute()}
 
 
-def _apply(row: ImportRow, statuses: dict[str, ContactStatus], created: set[str], operator: str) -> RowResult:
+def _apply(row: ImportRow, statuses: dict[str, ContactStatus], created: set[str], actor: str) -> RowResult:
     """One checked row against the contact's status as this batch left it (`statuses`, updated here)."""
     current, new = statuses[row.email], row.email in created
     created.discard(row.email)  # a later row for the same address finds it, as a contact of its own
@@ -165,7 +154,7 @@ def _apply(row: ImportRow, statuses: dict[str, ContactStatus], created: set[str]
             return RowResult(Outcome.REFUSED, current, detail)
         return RowResult(Outcome.UNCHANGED, current, f"already {current}, which is more severe")
     update = change_status(
-        row.status, source=IMPORT_SOURCE, reason=row.reason or IMPORT_REASON, email=row.email, actor=operator
+        row.status, source=IMPORT_SOURCE, reason=row.reason or IMPORT_REASON, email=row.email, actor=actor
     )
     statuses[row.email] = update.contact.status
     if new:

@@ -17,20 +17,26 @@ from gateway.rpc.service import PROTO_STATUS, requested_contact
 from gateway.rpc.status import rpc, rpc_stream
 from gateway.store import contacts
 from gateway.store.models import Contact, ContactStatus
+from gateway.suppression.reactivate import SesRemoval, reactivate
+from gateway.suppression.ses import SesSuppressionList
 
 log = logging.getLogger(__name__)
 
 STATUS_OF = {value: status for status, value in PROTO_STATUS.items()}
 PROTO_OUTCOME = {outcome: pb.ImportOutcome.Value(f"IMPORT_OUTCOME_{outcome.name}") for outcome in operations.Outcome}
+PROTO_REMOVAL = {removal: pb.SesListRemoval.Value(f"SES_LIST_REMOVAL_{removal.name}") for removal in SesRemoval}
 # Timestamps a filter may name: those Python's datetime holds (protobuf's own range is the same years, 1-9999).
 EARLIEST, LATEST = timestamp_pb2.Timestamp(seconds=-62135596800), timestamp_pb2.Timestamp(seconds=253402300799)
 
 
 class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
-    """MailGatewayAdminService; each method's caller is an admin (the authenticator refuses anyone else)."""
+    """MailGatewayAdminService; each method's caller is an admin (the authenticator refuses anyone else). `ses_list`
+    is SES's suppression list when the gateway sends through SES (None with the outbox transport, or accepting
+    only)."""
 
-    def __init__(self, authenticator: AdminAuthenticator):
+    def __init__(self, authenticator: AdminAuthenticator, *, ses_list: SesSuppressionList | None):
         self._authenticator = authenticator
+        self._ses_list = ses_list
 
     @rpc
     def ListContacts(
@@ -58,7 +64,7 @@ class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
                 to_status=PROTO_STATUS[change.to_status],
                 source=change.source,
                 reason=change.reason,
-                operator=change.actor,
+                actor=change.actor,
             )
             entry.changed_at.FromDatetime(change.created_at)
         return response
@@ -70,7 +76,17 @@ class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
         status = STATUS_OF.get(request.status)
         if status is None:
             raise errors.InvalidRequest({"status": "ACTIVE (reactivate), UNSUBSCRIBED, BOUNCED or COMPLAINED"})
-        update = operations.update_status(status, reason=request.reason, operator=caller, **requested_contact(request))
+        contact = requested_contact(request)
+        if status is ContactStatus.ACTIVE:
+            done = reactivate(**contact, actor=caller, reason=request.reason, ses=self._ses_list)
+            return pb.UpdateContactStatusResponse(
+                contact=contact_message(contacts.find_contact(contact_id=done.contact_id)),
+                previous_status=PROTO_STATUS[done.before],
+                changed=done.changed,
+                ses_list_removal=PROTO_REMOVAL[done.ses],
+                ses_list_error=done.ses_error,
+            )
+        update = operations.suppress(status, reason=request.reason, actor=caller, **contact)
         return pb.UpdateContactStatusResponse(
             contact=contact_message(update.contact),
             previous_status=PROTO_STATUS[update.previous],
@@ -82,7 +98,7 @@ class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
         self, request: pb.ImportContactsRequest, context: grpc.ServicerContext, caller: str
     ) -> pb.ImportContactsResponse:
         rows = [operations.ImportRow(row.email, STATUS_OF.get(row.status), row.reason) for row in request.rows]
-        results = operations.import_rows(rows, operator=caller)
+        results = operations.import_rows(rows, actor=caller)
         response = pb.ImportContactsResponse()
         for index, result in enumerate(results):
             response.results.add(

@@ -31,6 +31,7 @@ from gateway.sending.pause import Pause
 from gateway.sending.ses import SesTransport
 from gateway.store.models import open_database
 from gateway.suppression.job import SuppressionJob
+from gateway.suppression.ses import SesSuppressionList
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,13 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
     )
     servicer = MailGatewayServicer(settings.default_from, callers, dispatcher.wake if dispatcher else lambda: None)
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
-    admin_pb2_grpc.add_MailGatewayAdminServiceServicer_to_server(MailGatewayAdminServicer(admins), server)
+    admin = MailGatewayAdminServicer(
+        admins,
+        # A reactivation takes the address off SES's list where this gateway talks to SES, as the sync does: an
+        # accept-only replica needs no AWS region or credentials, and leaves the removal to the sync.
+        ses_list=SesSuppressionList() if settings.transport == "ses" and settings.dispatch_workers else None,
+    )
+    admin_pb2_grpc.add_MailGatewayAdminServiceServicer_to_server(admin, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME, ADMIN_SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -1,12 +1,12 @@
 """Reactivation: an operator says a suppressed contact may be mailed again, and why. The status goes back to active
 (history: who, why) and the address comes off SES's account suppression list, where SES would otherwise keep dropping
-mail to it. `mailgw contacts reactivate` calls this; so will the admin API."""
+mail to it. The admin service's UpdateContactStatus (and so `mailgw contacts reactivate`) calls this."""
 
 import enum
 import logging
 from dataclasses import dataclass
 
-from gateway.addresses import InvalidAddress, email_key
+from gateway.addresses import HEADER_UNSAFE, InvalidAddress, email_key
 from gateway.errors import ContactNotFound, InvalidRequest
 from gateway.ids import is_contact_id, is_name
 from gateway.ops.logs import contact_ref, masked
@@ -19,7 +19,7 @@ from gateway.suppression.sync import Done, carry_out
 
 log = logging.getLogger(__name__)
 
-OPERATOR_SOURCE = "operator"
+ADMIN_SOURCE = "admin"  # the history's source of an operator's change through the admin service
 
 
 class SesRemoval(enum.StrEnum):
@@ -54,16 +54,15 @@ def reactivate(
 ) -> Reactivation:
     """Make a contact active again on `actor`'s word, for `reason`, and remove its address from SES's suppression
     list. The status change and the intent to remove it commit together; the removal is then tried at once, and
-    when SES does not answer it stays due for the gateway's sync. InvalidRequest for a missing actor or reason or a
-    malformed address or id; ContactNotFound for an unknown one (nothing is created)."""
+    when SES does not answer it stays due for the gateway's sync. InvalidRequest for a missing actor, a reason that
+    reason_problem refuses, or a malformed address or id; ContactNotFound for an unknown one (nothing is created)."""
     actor, reason = actor.strip(), reason.strip()
     violations = {}
     if not is_name(actor):
         violations["actor"] = "who reactivates it: 1-128 printable ASCII characters"
-    if not reason:
-        violations["reason"] = "required: why this contact may be mailed again"
-    elif len(reason) > MAX_REASON:
-        violations["reason"] = f"at most {MAX_REASON} characters"
+    problem = reason_problem(reason, required=True)
+    if problem:
+        violations["reason"] = problem
     if email is not None:
         try:
             email = email_key(email)
@@ -79,7 +78,7 @@ def reactivate(
         if contact is None:
             raise ContactNotFound("no contact has that address or id")
         update = change_status(
-            ContactStatus.ACTIVE, source=OPERATOR_SOURCE, reason=reason, actor=actor, email=contact.email
+            ContactStatus.ACTIVE, source=ADMIN_SOURCE, reason=reason, actor=actor, email=contact.email
         )
         # Also when it was active already, or only unsubscribed: SES may list it for a bounce of its own.
         store.want(contact.id, store.DELETE)
@@ -101,3 +100,14 @@ def reactivate(
     return Reactivation(
         contact.email, contact.contact_id, contact.status, update.changed, removal, failure.reason if failure else ""
     )
+
+
+def reason_problem(reason: str, *, required: bool) -> str | None:
+    """What is wrong with an operator's reason (stripped), or None: it is kept in the history and shown on one line."""
+    if not reason:
+        return "required: say why (it is kept in the contact's history)" if required else None
+    if len(reason) > MAX_REASON:
+        return f"longer than {MAX_REASON} characters"
+    if HEADER_UNSAFE.search(reason):
+        return "must be one line without control characters"
+    return None

@@ -26,15 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&gateway/api/mailgateway/v1/admin.proto\x12\x0emailgateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-gateway/api/mailgateway/v1/mail_gateway.proto\"\xcb\x01\n\x07\x43ontact\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x01\n\rContactFilter\x12/\n\x08statuses\x18\x01 \x03(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x31\n\rupdated_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eupdated_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x13ListContactsRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.mailgateway.v1.ContactFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListContactsResponse\x12)\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\x17.mailgateway.v1.Contact\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"s\n\x18GetContactHistoryRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x14\n\ncontact_id\x18\x02 \x01(\tH\x00\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tB\t\n\x07\x63ontact\"\xdd\x01\n\x13\x43ontactStatusChange\x12\x32\n\x0b\x66rom_status\x18\x01 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x30\n\tto_status\x18\x02 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08operator\x18\x05 \x01(\t\x12.\n\nchanged_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x19GetContactHistoryResponse\x12(\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\x17.mailgateway.v1.Contact\x12\x34\n\x07\x63hanges\x18\x02 \x03(\x0b\x32#.mailgateway.v1.ContactStatusChange\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\x8d\x01\n\x1aUpdateContactStatusRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x14\n\ncontact_id\x18\x02 \x01(\tH\x00\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06reason\x18\x04 \x01(\tB\t\n\x07\x63ontact\"\x90\x01\n\x1bUpdateContactStatusResponse\x12(\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\x17.mailgateway.v1.Contact\x12\x36\n\x0fprevious_status\x18\x02 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"G\n\x15ImportContactsRequest\x12.\n\x04rows\x18\x01 \x03(\x0b\x32 .mailgateway.v1.ImportContactRow\"`\n\x10ImportContactRow\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x01\n\x13ImportContactResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12.\n\x07outcome\x18\x02 \x01(\x0e\x32\x1d.mailgateway.v1.ImportOutcome\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\xac\x01\n\x16ImportContactsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.mailgateway.v1.ImportContactResult\x12\x15\n\rcreated_count\x18\x02 \x01(\x05\x12\x15\n\rchanged_count\x18\x03 \x01(\x05\x12\x17\n\x0funchanged_count\x18\x04 \x01(\x05\x12\x15\n\rrefused_count\x18\x05 \x01(\x05\"F\n\x15\x45xportContactsRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.mailgateway.v1.ContactFilter\"W\n\x16\x45xportContactsResponse\x12)\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\x17.mailgateway.v1.Contact\x12\x12\n\ntotal_size\x18\x02 \x01(\x03*\xa1\x01\n\rImportOutcome\x12\x1e\n\x1aIMPORT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16IMPORT_OUTCOME_CREATED\x10\x01\x12\x1a\n\x16IMPORT_OUTCOME_CHANGED\x10\x02\x12\x1c\n\x18IMPORT_OUTCOME_UNCHANGED\x10\x03\x12\x1a\n\x16IMPORT_OUTCOME_REFUSED\x10\x04\x32\x92\x04\n\x17MailGatewayAdminService\x12Y\n\x0cListContacts\x12#.mailgateway.v1.ListContactsRequest\x1a$.mailgateway.v1.ListContactsResponse\x12h\n\x11GetContactHistory\x12(.mailgateway.v1.GetContactHistoryRequest\x1a).mailgateway.v1.GetContactHistoryResponse\x12n\n\x13UpdateContactStatus\x12*.mailgateway.v1.UpdateContactStatusRequest\x1a+.mailgateway.v1.UpdateContactStatusResponse\x12_\n\x0eImportContacts\x12%.mailgateway.v1.ImportContactsRequest\x1a&.mailgateway.v1.ImportContactsResponse\x12\x61\n\x0e\x45xportContacts\x12%.mailgateway.v1.ExportContactsRequest\x1a&.mailgateway.v1.ExportContactsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&gateway/api/mailgateway/v1/admin.proto\x12\x0emailgateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-gateway/api/mailgateway/v1/mail_gateway.proto\"\xcb\x01\n\x07\x43ontact\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x01\n\rContactFilter\x12/\n\x08statuses\x18\x01 \x03(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x31\n\rupdated_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eupdated_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x13ListContactsRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.mailgateway.v1.ContactFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListContactsResponse\x12)\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\x17.mailgateway.v1.Contact\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"s\n\x18GetContactHistoryRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x14\n\ncontact_id\x18\x02 \x01(\tH\x00\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tB\t\n\x07\x63ontact\"\xda\x01\n\x13\x43ontactStatusChange\x12\x32\n\x0b\x66rom_status\x18\x01 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x30\n\tto_status\x18\x02 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12.\n\nchanged_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x19GetContactHistoryResponse\x12(\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\x17.mailgateway.v1.Contact\x12\x34\n\x07\x63hanges\x18\x02 \x03(\x0b\x32#.mailgateway.v1.ContactStatusChange\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\x8d\x01\n\x1aUpdateContactStatusRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x14\n\ncontact_id\x18\x02 \x01(\tH\x00\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06reason\x18\x04 \x01(\tB\t\n\x07\x63ontact\"\xe2\x01\n\x1bUpdateContactStatusResponse\x12(\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\x17.mailgateway.v1.Contact\x12\x36\n\x0fprevious_status\x18\x02 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\x12\x38\n\x10ses_list_removal\x18\x04 \x01(\x0e\x32\x1e.mailgateway.v1.SesListRemoval\x12\x16\n\x0eses_list_error\x18\x05 \x01(\t\"G\n\x15ImportContactsRequest\x12.\n\x04rows\x18\x01 \x03(\x0b\x32 .mailgateway.v1.ImportContactRow\"`\n\x10ImportContactRow\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x01\n\x13ImportContactResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12.\n\x07outcome\x18\x02 \x01(\x0e\x32\x1d.mailgateway.v1.ImportOutcome\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\xac\x01\n\x16ImportContactsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.mailgateway.v1.ImportContactResult\x12\x15\n\rcreated_count\x18\x02 \x01(\x05\x12\x15\n\rchanged_count\x18\x03 \x01(\x05\x12\x17\n\x0funchanged_count\x18\x04 \x01(\x05\x12\x15\n\rrefused_count\x18\x05 \x01(\x05\"F\n\x15\x45xportContactsRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.mailgateway.v1.ContactFilter\"W\n\x16\x45xportContactsResponse\x12)\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\x17.mailgateway.v1.Contact\x12\x12\n\ntotal_size\x18\x02 \x01(\x03*\xcd\x01\n\x0eSesListRemoval\x12 \n\x1cSES_LIST_REMOVAL_UNSPECIFIED\x10\x00\x12\x1c\n\x18SES_LIST_REMOVAL_REMOVED\x10\x01\x12\x1f\n\x1bSES_LIST_REMOVAL_NOT_LISTED\x10\x02\x12\x1c\n\x18SES_LIST_REMOVAL_WAITING\x10\x03\x12\x1c\n\x18SES_LIST_REMOVAL_REFUSED\x10\x04\x12\x1e\n\x1aSES_LIST_REMOVAL_NOT_ASKED\x10\x05*\xa1\x01\n\rImportOutcome\x12\x1e\n\x1aIMPORT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16IMPORT_OUTCOME_CREATED\x10\x01\x12\x1a\n\x16IMPORT_OUTCOME_CHANGED\x10\x02\x12\x1c\n\x18IMPORT_OUTCOME_UNCHANGED\x10\x03\x12\x1a\n\x16IMPORT_OUTCOME_REFUSED\x10\x04\x32\x92\x04\n\x17MailGatewayAdminService\x12Y\n\x0cListContacts\x12#.mailgateway.v1.ListContactsRequest\x1a$.mailgateway.v1.ListContactsResponse\x12h\n\x11GetContactHistory\x12(.mailgateway.v1.GetContactHistoryRequest\x1a).mailgateway.v1.GetContactHistoryResponse\x12n\n\x13UpdateContactStatus\x12*.mailgateway.v1.UpdateContactStatusRequest\x1a+.mailgateway.v1.UpdateContactStatusResponse\x12_\n\x0eImportContacts\x12%.mailgateway.v1.ImportContactsRequest\x1a&.mailgateway.v1.ImportContactsResponse\x12\x61\n\x0e\x45xportContacts\x12%.mailgateway.v1.ExportContactsRequest\x1a&.mailgateway.v1.ExportContactsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.api.mailgateway.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMPORTOUTCOME']._serialized_start=2156
-  _globals['_IMPORTOUTCOME']._serialized_end=2317
+  _globals['_SESLISTREMOVAL']._serialized_start=2235
+  _globals['_SESLISTREMOVAL']._serialized_end=2440
+  _globals['_IMPORTOUTCOME']._serialized_start=2443
+  _globals['_IMPORTOUTCOME']._serialized_end=2604
   _globals['_CONTACT']._serialized_start=139
   _globals['_CONTACT']._serialized_end=342
   _globals['_CONTACTFILTER']._serialized_start=345
@@ -46,25 +48,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONTACTHISTORYREQUEST']._serialized_start=715
   _globals['_GETCONTACTHISTORYREQUEST']._serialized_end=830
   _globals['_CONTACTSTATUSCHANGE']._serialized_start=833
-  _globals['_CONTACTSTATUSCHANGE']._serialized_end=1054
-  _globals['_GETCONTACTHISTORYRESPONSE']._serialized_start=1057
-  _globals['_GETCONTACTHISTORYRESPONSE']._serialized_end=1205
-  _globals['_UPDATECONTACTSTATUSREQUEST']._serialized_start=1208
-  _globals['_UPDATECONTACTSTATUSREQUEST']._serialized_end=1349
-  _globals['_UPDATECONTACTSTATUSRESPONSE']._serialized_start=1352
-  _globals['_UPDATECONTACTSTATUSRESPONSE']._serialized_end=1496
-  _globals['_IMPORTCONTACTSREQUEST']._serialized_start=1498
-  _globals['_IMPORTCONTACTSREQUEST']._serialized_end=1569
-  _globals['_IMPORTCONTACTROW']._serialized_start=1571
-  _globals['_IMPORTCONTACTROW']._serialized_end=1667
-  _globals['_IMPORTCONTACTRESULT']._serialized_start=1670
-  _globals['_IMPORTCONTACTRESULT']._serialized_end=1817
-  _globals['_IMPORTCONTACTSRESPONSE']._serialized_start=1820
-  _globals['_IMPORTCONTACTSRESPONSE']._serialized_end=1992
-  _globals['_EXPORTCONTACTSREQUEST']._serialized_start=1994
-  _globals['_EXPORTCONTACTSREQUEST']._serialized_end=2064
-  _globals['_EXPORTCONTACTSRESPONSE']._serialized_start=2066
-  _globals['_EXPORTCONTACTSRESPONSE']._serialized_end=2153
-  _globals['_MAILGATEWAYADMINSERVICE']._serialized_start=2320
-  _globals['_MAILGATEWAYADMINSERVICE']._serialized_end=2850
+  _globals['_CONTACTSTATUSCHANGE']._serialized_end=1051
+  _globals['_GETCONTACTHISTORYRESPONSE']._serialized_start=1054
+  _globals['_GETCONTACTHISTORYRESPONSE']._serialized_end=1202
+  _globals['_UPDATECONTACTSTATUSREQUEST']._serialized_start=1205
+  _globals['_UPDATECONTACTSTATUSREQUEST']._serialized_end=1346
+  _globals['_UPDATECONTACTSTATUSRESPONSE']._serialized_start=1349
+  _globals['_UPDATECONTACTSTATUSRESPONSE']._serialized_end=1575
+  _globals['_IMPORTCONTACTSREQUEST']._serialized_start=1577
+  _globals['_IMPORTCONTACTSREQUEST']._serialized_end=1648
+  _globals['_IMPORTCONTACTROW']._serialized_start=1650
+  _globals['_IMPORTCONTACTROW']._serialized_end=1746
+  _globals['_IMPORTCONTACTRESULT']._serialized_start=1749
+  _globals['_IMPORTCONTACTRESULT']._serialized_end=1896
+  _globals['_IMPORTCONTACTSRESPONSE']._serialized_start=1899
+  _globals['_IMPORTCONTACTSRESPONSE']._serialized_end=2071
+  _globals['_EXPORTCONTACTSREQUEST']._serialized_start=2073
+  _globals['_EXPORTCONTACTSREQUEST']._serialized_end=2143
+  _globals['_EXPORTCONTACTSRESPONSE']._serialized_start=2145
+  _globals['_EXPORTCONTACTSRESPONSE']._serialized_end=2232
+  _globals['_MAILGATEWAYADMINSERVICE']._serialized_start=2607
+  _globals['_MAILGATEWAYADMINSERVICE']._serialized_end=3137
 # @@protoc_insertion_point(module_scope)

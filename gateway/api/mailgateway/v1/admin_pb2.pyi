@@ -11,6 +11,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SesListRemoval(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SES_LIST_REMOVAL_UNSPECIFIED: _ClassVar[SesListRemoval]
+    SES_LIST_REMOVAL_REMOVED: _ClassVar[SesListRemoval]
+    SES_LIST_REMOVAL_NOT_LISTED: _ClassVar[SesListRemoval]
+    SES_LIST_REMOVAL_WAITING: _ClassVar[SesListRemoval]
+    SES_LIST_REMOVAL_REFUSED: _ClassVar[SesListRemoval]
+    SES_LIST_REMOVAL_NOT_ASKED: _ClassVar[SesListRemoval]
+
 class ImportOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     IMPORT_OUTCOME_UNSPECIFIED: _ClassVar[ImportOutcome]
@@ -18,6 +27,12 @@ class ImportOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMPORT_OUTCOME_CHANGED: _ClassVar[ImportOutcome]
     IMPORT_OUTCOME_UNCHANGED: _ClassVar[ImportOutcome]
     IMPORT_OUTCOME_REFUSED: _ClassVar[ImportOutcome]
+SES_LIST_REMOVAL_UNSPECIFIED: SesListRemoval
+SES_LIST_REMOVAL_REMOVED: SesListRemoval
+SES_LIST_REMOVAL_NOT_LISTED: SesListRemoval
+SES_LIST_REMOVAL_WAITING: SesListRemoval
+SES_LIST_REMOVAL_REFUSED: SesListRemoval
+SES_LIST_REMOVAL_NOT_ASKED: SesListRemoval
 IMPORT_OUTCOME_UNSPECIFIED: ImportOutcome
 IMPORT_OUTCOME_CREATED: ImportOutcome
 IMPORT_OUTCOME_CHANGED: ImportOutcome
@@ -81,20 +96,20 @@ class GetContactHistoryRequest(_message.Message):
     def __init__(self, email: _Optional[str] = ..., contact_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ContactStatusChange(_message.Message):
-    __slots__ = ("from_status", "to_status", "source", "reason", "operator", "changed_at")
+    __slots__ = ("from_status", "to_status", "source", "reason", "actor", "changed_at")
     FROM_STATUS_FIELD_NUMBER: _ClassVar[int]
     TO_STATUS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
-    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
     from_status: _mail_gateway_pb2.ContactStatus
     to_status: _mail_gateway_pb2.ContactStatus
     source: str
     reason: str
-    operator: str
+    actor: str
     changed_at: _timestamp_pb2.Timestamp
-    def __init__(self, from_status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., to_status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., source: _Optional[str] = ..., reason: _Optional[str] = ..., operator: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, from_status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., to_status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., source: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetContactHistoryResponse(_message.Message):
     __slots__ = ("contact", "changes", "next_page_token")
@@ -119,14 +134,18 @@ class UpdateContactStatusRequest(_message.Message):
     def __init__(self, email: _Optional[str] = ..., contact_id: _Optional[str] = ..., status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UpdateContactStatusResponse(_message.Message):
-    __slots__ = ("contact", "previous_status", "changed")
+    __slots__ = ("contact", "previous_status", "changed", "ses_list_removal", "ses_list_error")
     CONTACT_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_STATUS_FIELD_NUMBER: _ClassVar[int]
     CHANGED_FIELD_NUMBER: _ClassVar[int]
+    SES_LIST_REMOVAL_FIELD_NUMBER: _ClassVar[int]
+    SES_LIST_ERROR_FIELD_NUMBER: _ClassVar[int]
     contact: Contact
     previous_status: _mail_gateway_pb2.ContactStatus
     changed: bool
-    def __init__(self, contact: _Optional[_Union[Contact, _Mapping]] = ..., previous_status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., changed: _Optional[bool] = ...) -> None: ...
+    ses_list_removal: SesListRemoval
+    ses_list_error: str
+    def __init__(self, contact: _Optional[_Union[Contact, _Mapping]] = ..., previous_status: _Optional[_Union[_mail_gateway_pb2.ContactStatus, str]] = ..., changed: _Optional[bool] = ..., ses_list_removal: _Optional[_Union[SesListRemoval, str]] = ..., ses_list_error: _Optional[str] = ...) -> None: ...
 
 class ImportContactsRequest(_message.Message):
     __slots__ = ("rows",)

@@ -90,8 +90,10 @@ class MailGatewayAdminServiceServicer:
     def UpdateContactStatus(self, request, context):
         """UpdateContactStatus reactivates a contact (status ACTIVE) or suppresses
         it (UNSUBSCRIBED, BOUNCED or COMPLAINED), with a required reason; the
-        change is recorded in the contact's history with the calling operator.
-        Repeating a change changes nothing.
+        change is recorded in the contact's history with the calling admin as
+        its actor. A reactivation also removes the address from SES's
+        account-level suppression list, and says how that went. Repeating a
+        change changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
