@@ -15,8 +15,9 @@ from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
 from gateway.rpc.auth import AdminAuthenticator
 from gateway.rpc.service import PROTO_STATUS, requested_contact
 from gateway.rpc.status import rpc, rpc_stream
+from gateway.sending import reputation
 from gateway.store import contacts
-from gateway.store.models import Contact, ContactStatus
+from gateway.store.models import Contact, ContactStatus, ReputationLevel
 from gateway.suppression.reactivate import SesRemoval, reactivate
 from gateway.suppression.ses import SesSuppressionList
 
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 STATUS_OF = {value: status for status, value in PROTO_STATUS.items()}
 PROTO_OUTCOME = {outcome: pb.ImportOutcome.Value(f"IMPORT_OUTCOME_{outcome.name}") for outcome in operations.Outcome}
 PROTO_REMOVAL = {removal: pb.SesListRemoval.Value(f"SES_LIST_REMOVAL_{removal.name}") for removal in SesRemoval}
+PROTO_LEVEL = {
+    ReputationLevel.NORMAL: pb.DISPATCH_LEVEL_FULL_PACE,
+    ReputationLevel.SLOWED: pb.DISPATCH_LEVEL_SLOWED,
+    ReputationLevel.PAUSED: pb.DISPATCH_LEVEL_PAUSED,
+}
 # Timestamps a filter may name: those Python's datetime holds (protobuf's own range is the same years, 1-9999).
 EARLIEST, LATEST = timestamp_pb2.Timestamp(seconds=-62135596800), timestamp_pb2.Timestamp(seconds=253402300799)
 
@@ -32,11 +38,14 @@ EARLIEST, LATEST = timestamp_pb2.Timestamp(seconds=-62135596800), timestamp_pb2.
 class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
     """MailGatewayAdminService; each method's caller is an admin (the authenticator refuses anyone else). `ses_list`
     is SES's suppression list when the gateway sends through SES (None with the outbox transport, or accepting
-    only)."""
+    only); `limits` are the reputation guard's."""
 
-    def __init__(self, authenticator: AdminAuthenticator, *, ses_list: SesSuppressionList | None):
+    def __init__(
+        self, authenticator: AdminAuthenticator, *, ses_list: SesSuppressionList | None, limits: reputation.Limits
+    ):
         self._authenticator = authenticator
         self._ses_list = ses_list
+        self._limits = limits
 
     @rpc
     def ListContacts(
@@ -125,6 +134,34 @@ class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
             first = False
         if first:
             yield pb.ExportContactsResponse(total_size=total)  # an empty export still says that it is empty
+
+    @rpc
+    def GetDispatchStatus(
+        self, request: pb.GetDispatchStatusRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.GetDispatchStatusResponse:
+        reading, _, _ = reputation.read(self._limits)
+        response = pb.GetDispatchStatusResponse(
+            level=PROTO_LEVEL[reading.level],
+            reason=reading.reason,
+            detail=reading.detail,
+            sends=reading.sends,
+            bounce_rate=reading.bounce_rate,
+            complaint_rate=reading.complaint_rate,
+            judged=reading.judged,
+        )
+        response.window_start.FromDatetime(reading.window_start)
+        if reading.changed_at is not None:
+            response.changed_at.FromDatetime(reading.changed_at)
+        return response
+
+    @rpc
+    def ResumeDispatch(
+        self, request: pb.ResumeDispatchRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.ResumeDispatchResponse:
+        ended = reputation.resume(caller, request.reason)
+        return pb.ResumeDispatchResponse(
+            previous_level=PROTO_LEVEL[ended.level], previous_reason=ended.reason, previous_detail=ended.detail
+        )
 
 
 def contact_filter(message: pb.ContactFilter) -> ContactFilter:

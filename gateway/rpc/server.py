@@ -121,6 +121,7 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
         # A reactivation takes the address off SES's list where this gateway talks to SES, as the sync does: an
         # accept-only replica needs no AWS region or credentials, and leaves the removal to the sync.
         ses_list=SesSuppressionList() if settings.transport == "ses" and settings.dispatch_workers else None,
+        limits=reputation.Limits.from_settings(settings),
     )
     admin_pb2_grpc.add_MailGatewayAdminServiceServicer_to_server(admin, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -39,6 +39,17 @@ type MailGatewayAdminServiceClient interface {
 	// ExportContacts streams every contact matching the filter, in the order
 	// of ListContacts, read from one consistent snapshot of the database.
 	ExportContacts(ctx context.Context, in *ExportContactsRequest, opts ...grpc.CallOption) (MailGatewayAdminService_ExportContactsClient, error)
+	// GetDispatchStatus reads the reputation guard of every gateway on the
+	// database: the bounce and complaint rates over the window of recent sends,
+	// and whether dispatch runs at full pace, slowed or paused, and why.
+	GetDispatchStatus(ctx context.Context, in *GetDispatchStatusRequest, opts ...grpc.CallOption) (*GetDispatchStatusResponse, error)
+	// ResumeDispatch resumes dispatch that the reputation guard paused or
+	// slowed, on every gateway on the database within a second, with a
+	// required reason; the calling admin is recorded as who resumed it. The
+	// sends before it are not judged again. When dispatch runs at full pace it
+	// changes nothing: FAILED_PRECONDITION, ErrorInfo reason
+	// DISPATCH_NOT_PAUSED.
+	ResumeDispatch(ctx context.Context, in *ResumeDispatchRequest, opts ...grpc.CallOption) (*ResumeDispatchResponse, error)
 }
 
 type mailGatewayAdminServiceClient struct {
@@ -117,6 +128,24 @@ func (x *mailGatewayAdminServiceExportContactsClient) Recv() (*ExportContactsRes
 	return m, nil
 }
 
+func (c *mailGatewayAdminServiceClient) GetDispatchStatus(ctx context.Context, in *GetDispatchStatusRequest, opts ...grpc.CallOption) (*GetDispatchStatusResponse, error) {
+	out := new(GetDispatchStatusResponse)
+	err := c.cc.Invoke(ctx, "/mailgateway.v1.MailGatewayAdminService/GetDispatchStatus", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mailGatewayAdminServiceClient) ResumeDispatch(ctx context.Context, in *ResumeDispatchRequest, opts ...grpc.CallOption) (*ResumeDispatchResponse, error) {
+	out := new(ResumeDispatchResponse)
+	err := c.cc.Invoke(ctx, "/mailgateway.v1.MailGatewayAdminService/ResumeDispatch", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MailGatewayAdminServiceServer is the server API for MailGatewayAdminService service.
 // All implementations must embed UnimplementedMailGatewayAdminServiceServer
 // for forward compatibility
@@ -143,6 +172,17 @@ type MailGatewayAdminServiceServer interface {
 	// ExportContacts streams every contact matching the filter, in the order
 	// of ListContacts, read from one consistent snapshot of the database.
 	ExportContacts(*ExportContactsRequest, MailGatewayAdminService_ExportContactsServer) error
+	// GetDispatchStatus reads the reputation guard of every gateway on the
+	// database: the bounce and complaint rates over the window of recent sends,
+	// and whether dispatch runs at full pace, slowed or paused, and why.
+	GetDispatchStatus(context.Context, *GetDispatchStatusRequest) (*GetDispatchStatusResponse, error)
+	// ResumeDispatch resumes dispatch that the reputation guard paused or
+	// slowed, on every gateway on the database within a second, with a
+	// required reason; the calling admin is recorded as who resumed it. The
+	// sends before it are not judged again. When dispatch runs at full pace it
+	// changes nothing: FAILED_PRECONDITION, ErrorInfo reason
+	// DISPATCH_NOT_PAUSED.
+	ResumeDispatch(context.Context, *ResumeDispatchRequest) (*ResumeDispatchResponse, error)
 	mustEmbedUnimplementedMailGatewayAdminServiceServer()
 }
 
@@ -164,6 +204,12 @@ func (UnimplementedMailGatewayAdminServiceServer) ImportContacts(context.Context
 }
 func (UnimplementedMailGatewayAdminServiceServer) ExportContacts(*ExportContactsRequest, MailGatewayAdminService_ExportContactsServer) error {
 	return status.Errorf(codes.Unimplemented, "method ExportContacts not implemented")
+}
+func (UnimplementedMailGatewayAdminServiceServer) GetDispatchStatus(context.Context, *GetDispatchStatusRequest) (*GetDispatchStatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetDispatchStatus not implemented")
+}
+func (UnimplementedMailGatewayAdminServiceServer) ResumeDispatch(context.Context, *ResumeDispatchRequest) (*ResumeDispatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResumeDispatch not implemented")
 }
 func (UnimplementedMailGatewayAdminServiceServer) mustEmbedUnimplementedMailGatewayAdminServiceServer() {
 }
@@ -272,6 +318,42 @@ func (x *mailGatewayAdminServiceExportContactsServer) Send(m *ExportContactsResp
 	return x.ServerStream.SendMsg(m)
 }
 
+func _MailGatewayAdminService_GetDispatchStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDispatchStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MailGatewayAdminServiceServer).GetDispatchStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/mailgateway.v1.MailGatewayAdminService/GetDispatchStatus",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MailGatewayAdminServiceServer).GetDispatchStatus(ctx, req.(*GetDispatchStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MailGatewayAdminService_ResumeDispatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeDispatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MailGatewayAdminServiceServer).ResumeDispatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/mailgateway.v1.MailGatewayAdminService/ResumeDispatch",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MailGatewayAdminServiceServer).ResumeDispatch(ctx, req.(*ResumeDispatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _MailGatewayAdminService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "mailgateway.v1.MailGatewayAdminService",
 	HandlerType: (*MailGatewayAdminServiceServer)(nil),
@@ -291,6 +373,14 @@ var _MailGatewayAdminService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ImportContacts",
 			Handler:    _MailGatewayAdminService_ImportContacts_Handler,
+		},
+		{
+			MethodName: "GetDispatchStatus",
+			Handler:    _MailGatewayAdminService_GetDispatchStatus_Handler,
+		},
+		{
+			MethodName: "ResumeDispatch",
+			Handler:    _MailGatewayAdminService_ResumeDispatch_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

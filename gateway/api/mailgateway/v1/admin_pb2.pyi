@@ -27,6 +27,13 @@ class ImportOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMPORT_OUTCOME_CHANGED: _ClassVar[ImportOutcome]
     IMPORT_OUTCOME_UNCHANGED: _ClassVar[ImportOutcome]
     IMPORT_OUTCOME_REFUSED: _ClassVar[ImportOutcome]
+
+class DispatchLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISPATCH_LEVEL_UNSPECIFIED: _ClassVar[DispatchLevel]
+    DISPATCH_LEVEL_FULL_PACE: _ClassVar[DispatchLevel]
+    DISPATCH_LEVEL_SLOWED: _ClassVar[DispatchLevel]
+    DISPATCH_LEVEL_PAUSED: _ClassVar[DispatchLevel]
 SES_LIST_REMOVAL_UNSPECIFIED: SesListRemoval
 SES_LIST_REMOVAL_REMOVED: SesListRemoval
 SES_LIST_REMOVAL_NOT_LISTED: SesListRemoval
@@ -38,6 +45,10 @@ IMPORT_OUTCOME_CREATED: ImportOutcome
 IMPORT_OUTCOME_CHANGED: ImportOutcome
 IMPORT_OUTCOME_UNCHANGED: ImportOutcome
 IMPORT_OUTCOME_REFUSED: ImportOutcome
+DISPATCH_LEVEL_UNSPECIFIED: DispatchLevel
+DISPATCH_LEVEL_FULL_PACE: DispatchLevel
+DISPATCH_LEVEL_SLOWED: DispatchLevel
+DISPATCH_LEVEL_PAUSED: DispatchLevel
 
 class Contact(_message.Message):
     __slots__ = ("email", "contact_id", "status", "reason", "created_at", "updated_at")
@@ -202,3 +213,45 @@ class ExportContactsResponse(_message.Message):
     contacts: _containers.RepeatedCompositeFieldContainer[Contact]
     total_size: int
     def __init__(self, contacts: _Optional[_Iterable[_Union[Contact, _Mapping]]] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class GetDispatchStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetDispatchStatusResponse(_message.Message):
+    __slots__ = ("level", "reason", "detail", "changed_at", "sends", "bounce_rate", "complaint_rate", "window_start", "judged")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    SENDS_FIELD_NUMBER: _ClassVar[int]
+    BOUNCE_RATE_FIELD_NUMBER: _ClassVar[int]
+    COMPLAINT_RATE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_FIELD_NUMBER: _ClassVar[int]
+    level: DispatchLevel
+    reason: str
+    detail: str
+    changed_at: _timestamp_pb2.Timestamp
+    sends: int
+    bounce_rate: float
+    complaint_rate: float
+    window_start: _timestamp_pb2.Timestamp
+    judged: bool
+    def __init__(self, level: _Optional[_Union[DispatchLevel, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sends: _Optional[int] = ..., bounce_rate: _Optional[float] = ..., complaint_rate: _Optional[float] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judged: _Optional[bool] = ...) -> None: ...
+
+class ResumeDispatchRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class ResumeDispatchResponse(_message.Message):
+    __slots__ = ("previous_level", "previous_reason", "previous_detail")
+    PREVIOUS_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    previous_level: DispatchLevel
+    previous_reason: str
+    previous_detail: str
+    def __init__(self, previous_level: _Optional[_Union[DispatchLevel, str]] = ..., previous_reason: _Optional[str] = ..., previous_detail: _Optional[str] = ...) -> None: ...

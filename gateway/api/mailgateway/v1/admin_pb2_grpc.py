@@ -62,6 +62,16 @@ class MailGatewayAdminServiceStub:
                 request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ExportContactsRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ExportContactsResponse.FromString,
                 _registered_method=True)
+        self.GetDispatchStatus = channel.unary_unary(
+                '/mailgateway.v1.MailGatewayAdminService/GetDispatchStatus',
+                request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetDispatchStatusRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetDispatchStatusResponse.FromString,
+                _registered_method=True)
+        self.ResumeDispatch = channel.unary_unary(
+                '/mailgateway.v1.MailGatewayAdminService/ResumeDispatch',
+                request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchResponse.FromString,
+                _registered_method=True)
 
 
 class MailGatewayAdminServiceServicer:
@@ -117,6 +127,27 @@ class MailGatewayAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDispatchStatus(self, request, context):
+        """GetDispatchStatus reads the reputation guard of every gateway on the
+        database: the bounce and complaint rates over the window of recent sends,
+        and whether dispatch runs at full pace, slowed or paused, and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeDispatch(self, request, context):
+        """ResumeDispatch resumes dispatch that the reputation guard paused or
+        slowed, on every gateway on the database within a second, with a
+        required reason; the calling admin is recorded as who resumed it. The
+        sends before it are not judged again. When dispatch runs at full pace it
+        changes nothing: FAILED_PRECONDITION, ErrorInfo reason
+        DISPATCH_NOT_PAUSED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MailGatewayAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +175,16 @@ def add_MailGatewayAdminServiceServicer_to_server(servicer, server):
                     servicer.ExportContacts,
                     request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ExportContactsRequest.FromString,
                     response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ExportContactsResponse.SerializeToString,
+            ),
+            'GetDispatchStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDispatchStatus,
+                    request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetDispatchStatusRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetDispatchStatusResponse.SerializeToString,
+            ),
+            'ResumeDispatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeDispatch,
+                    request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -284,6 +325,60 @@ class MailGatewayAdminService:
             '/mailgateway.v1.MailGatewayAdminService/ExportContacts',
             gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ExportContactsRequest.SerializeToString,
             gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ExportContactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDispatchStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailgateway.v1.MailGatewayAdminService/GetDispatchStatus',
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetDispatchStatusRequest.SerializeToString,
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetDispatchStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeDispatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailgateway.v1.MailGatewayAdminService/ResumeDispatch',
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchRequest.SerializeToString,
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -609,6 +609,158 @@ export declare type ExportContactsResponse = Message<"mailgateway.v1.ExportConta
 export declare const ExportContactsResponseSchema: GenMessage<ExportContactsResponse>;
 
 /**
+ * GetDispatchStatusRequest asks for the reputation guard's reading.
+ *
+ * @generated from message mailgateway.v1.GetDispatchStatusRequest
+ */
+export declare type GetDispatchStatusRequest = Message<"mailgateway.v1.GetDispatchStatusRequest"> & {
+};
+
+/**
+ * Describes the message mailgateway.v1.GetDispatchStatusRequest.
+ * Use `create(GetDispatchStatusRequestSchema)` to create a new message.
+ */
+export declare const GetDispatchStatusRequestSchema: GenMessage<GetDispatchStatusRequest>;
+
+/**
+ * GetDispatchStatusResponse is the reputation guard's reading, from the
+ * database now.
+ *
+ * @generated from message mailgateway.v1.GetDispatchStatusResponse
+ */
+export declare type GetDispatchStatusResponse = Message<"mailgateway.v1.GetDispatchStatusResponse"> & {
+  /**
+   * What the guard does to dispatch.
+   *
+   * @generated from field: mailgateway.v1.DispatchLevel level = 1;
+   */
+  level: DispatchLevel;
+
+  /**
+   * Why it slowed or paused dispatch: REPUTATION_BOUNCE_RATE or
+   * REPUTATION_COMPLAINT_RATE; empty at full pace.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * The rate and threshold that slowed or paused it, as a sentence; empty at
+   * full pace.
+   *
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+
+  /**
+   * When the level last changed; unset when it never did.
+   *
+   * @generated from field: google.protobuf.Timestamp changed_at = 4;
+   */
+  changedAt?: Timestamp | undefined;
+
+  /**
+   * How many sends the window holds (messages SES took since window_start,
+   * at most MAILGW_REPUTATION_WINDOW_SENDS of the newest).
+   *
+   * @generated from field: int64 sends = 5;
+   */
+  sends: bigint;
+
+  /**
+   * The share of those sends that hard-bounced, from 0 to 1.
+   *
+   * @generated from field: double bounce_rate = 6;
+   */
+  bounceRate: number;
+
+  /**
+   * The share of those sends that were complained about, from 0 to 1.
+   *
+   * @generated from field: double complaint_rate = 7;
+   */
+  complaintRate: number;
+
+  /**
+   * Sends before this time are not counted: the window's days, or the last
+   * resume.
+   *
+   * @generated from field: google.protobuf.Timestamp window_start = 8;
+   */
+  windowStart?: Timestamp | undefined;
+
+  /**
+   * Whether the window holds enough sends (MAILGW_REPUTATION_MIN_SENDS) for
+   * the guard to judge the rates at all.
+   *
+   * @generated from field: bool judged = 9;
+   */
+  judged: boolean;
+};
+
+/**
+ * Describes the message mailgateway.v1.GetDispatchStatusResponse.
+ * Use `create(GetDispatchStatusResponseSchema)` to create a new message.
+ */
+export declare const GetDispatchStatusResponseSchema: GenMessage<GetDispatchStatusResponse>;
+
+/**
+ * ResumeDispatchRequest is an admin's resume of a paused or slowed dispatch.
+ *
+ * @generated from message mailgateway.v1.ResumeDispatchRequest
+ */
+export declare type ResumeDispatchRequest = Message<"mailgateway.v1.ResumeDispatchRequest"> & {
+  /**
+   * Why dispatch may resume, for the record: required, at most 1,000
+   * characters.
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.ResumeDispatchRequest.
+ * Use `create(ResumeDispatchRequestSchema)` to create a new message.
+ */
+export declare const ResumeDispatchRequestSchema: GenMessage<ResumeDispatchRequest>;
+
+/**
+ * ResumeDispatchResponse tells what the resume ended.
+ *
+ * @generated from message mailgateway.v1.ResumeDispatchResponse
+ */
+export declare type ResumeDispatchResponse = Message<"mailgateway.v1.ResumeDispatchResponse"> & {
+  /**
+   * The level before the resume: SLOWED or PAUSED.
+   *
+   * @generated from field: mailgateway.v1.DispatchLevel previous_level = 1;
+   */
+  previousLevel: DispatchLevel;
+
+  /**
+   * Why the guard had slowed or paused dispatch (REPUTATION_BOUNCE_RATE or
+   * REPUTATION_COMPLAINT_RATE).
+   *
+   * @generated from field: string previous_reason = 2;
+   */
+  previousReason: string;
+
+  /**
+   * The rate and threshold that had slowed or paused it, as a sentence.
+   *
+   * @generated from field: string previous_detail = 3;
+   */
+  previousDetail: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.ResumeDispatchResponse.
+ * Use `create(ResumeDispatchResponseSchema)` to create a new message.
+ */
+export declare const ResumeDispatchResponseSchema: GenMessage<ResumeDispatchResponse>;
+
+/**
  * SesListRemoval is what a reactivation did on SES's account-level
  * suppression list, on which SES drops mail to an address without sending it.
  *
@@ -718,6 +870,48 @@ export enum ImportOutcome {
 export declare const ImportOutcomeSchema: GenEnum<ImportOutcome>;
 
 /**
+ * DispatchLevel is what the reputation guard does to dispatch, on every
+ * gateway on the database.
+ *
+ * @generated from enum mailgateway.v1.DispatchLevel
+ */
+export enum DispatchLevel {
+  /**
+   * Not set; never returned.
+   *
+   * @generated from enum value: DISPATCH_LEVEL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Dispatch runs at the send rate.
+   *
+   * @generated from enum value: DISPATCH_LEVEL_FULL_PACE = 1;
+   */
+  FULL_PACE = 1,
+
+  /**
+   * Dispatch runs at MAILGW_REPUTATION_SLOW_FRACTION of the send rate, until
+   * the rates fall below the slow thresholds or an admin resumes it.
+   *
+   * @generated from enum value: DISPATCH_LEVEL_SLOWED = 2;
+   */
+  SLOWED = 2,
+
+  /**
+   * Nothing is sent (accepting goes on) until an admin resumes it.
+   *
+   * @generated from enum value: DISPATCH_LEVEL_PAUSED = 3;
+   */
+  PAUSED = 3,
+}
+
+/**
+ * Describes the enum mailgateway.v1.DispatchLevel.
+ */
+export declare const DispatchLevelSchema: GenEnum<DispatchLevel>;
+
+/**
  * MailGatewayAdminService manages contacts and their statuses. Only callers
  * named in the gateway's MAILGW_ADMIN_CALLERS may call it; any other caller
  * gets PERMISSION_DENIED with the ErrorInfo reason ADMIN_CALLER_REQUIRED.
@@ -786,6 +980,33 @@ export declare const MailGatewayAdminService: GenService<{
     methodKind: "server_streaming";
     input: typeof ExportContactsRequestSchema;
     output: typeof ExportContactsResponseSchema;
+  },
+  /**
+   * GetDispatchStatus reads the reputation guard of every gateway on the
+   * database: the bounce and complaint rates over the window of recent sends,
+   * and whether dispatch runs at full pace, slowed or paused, and why.
+   *
+   * @generated from rpc mailgateway.v1.MailGatewayAdminService.GetDispatchStatus
+   */
+  getDispatchStatus: {
+    methodKind: "unary";
+    input: typeof GetDispatchStatusRequestSchema;
+    output: typeof GetDispatchStatusResponseSchema;
+  },
+  /**
+   * ResumeDispatch resumes dispatch that the reputation guard paused or
+   * slowed, on every gateway on the database within a second, with a
+   * required reason; the calling admin is recorded as who resumed it. The
+   * sends before it are not judged again. When dispatch runs at full pace it
+   * changes nothing: FAILED_PRECONDITION, ErrorInfo reason
+   * DISPATCH_NOT_PAUSED.
+   *
+   * @generated from rpc mailgateway.v1.MailGatewayAdminService.ResumeDispatch
+   */
+  resumeDispatch: {
+    methodKind: "unary";
+    input: typeof ResumeDispatchRequestSchema;
+    output: typeof ResumeDispatchResponseSchema;
   },
 }>;
 
