@@ -155,3 +155,42 @@ def test_an_unknown_log_format_stops_the_process_with_one_line():
     )
     assert process.returncode == 2
     assert process.stderr.strip() == "mailgw: MAILGW_LOG_FORMAT must be text or json, not 'xml'"
+
+
+def test_text_logs_mask_an_address_in_ses_error_text_too(database_url, ses):
+    """SES's own error text may name an address (an identity, a recipient): the default text format masks it, as
+    the JSON format does."""
+    ses.fail(403, "AccessDeniedException", "User is not authorized to send to carol@example.org", times=1)
+    address = f"127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway"],
+        env=os.environ
+        | {
+            "MAILGW_DATABASE_URL": database_url,
+            "MAILGW_GRPC_ADDR": address,
+            "MAILGW_DEFAULT_FROM": "noreply@example.com",
+        },
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    channel = grpc.insecure_channel(address)
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1), process)
+        stub = pb_grpc.MailGatewayServiceStub(channel)
+        stub.SendEmail(pb.SendEmailRequest(to="carol@example.org", subject="Hi", text_body=BODY))
+        wait_until(lambda: dispatch_paused(health), process)  # SES refused: dispatch paused, and logged why
+    finally:
+        channel.close()
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+
+    assert "dispatch paused: SES_ACCESS_DENIED" in stderr  # the failure is logged, in text, with SES's words
+    assert "carol@example.org" not in stderr and "c***@example.org" in stderr
+
+
+def dispatch_paused(health) -> bool:
+    request = health_pb2.HealthCheckRequest(service="mailgateway.v1.Dispatch")
+    return health.Check(request, timeout=1).status == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -176,6 +176,9 @@ def test_a_resume_needs_an_operator_and_a_reason_and_something_to_resume(databas
         with pytest.raises(InvalidRequest) as refused:
             reputation.resume(" ", "\t")
         assert set(refused.value.violations) == {"operator", "reason"}
+        with pytest.raises(InvalidRequest) as refused:  # a reason is shown on one line (logs, `mailgw dispatch status`)
+            reputation.resume("alice", "fixed\n2026-12-02 INFO dispatch resumed by root")
+        assert set(refused.value.violations) == {"reason"}
         assert store.load().level is SLOWED  # nothing changed
 
         assert reputation.resume("alice", "fixed").level is SLOWED

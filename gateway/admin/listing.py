@@ -187,6 +187,9 @@ def encode_page_token(kind: bytes, scope: bytes, micros: int, pk: int) -> str:
     return base64.urlsafe_b64encode(body + _checksum(kind, scope, body)).rstrip(b"=").decode()
 
 
+MAX_MICROS = (datetime.datetime(9999, 12, 31) - EPOCH) // datetime.timedelta(microseconds=1)
+
+
 def decode_page_token(token: str, kind: bytes, scope: bytes) -> tuple[int, int]:
     """(microseconds, row id) of a token this listing made; InvalidRequest for anything else."""
     invalid = InvalidRequest({"page_token": "not a page token of this listing (with this filter); start without one"})
@@ -200,7 +203,7 @@ def decode_page_token(token: str, kind: bytes, scope: bytes) -> tuple[int, int]:
     if len(body) != _TOKEN.size or checksum != _checksum(kind, scope, body):
         raise invalid
     version, micros, pk = _TOKEN.unpack(body)
-    if version != _TOKEN_VERSION:
+    if version != _TOKEN_VERSION or not 0 <= micros <= MAX_MICROS:  # a time it can hold: the checksum has no key
         raise invalid
     return micros, pk
 

@@ -12,7 +12,8 @@ import sys
 LOG_FORMATS = ("text", "json")
 # The ids of the work a line is about, passed by the log sites as `extra=`; the JSON format shows them as fields.
 WORK_IDS = ("message_id", "ses_message_id", "contact", "caller", "sns_message_id")
-# Anything address-shaped that a log site did not mask (a library's message, say): the JSON format masks it too.
+# Anything address-shaped that a log site did not mask (a library's message, SES's error text, a traceback): both
+# formats mask it too.
 _UNMASKED_ADDRESS = re.compile(r"([A-Za-z0-9._%+=!#$&'/?^`{|}~-])[A-Za-z0-9._%+=!#$&'/?^`{|}~-]*@(?=[^\s@]+\.)")
 
 
@@ -29,11 +30,20 @@ def setup_logging() -> None:
         logging.basicConfig(level=level, handlers=[handler])
         logging.captureWarnings(True)  # Python's warnings as log lines too, not as plain text on stderr
     else:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])
     # Peewee's DEBUG lines carry query parameters, i.e. recipients' addresses.
     logging.getLogger("peewee").setLevel(max(logging.INFO, logging.getLogger().level))
     # botocore's DEBUG lines carry request and response bodies: raw messages sent to SES, SQS message bodies.
     logging.getLogger("botocore").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+class TextFormatter(logging.Formatter):
+    """One line of text (with its traceback, if any), anything address-shaped in it masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _UNMASKED_ADDRESS.sub(r"\1***@", super().format(record))
 
 
 class JsonFormatter(logging.Formatter):

@@ -20,7 +20,8 @@ from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause, PauseGate
 from gateway.store import reputation as store
 from gateway.store.database import UNAVAILABLE, database_now, unit_of_work
-from gateway.store.models import MAX_REASON, ReputationLevel
+from gateway.store.models import ReputationLevel
+from gateway.suppression.reactivate import reason_problem
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,8 @@ def resume(operator: str, reason: str) -> store.Hold:
     violations = {}
     if not operator or len(operator) > MAX_OPERATOR or not operator.isprintable():
         violations["operator"] = f"required: who resumes, 1-{MAX_OPERATOR} printable characters"
-    if not reason or len(reason) > MAX_REASON:
-        violations["reason"] = f"required: why dispatch may resume, 1-{MAX_REASON} characters"
+    if problem := reason_problem(reason, required=True):
+        violations["reason"] = problem
     if violations:
         raise InvalidRequest(violations)
     ended = store.resume(operator=operator, reason=reason)

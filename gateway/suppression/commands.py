@@ -6,8 +6,6 @@ Only argparse is imported until it runs: `mailgw send` should not pay for boto3 
 """
 
 import argparse
-import logging
-import os
 import sys
 from datetime import timedelta
 
@@ -39,11 +37,12 @@ def add_parsers(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gateway.ops.config import ConfigError, Settings
+    from gateway.ops.logs import setup_logging
     from gateway.store.database import UNAVAILABLE
     from gateway.store.models import open_database
     from gateway.suppression.ses import SesSuppressionList
 
-    logging.basicConfig(level=os.environ.get("MAILGW_LOG_LEVEL", "WARNING").upper())
+    setup_logging()  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT, peewee and botocore held at INFO
     try:
         settings = Settings.from_env()
         if settings.transport != "ses":
@@ -62,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace, settings, ses) -> int:
     from gateway.store.database import unit_of_work
     from gateway.suppression.ses import SuppressionCallFailed
-    from gateway.suppression.sync import LeaseHeld, SuppressionSync, describe
+    from gateway.suppression.sync import LeaseHeld, LeaseLost, SuppressionSync, describe
 
     sync = SuppressionSync(
         ses,
@@ -76,6 +75,9 @@ def _sync(args: argparse.Namespace, settings, ses) -> int:
         holder, until = exc.args
         until = f" until {until:%H:%M:%S} UTC" if until else ""
         print(f"error: {holder or 'another process'} is syncing now (lease{until}): try again later", file=sys.stderr)
+        return EXIT_FAILED
+    except LeaseLost as exc:
+        print(f"error: the pass stopped: {exc}; run it again", file=sys.stderr)
         return EXIT_FAILED
     except SuppressionCallFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
