@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -123,7 +123,9 @@ def press(driver, button_text: str, next_heading: str, *, keyboard: bool = False
         button.send_keys(Keys.ENTER)
     else:
         button.click()
-    WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException]).until(
+    # While the next page replaces this one, chromedriver may answer for the old heading with a stale element or
+    # "Node with given id does not belong to the document" (an unknown error): both mean "not there yet".
+    WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException, WebDriverException]).until(
         lambda d: heading(d) == next_heading
     )
 

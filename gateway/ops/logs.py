@@ -17,9 +17,10 @@ WORK_IDS = ("message_id", "ses_message_id", "contact", "caller", "sns_message_id
 _UNMASKED_ADDRESS = re.compile(r"([A-Za-z0-9._%+=!#$&'/?^`{|}~-])[A-Za-z0-9._%+=!#$&'/?^`{|}~-]*@(?=[^\s@]+\.)")
 
 
-def setup_logging() -> None:
-    """Log lines to stderr at MAILGW_LOG_LEVEL (default INFO), as MAILGW_LOG_FORMAT says: text (default) or json."""
-    level = os.environ.get("MAILGW_LOG_LEVEL", "INFO").upper()
+def setup_logging(default_level: str = "INFO") -> None:
+    """Log lines to stderr at MAILGW_LOG_LEVEL (default INFO; a command run by hand passes WARNING), as
+    MAILGW_LOG_FORMAT says: text (default) or json."""
+    level = os.environ.get("MAILGW_LOG_LEVEL", default_level).upper()
     log_format = os.environ.get("MAILGW_LOG_FORMAT", "").strip().lower() or "text"
     if log_format not in LOG_FORMATS:
         print(f"mailgw: MAILGW_LOG_FORMAT must be text or json, not {log_format[:40]!r}", file=sys.stderr)

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
+from gateway.addresses import HEADER_UNSAFE
 from gateway.errors import InvalidRequest, NothingToResume
 from gateway.ops import metrics
 from gateway.ops.config import Settings
@@ -20,8 +21,7 @@ from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause, PauseGate
 from gateway.store import reputation as store
 from gateway.store.database import UNAVAILABLE, database_now, unit_of_work
-from gateway.store.models import ReputationLevel
-from gateway.suppression.reactivate import reason_problem
+from gateway.store.models import MAX_REASON, ReputationLevel
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,10 @@ def resume(operator: str, reason: str) -> store.Hold:
     violations = {}
     if not operator or len(operator) > MAX_OPERATOR or not operator.isprintable():
         violations["operator"] = f"required: who resumes, 1-{MAX_OPERATOR} printable characters"
-    if problem := reason_problem(reason, required=True):
-        violations["reason"] = problem
+    if not reason or len(reason) > MAX_REASON:
+        violations["reason"] = f"required: why dispatch may resume, 1-{MAX_REASON} characters"
+    elif HEADER_UNSAFE.search(reason):  # shown on one line: in the logs, in `mailgw dispatch status`
+        violations["reason"] = "must be one line without control characters"
     if violations:
         raise InvalidRequest(violations)
     ended = store.resume(operator=operator, reason=reason)

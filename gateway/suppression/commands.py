@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.store.models import open_database
     from gateway.suppression.ses import SesSuppressionList
 
-    setup_logging()  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT, peewee and botocore held at INFO
+    setup_logging("WARNING")  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT; a command by hand: warnings only
     try:
         settings = Settings.from_env()
         if settings.transport != "ses":
