@@ -3,6 +3,7 @@
 import socket
 import subprocess
 from dataclasses import replace
+from urllib.request import urlopen
 
 import grpc
 import pytest
@@ -155,3 +156,29 @@ def test_an_http_unsubscribe_link_on_a_public_host_is_warned_about(settings, ses
 
     assert "MAILGW_PUBLIC_BASE_URL is http:// on mail.example.com" in caplog.text
     assert "RFC 8058" in caplog.text
+
+
+def test_gateways_and_sidecars_starting_at_once_on_a_new_sqlite_file_all_start(tmp_path):
+    """The first connection of each process turns WAL on for a new file, which needs the file to itself: processes
+    starting at the same moment (mailgw run, replicas) wait for each other instead of exiting 'database is locked'."""
+    env = {
+        "MAILGW_DATABASE_URL": f"sqlite:///{tmp_path}/new.db",
+        "MAILGW_DEFAULT_FROM": "noreply@example.com",
+        "MAILGW_TRANSPORT": "outbox",
+        "MAILGW_OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    gateways = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    sidecars = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    processes = [start(["-m", "gateway"], env | {"MAILGW_GRPC_ADDR": address}) for address in gateways]
+    processes += [start(["-m", "feedback_http"], env | {"MAILGW_HTTP_ADDR": address}) for address in sidecars]
+    try:
+        for process, address in zip(processes, gateways, strict=False):
+            health = health_pb2_grpc.HealthStub(grpc.insecure_channel(address))
+            wait_until(lambda health=health: health.Check(health_pb2.HealthCheckRequest(), timeout=1), process)
+        for process, address in zip(processes[len(gateways) :], sidecars, strict=True):
+            wait_until(lambda address=address: urlopen(f"http://{address}/healthz", timeout=1).status == 200, process)
+    finally:
+        for process in processes:
+            process.terminate()
+        codes = [process.wait(30) for process in processes]
+    assert codes == [0] * len(processes)

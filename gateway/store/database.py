@@ -5,6 +5,7 @@ import datetime
 import functools
 import logging
 import threading
+import time
 import weakref
 
 import peewee
@@ -135,6 +136,21 @@ def connect(url: str, models: list[type[peewee.Model]], upgrades=()) -> peewee.D
     database.initialize(db)
     # Both processes create the schema on start; one transaction each, serialised (SQLite by BEGIN IMMEDIATE,
     # PostgreSQL by an advisory lock), so two starting at once do not race on CREATE ... IF NOT EXISTS.
+    # A new SQLite file: the first connection of each process turns WAL on, which needs the file to itself and does
+    # not wait for SQLite's busy timeout, so a second process starting at the same moment (mailgw run, two replicas)
+    # hears "database is locked" at once: it tries again for as long as the busy timeout would have waited.
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            _create_schema(db, models, upgrades)
+            return db
+        except peewee.OperationalError as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _create_schema(db: peewee.Database, models: list[type[peewee.Model]], upgrades) -> None:
     with db.connection_context(), db.atomic():
         if isinstance(db, peewee.PostgresqlDatabase):
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
@@ -145,7 +161,6 @@ def connect(url: str, models: list[type[peewee.Model]], upgrades=()) -> peewee.D
         db.create_tables(models, safe=True)
         for upgrade in upgrades:
             upgrade(db)
-    return db
 
 
 def _pool(url: str) -> peewee.Database:
@@ -158,7 +173,12 @@ def _pool(url: str) -> peewee.Database:
         # with "database is locked" when a read transaction tries to become a write.
         db = db_url.connect(
             f"sqlite+pool://{rest}",
-            pragmas={"journal_mode": "wal", "busy_timeout": 10_000, "synchronous": "normal", "foreign_keys": 1},
+            pragmas={
+                "journal_mode": "wal",
+                "busy_timeout": SQLITE_BUSY_SECONDS * 1000,
+                "synchronous": "normal",
+                "foreign_keys": 1,
+            },
             lock_type="IMMEDIATE",
             check_same_thread=False,  # pooled connections move between worker threads, one at a time
             **POOL,
@@ -188,6 +208,7 @@ SCHEMA_LOCK = 0x6D61696C67770001  # "mailgw" + 1: any constant shared by both pr
 
 
 POOL = {"max_connections": 64, "stale_timeout": 300}
+SQLITE_BUSY_SECONDS = 10  # how long a SQLite connection waits for another's write lock
 POSTGRES_CONNECT_TIMEOUT = 5  # seconds: a database that does not answer is reported, not waited for
 
 
