@@ -21,6 +21,7 @@ from gateway.store.models import database
 from tests.moto_server import MotoServer
 from tests.ses_standin import SesStandIn
 from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
+from tests.sqs_feedback import FeedbackTopic
 
 # A server where this user may create databases: each test run creates its own and drops it at the end, so two
 # runs on one machine (or two xdist workers) never see each other's rows.
@@ -124,6 +125,12 @@ def moto(moto_session, aws_env, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", moto_session.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_session.url)
     return moto_session
+
+
+@pytest.fixture
+def topic(moto) -> FeedbackTopic:
+    """An SES feedback topic in moto with a queue subscribed to it (raw delivery off), as bootstrap makes them."""
+    return FeedbackTopic()
 
 
 @pytest.fixture

@@ -17,23 +17,12 @@ from gateway.ops.config import ConfigError
 from tests import ses_samples
 from tests.rpc import wait_until
 from tests.sns_signing import TOPIC_ARN, signed_envelope
-from tests.sqs_feedback import FeedbackTopic, WriteLock, applied, bounces_and_complaints
+from tests.sqs_feedback import WriteLock, applied, bounces_and_complaints
 from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
-def topic(moto) -> FeedbackTopic:
-    return FeedbackTopic()
-
-
-@pytest.fixture
-def certificates(moto):
-    """Where the sidecar fetches SNS signing certificates: moto's server, which signed the envelopes."""
-    return moto
-
-
-@pytest.fixture
-def make_sqs_sidecar(aiohttp_client, database_url, topic, certificates):
+def make_sqs_sidecar(aiohttp_client, database_url, topic, moto):
     """The real sidecar app (HTTP server and, with a queue, the SQS poller beside it), its allow-list holding the
     topic moto created, certificates fetched from moto."""
 
@@ -45,7 +34,7 @@ def make_sqs_sidecar(aiohttp_client, database_url, topic, certificates):
             sqs_queue_url=topic.queue_url if queue else "",
             **options,
         )
-        return await aiohttp_client(create_app(settings, sns_endpoint_url=sns_endpoint_url or certificates.url))
+        return await aiohttp_client(create_app(settings, sns_endpoint_url=sns_endpoint_url or moto.url))
 
     return make
 

@@ -11,25 +11,14 @@ import pytest
 from gateway.store.models import open_database
 from tests.processes import ROOT, drain, free_port, start
 from tests.rpc import wait_until
-from tests.sqs_feedback import FeedbackTopic, WriteLock, applied, bounces_and_complaints
+from tests.sqs_feedback import WriteLock, applied, bounces_and_complaints
 
 
 @pytest.fixture
-def topic(moto) -> FeedbackTopic:
-    return FeedbackTopic()
-
-
-@pytest.fixture
-def certificates(moto):
-    """Where the sidecar fetches SNS signing certificates: moto's server, which signed the envelopes."""
-    return moto
-
-
-@pytest.fixture
-def intake_env(database_url, topic, certificates) -> dict[str, str]:
+def intake_env(database_url, topic, moto) -> dict[str, str]:
     open_database(database_url)  # the test's own reads; the children create the schema as well
     return {
-        "AWS_ENDPOINT_URL_SNS": certificates.url,  # SNS signing certificates (moto's)
+        "AWS_ENDPOINT_URL_SNS": moto.url,  # SNS signing certificates (moto's)
         "MAILGW_DATABASE_URL": database_url,
         "MAILGW_SNS_TOPIC_ARNS": topic.topic_arn,  # moto's topic, the one SES would publish to
         "MAILGW_SQS_QUEUE_URL": topic.queue_url,
