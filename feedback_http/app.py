@@ -2,17 +2,19 @@
 
 import asyncio
 import logging
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
 from feedback_http import intake, metrics, pages, unsubscribe
 from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.writer import GroupWriter
+from gateway.errors import UndoRefused
 from gateway.ids import is_contact_id
 from gateway.ops.logs import setup_logging
 from gateway.ops.startup import claim_address, run
 from gateway.store.database import UNAVAILABLE, database
-from gateway.store.models import ContactStatus, open_database
+from gateway.store.models import open_database
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +83,16 @@ async def sns_webhook(request: web.Request) -> web.Response:
 
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
-    """A confirm button: mail scanners fetch every link, so GET changes nothing unless the operator asks for it."""
+    """A confirm button: mail scanners fetch every link, so GET changes nothing unless the operator asks for it. A
+    recipient unsubscribed already is told so, not offered the button again."""
     contact_id = request.match_info["contact_id"]
     if request.app[SETTINGS].unsubscribe_on_get:
         return await _unsubscribe(request, contact_id, source="unsubscribe-link")
     contact = is_contact_id(contact_id) and await in_database(request, unsubscribe.look_up, contact_id)
     if not contact:
         return request.app[PAGES].not_found(request)
+    if contact.status.suppressed:
+        return request.app[PAGES].already(request, contact)
     return request.app[PAGES].confirm(request, contact)
 
 
@@ -95,29 +100,58 @@ async def unsubscribe_post(request: web.Request) -> web.Response:
     """The page's button and RFC 8058 one-click (body List-Unsubscribe=One-Click): unsubscribe at once, 200."""
     # Any POST to a valid link unsubscribes: the body only tells which path the recipient took, so it is not
     # parsed as a form (urlencoded or multipart, as RFC 8058 allows), and a malformed one changes nothing.
-    source = "one-click" if b"One-Click" in await read_body(request) else "unsubscribe-page"
-    return await _unsubscribe(request, request.match_info["contact_id"], source=source)
+    one_click = b"One-Click" in await read_body(request)
+    return await _unsubscribe(request, request.match_info["contact_id"], source=PAGE if not one_click else ONE_CLICK)
+
+
+PAGE, ONE_CLICK = "unsubscribe-page", "one-click"
 
 
 async def _unsubscribe(request: web.Request, contact_id: str, *, source: str) -> web.Response:
-    contact = is_contact_id(contact_id) and await in_database(
-        request, unsubscribe.unsubscribe, contact_id, source=source, writes=True
+    # Only the page flow's answer is read by the person who unsubscribed: it alone carries the undo. A mail client's
+    # one-click POST gets none (nobody sees its answer), nor does a GET that unsubscribes (a link scanner's).
+    window = request.app[SETTINGS].undo_window if source == PAGE else None
+    done = is_contact_id(contact_id) and await in_database(
+        request, unsubscribe.unsubscribe, contact_id, source=source, undo_window=window, writes=True
     )
-    if not contact:
+    if not done:
         return request.app[PAGES].not_found(request)
-    return request.app[PAGES].done(request, contact)
+    return request.app[PAGES].done(request, done.contact, undo_secret=done.undo_secret)
+
+
+UNDO_FIELD = "undo"  # the done page's hidden field: the secret its unsubscribe minted
+MAX_UNDO_FIELD = 100
 
 
 async def resubscribe_post(request: web.Request) -> web.Response:
-    """The done page's undo button: POST only, so a link scanner's GET cannot press it; the contact id in the path
-    is the secret (no cookie, so no cross-site request can borrow one). The body is not read: the path says it all."""
+    """The done page's undo button: POST only (a link scanner's GET cannot press it), with the secret that page was
+    given in its form; the contact id alone lifts nothing. A form on another site is refused before anything is read
+    (Sec-Fetch-Site, sent by every current browser), and could not know the secret anyway."""
     contact_id = request.match_info["contact_id"]
-    contact = is_contact_id(contact_id) and await in_database(request, unsubscribe.resubscribe, contact_id, writes=True)
-    if not contact:
+    if not is_contact_id(contact_id):
         return request.app[PAGES].not_found(request)
-    if contact.status is not ContactStatus.ACTIVE:  # bounced, complained, or not unsubscribed by the recipient
-        return request.app[PAGES].not_resubscribable(request, contact)
-    return request.app[PAGES].resubscribed(request, contact)
+    if request.headers.get("Sec-Fetch-Site", "same-origin").lower() != "same-origin":
+        contact = await in_database(request, unsubscribe.look_up, contact_id)
+        if not contact:
+            return request.app[PAGES].not_found(request)
+        return request.app[PAGES].undo_refused(request, contact, UndoRefused.NOT_OFFERED)
+    done = await in_database(
+        request, unsubscribe.resubscribe, contact_id, _undo_secret(await read_body(request)), writes=True
+    )
+    if not done:
+        return request.app[PAGES].not_found(request)
+    if done.refused:
+        return request.app[PAGES].undo_refused(request, done.contact, done.refused)
+    return request.app[PAGES].resubscribed(request, done.contact)
+
+
+def _undo_secret(body: bytes) -> str:
+    """The form's undo secret; "" when the body is no form or carries none (the undo is then refused)."""
+    try:
+        fields = parse_qs(body.decode("ascii"), max_num_fields=10)
+    except ValueError:  # not ASCII, or more fields than the page's form has
+        return ""
+    return next(iter(fields.get(UNDO_FIELD, [])), "")[:MAX_UNDO_FIELD]
 
 
 async def healthz(request: web.Request) -> web.Response:

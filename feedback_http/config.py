@@ -1,5 +1,6 @@
 """The sidecar's settings: one typed object, read from the environment once at start-up."""
 
+import datetime
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ class FeedbackSettings:
     http_addr: str = "127.0.0.1:8080"
     sns_topic_arns: frozenset = frozenset()
     unsubscribe_on_get: bool = False
+    # How long the browser that unsubscribed on the page may undo it (its done page holds the secret); 0: no undo.
+    unsubscribe_undo_seconds: int = 900
     soft_bounce_limit: int = 0  # 0: soft bounces are recorded and counted, never suppress
     sns_max_age_seconds: int = 0  # 0: no age limit (SNS retries for up to an hour; redelivery is deduplicated)
     max_body_bytes: int = 256 * 1024  # SNS messages are at most 256 KiB
@@ -42,6 +45,8 @@ class FeedbackSettings:
         for arn in self.sns_topic_arns:
             if not TOPIC_ARN.fullmatch(arn):  # a typo here would refuse every notification
                 raise ConfigError(f"MAILGW_SNS_TOPIC_ARNS: {arn!r} is not an ARN like arn:aws:sns:region:account:topic")
+        if not 0 <= self.unsubscribe_undo_seconds <= MAX_UNDO_SECONDS:
+            raise ConfigError(f"MAILGW_UNSUBSCRIBE_UNDO_SECONDS must be 0-{MAX_UNDO_SECONDS} (0: no undo)")
         for name in ("soft_bounce_limit", "sns_max_age_seconds", "http_body_timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"MAILGW_{name.upper()} must not be negative")
@@ -58,6 +63,11 @@ class FeedbackSettings:
         if not 2 <= self.sqs_visibility_timeout_seconds <= 43200:
             raise ConfigError("MAILGW_SQS_VISIBILITY_TIMEOUT_SECONDS must be 2-43200 (SQS allows up to 12 hours)")
         check_page_settings(self)
+
+    @property
+    def undo_window(self) -> datetime.timedelta | None:
+        """How long an unsubscribe made on the page can be undone there; None: not at all."""
+        return datetime.timedelta(seconds=self.unsubscribe_undo_seconds) if self.unsubscribe_undo_seconds else None
 
     @property
     def host(self) -> str:
@@ -87,6 +97,7 @@ def check_queue_url(url: str) -> None:
         )
 
 
+MAX_UNDO_SECONDS = 86400  # a day: a done page left open longer than that lifts nothing
 MAX_BRAND_NAME = 100
 MAX_PRIVACY_URL = 2000
 

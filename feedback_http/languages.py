@@ -5,7 +5,8 @@ import re
 DEFAULT = "en"
 
 # One catalogue per language. {sender} is MAILGW_BRAND_NAME, or the language's word for "us" when it is not set;
-# {address} is the recipient's masked address. Values are plain text: the templates escape them.
+# {address} is the recipient's masked address; {minutes} the undo window. Values are plain text: the templates escape
+# them.
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
         "language_name": "English",
@@ -24,6 +25,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "not_found_title": "Link not found",
         "not_found_body": "This unsubscribe link is not valid. Please use the link in the most recent email you "
         "received.",
+        "already_title": "You are already unsubscribed",
+        "undo_note": "You can undo this here for {minutes} minutes.",
+        "undo_not_offered_title": "This unsubscribe cannot be undone here",
+        "undo_not_offered_body": "An unsubscribe can be undone only on the page that confirmed it, in the same "
+        "browser. To receive emails from {sender} at {address} again, please contact {sender}.",
+        "undo_expired_title": "The time to undo has passed",
+        "undo_expired_body": "An unsubscribe can be undone for {minutes} minutes only. To receive emails from {sender} "
+        "at {address} again, please contact {sender}.",
+        "undo_superseded_title": "This unsubscribe cannot be undone anymore",
+        "undo_superseded_body": "Something has changed since you unsubscribed. To receive emails from {sender} at "
+        "{address} again, please contact {sender}.",
         "privacy_link": "Privacy policy",
         "contact_text": "Questions? Write to",
     },
@@ -45,6 +57,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "not_found_title": "Link nicht gefunden",
         "not_found_body": "Dieser Abmeldelink ist ungültig. Bitte verwenden Sie den Link aus der neuesten E-Mail, die "
         "Sie erhalten haben.",
+        "already_title": "Sie sind bereits abgemeldet",
+        "undo_note": "Sie können dies hier {minutes} Minuten lang rückgängig machen.",
+        "undo_not_offered_title": "Diese Abmeldung lässt sich hier nicht rückgängig machen",
+        "undo_not_offered_body": "Eine Abmeldung lässt sich nur auf der Seite rückgängig machen, die sie bestätigt "
+        "hat, im selben Browser. Um wieder E-Mails von {sender} an {address} zu erhalten, wenden Sie sich bitte an "
+        "{sender}.",
+        "undo_expired_title": "Die Zeit zum Rückgängigmachen ist abgelaufen",
+        "undo_expired_body": "Eine Abmeldung lässt sich nur {minutes} Minuten lang rückgängig machen. Um wieder "
+        "E-Mails von {sender} an {address} zu erhalten, wenden Sie sich bitte an {sender}.",
+        "undo_superseded_title": "Diese Abmeldung lässt sich nicht mehr rückgängig machen",
+        "undo_superseded_body": "Seit Ihrer Abmeldung hat sich etwas geändert. Um wieder E-Mails von {sender} an "
+        "{address} zu erhalten, wenden Sie sich bitte an {sender}.",
         "privacy_link": "Datenschutzerklärung",
         "contact_text": "Fragen? Schreiben Sie an",
     },
@@ -66,6 +90,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "not_found_title": "Lien introuvable",
         "not_found_body": "Ce lien de désabonnement n’est pas valide. Veuillez utiliser le lien du dernier e-mail que "
         "vous avez reçu.",
+        "already_title": "Votre désabonnement est déjà enregistré",
+        "undo_note": "Vous pouvez l’annuler ici pendant {minutes}\u00a0minutes.",
+        "undo_not_offered_title": "Ce désabonnement ne peut pas être annulé ici",
+        "undo_not_offered_body": "Un désabonnement ne peut être annulé que sur la page qui l’a confirmé, dans le "
+        "même navigateur. Pour recevoir à nouveau les e-mails envoyés par {sender} à l’adresse {address}, contactez "
+        "{sender}.",
+        "undo_expired_title": "Le délai d’annulation est dépassé",
+        "undo_expired_body": "Un désabonnement ne peut être annulé que pendant {minutes}\u00a0minutes. Pour recevoir à "
+        "nouveau les e-mails envoyés par {sender} à l’adresse {address}, contactez {sender}.",
+        "undo_superseded_title": "Ce désabonnement ne peut plus être annulé",
+        "undo_superseded_body": "Quelque chose a changé depuis votre désabonnement. Pour recevoir à nouveau les "
+        "e-mails envoyés par {sender} à l’adresse {address}, contactez {sender}.",
         "privacy_link": "Politique de confidentialité",
         "contact_text": "Des questions\u00a0? Écrivez à",
     },
@@ -86,6 +122,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "not_found_title": "Enlace no encontrado",
         "not_found_body": "Este enlace para darse de baja no es válido. Use el enlace del correo más reciente que haya "
         "recibido.",
+        "already_title": "Ya se ha dado de baja",
+        "undo_note": "Puede deshacerlo aquí durante {minutes} minutos.",
+        "undo_not_offered_title": "Esta baja no se puede deshacer aquí",
+        "undo_not_offered_body": "Una baja solo se puede deshacer en la página que la confirmó, en el mismo navegador. "
+        "Para volver a recibir correos de {sender} en {address}, póngase en contacto con {sender}.",
+        "undo_expired_title": "El plazo para deshacerlo ha terminado",
+        "undo_expired_body": "Una baja solo se puede deshacer durante {minutes} minutos. Para volver a recibir correos "
+        "de {sender} en {address}, póngase en contacto con {sender}.",
+        "undo_superseded_title": "Esta baja ya no se puede deshacer",
+        "undo_superseded_body": "Algo ha cambiado desde que se dio de baja. Para volver a recibir correos de {sender} "
+        "en {address}, póngase en contacto con {sender}.",
         "privacy_link": "Política de privacidad",
         "contact_text": "¿Preguntas? Escriba a",
     },
@@ -97,10 +144,10 @@ LANGUAGE_RANGE = re.compile(r"\*|[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 WEIGHT = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
 
-def texts(language: str, *, sender: str, address: str) -> dict[str, str]:
-    """The catalogue of `language` with the sender's name and the masked address in place."""
+def texts(language: str, *, sender: str, address: str, minutes: int = 0) -> dict[str, str]:
+    """The catalogue of `language` with the sender's name, the masked address and the undo window in place."""
     catalogue = MESSAGES[language]
-    values = {"sender": sender or catalogue["us"], "address": address}
+    values = {"sender": sender or catalogue["us"], "address": address, "minutes": minutes}
     return {key: text.format_map(values) for key, text in catalogue.items()}
 
 

@@ -73,3 +73,16 @@ class AdminCallerRequired(GatewayError):
     """The caller is not one of the admin callers (MAILGW_ADMIN_CALLERS)."""
 
     reason = "ADMIN_CALLER_REQUIRED"
+
+
+class UndoRefused(GatewayError):
+    """The recipient's undo of an unsubscribe cannot be done; `reason` says why (one of the constants below)."""
+
+    NOT_UNSUBSCRIBED = "NOT_UNSUBSCRIBED"  # bounced or complained since, or never unsubscribed
+    NOT_OFFERED = "UNDO_NOT_OFFERED"  # no secret, a wrong one, one used already, or an unsubscribe that minted none
+    EXPIRED = "UNDO_EXPIRED"  # the window (MAILGW_UNSUBSCRIBE_UNDO_SECONDS) has passed
+    SUPERSEDED = "UNDO_SUPERSEDED"  # another change (an operator's hold, a new unsubscribe) came after it
+
+    def __init__(self, reason: str):
+        super().__init__(f"the unsubscribe cannot be undone here: {reason}")
+        self.reason = reason

@@ -354,6 +354,8 @@ def test_suppress_and_reactivate_are_what_the_guard_sees(admin_gateway):
         (ContactStatus.ACTIVE, ContactStatus.BOUNCED, "admin", "old system said so", "ops"),
         (ContactStatus.BOUNCED, ContactStatus.ACTIVE, "admin", "mailbox exists", "ops"),
         (ContactStatus.ACTIVE, ContactStatus.COMPLAINED, "admin", "spam", "ops"),
+        # the milder request is kept as evidence (a hold that outlives a reactivation of the complaint's cause)
+        (ContactStatus.COMPLAINED, ContactStatus.COMPLAINED, "admin", "asked to stop", "ops"),
     ]
 
 
@@ -440,7 +442,9 @@ def test_import_reports_every_row_and_a_second_run_changes_nothing(admin_gateway
     ]  # fmt: skip
     assert (second.created_count, second.changed_count, second.unchanged_count, second.refused_count) == (0, 0, 4, 5)
     with database.connection_context():
-        assert StatusChange.select().count() == 4  # two set up, then the first import's bounce and unsubscribe
+        # two set up, then the first import's bounce and unsubscribe, and its bounce of the complained contact kept
+        # as evidence (from complained to complained); the second import adds none of these again
+        assert StatusChange.select().count() == 5
     too_many = pb.ImportContactsRequest(
         rows=[pb.ImportContactRow(email=f"n{i}@example.org", status=ACTIVE) for i in range(1001)]
     )

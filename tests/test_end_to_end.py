@@ -105,3 +105,31 @@ async def test_feedback_through_the_sidecar_blocks_the_next_send(processes, ses,
     assert dict(error_info(details).metadata) == {"status": status, "contactId": sent.contact_id}
     assert len(ses.sent) == 1  # the refused send never reached SES
     assert (await asyncio.to_thread(settled, stub, accepted.message_id)).state == state
+
+
+async def test_a_caller_holding_the_contact_id_cannot_lift_the_recipients_unsubscribe(processes, ses, signer):
+    """The trust gap of issue 16, as it was reproduced: caller A sends to alice, alice unsubscribes with one click,
+    A reads the contact id from the refusal and posts the undo itself. The undo is the recipient's alone."""
+    stub, base_url = processes
+    request = pb.SendEmailRequest(to=RECIPIENT, subject="Welcome", text_body="Hello")
+    sent = await asyncio.to_thread(
+        settled, stub, (await asyncio.to_thread(stub.SendEmail, request, timeout=10)).message_id
+    )
+    assert await unsubscribe(base_url, signer, sent) == 200
+    _, _, details = await asyncio.to_thread(rpc_failure, stub.SendEmail, request, timeout=10)
+    contact_id = error_info(details).metadata["contactId"]
+
+    async with aiohttp.ClientSession() as session:
+        for body in ("", "undo=", f"undo={contact_id}"):
+            async with session.post(
+                f"{base_url}/unsubscribe/{contact_id}/resubscribe",
+                data=body,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ) as response:
+                assert response.status == 403
+                assert "This unsubscribe cannot be undone here" in await response.text()
+
+    code, _, details = await asyncio.to_thread(rpc_failure, stub.SendEmail, request, timeout=10)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(details).metadata["status"] == "unsubscribed"
+    assert len(ses.sent) == 1  # only the first send ever reached SES

@@ -2,17 +2,21 @@
 (paged, incremental, full), the reconcile, the push, failures, and two processes at once."""
 
 import datetime
+import json
 import threading
 import time
 
 import pytest
 
+from gateway.ops.config import Settings
 from gateway.store import ses_list as store
 from gateway.store.contacts import change_status
 from gateway.store.database import unit_of_work
 from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
 from gateway.suppression.ses import SesSuppressionList, SuppressionCallFailed
 from gateway.suppression.sync import OVERLAP, SYNC_ACTOR, LeaseHeld, SuppressionSync
+from tests import ses_samples
+from tests.sns_signing import signed_envelope
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 LIST = "ListSuppressedDestinations"
@@ -155,14 +159,72 @@ def test_a_full_reconcile_lowers_only_what_nothing_but_the_list_held(db, ses):
     assert not SesListIntent.select().where(SesListIntent.action == "delete").exists()  # SES dropped them itself
 
 
+async def complain(sidecar, signer, address: str) -> None:
+    """A signed SES Complaint notification about `address`, through the sidecar's POST /sns."""
+    envelope = signed_envelope(signer, message=ses_samples.message(ses_samples.complaint_event([address])))
+    response = await sidecar.post("/sns", data=json.dumps(envelope), headers={"Content-Type": "text/plain"})
+    assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize("notification_first", [False, True], ids=["list-first", "notification-first"])
+async def test_a_complaint_we_were_told_about_outlives_its_entry_on_the_list(
+    db, ses, make_sidecar, signer, notification_first
+):
+    """Whichever comes first, SES's list or our own notification, the notification's evidence is kept, and a
+    reconcile lowers only a status whose every source is gone."""
+    sidecar = await make_sidecar()
+    ses.suppression.add("carol@example.org", "COMPLAINT")
+    if notification_first:
+        await complain(sidecar, signer, "carol@example.org")
+    make_sync().run()
+    if not notification_first:
+        assert status_of("carol@example.org") is COMPLAINED  # the list's doing, so far
+        await complain(sidecar, signer, "carol@example.org")
+    del ses.suppression.entries["carol@example.org"]
+
+    report = make_sync().run(full=True)
+
+    assert report.restored == 0 and status_of("carol@example.org") is COMPLAINED
+    expected = [(ACTIVE, COMPLAINED, "ses:Complaint", "")]  # the list then finds nothing to raise
+    if not notification_first:  # the notification is kept as evidence beside the list's raise
+        expected = [(ACTIVE, COMPLAINED, "ses-suppression-list", ""), (COMPLAINED, COMPLAINED, "ses:Complaint", "")]
+    assert history("carol@example.org") == expected
+
+
+async def test_without_our_own_notification_the_reconcile_restores_what_only_the_list_held(db, ses):
+    """The control: the same entry without a notification of ours goes back to active when SES drops it."""
+    ses.suppression.add("carol@example.org", "COMPLAINT")
+    make_sync().run()
+    del ses.suppression.entries["carol@example.org"]
+
+    assert make_sync().run(full=True).restored == 1
+    assert status_of("carol@example.org") is ACTIVE
+
+
+def test_an_unsubscribe_or_an_operators_hold_outlives_a_complaint_the_list_held(db, ses):
+    ses.suppression.add("dave@example.org", "COMPLAINT")
+    ses.suppression.add("erin@example.org", "BOUNCE")
+    make_sync().run()
+    change_status(UNSUBSCRIBED, source="one-click", reason="one-click", email="dave@example.org")
+    change_status(UNSUBSCRIBED, source="admin", reason="legal hold", email="erin@example.org", actor="ops")
+    ses.suppression.entries.clear()
+
+    assert make_sync().run(full=True).restored == 2
+    assert (status_of("dave@example.org"), status_of("erin@example.org")) == (UNSUBSCRIBED, UNSUBSCRIBED)
+
+
 def test_a_contact_the_list_raised_moments_before_the_listing_is_left_for_the_next_reconcile(db, ses):
     ses.suppression.add("late@example.org")
     make_sync().run()
     del ses.suppression.entries["late@example.org"]
+    settings = Settings(ses_suppression_settle_seconds=300)  # MAILGW_SES_SUPPRESSION_SETTLE_SECONDS, the default
 
-    report = make_sync(settle_after=datetime.timedelta(minutes=5)).run(full=True)
+    report = SuppressionSync.from_settings(settings, SesSuppressionList()).run(full=True)
 
     assert report.restored == 0 and status_of("late@example.org") is BOUNCED
+    settled = Settings.from_env({"MAILGW_SES_SUPPRESSION_SETTLE_SECONDS": "0"})
+    assert SuppressionSync.from_settings(settled, SesSuppressionList()).run(full=True).restored == 1
+    assert status_of("late@example.org") is ACTIVE
 
 
 # --- push ------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The unsubscribe page's states, words and settings against the real sidecar app: confirm, done, the recipient's
 undo (never of a bounce, a complaint or an unsubscribe that was not the recipient's own), languages, templates."""
 
+import datetime
 import json
 import re
 import string
@@ -9,6 +10,8 @@ import pytest
 
 from feedback_http import languages
 from feedback_http.config import FeedbackSettings
+from gateway.admin.operations import suppress
+from gateway.errors import UndoRefused
 from gateway.ops.config import ConfigError
 from gateway.ops.logs import contact_ref
 from gateway.store.contacts import RECIPIENT, change_status, get_or_create_contact
@@ -56,6 +59,19 @@ async def post_event(sidecar, signer, event: dict) -> None:
 
 # --- confirm -> done -> undo ------------------------------------------------------------------------------------
 
+UNDO_FIELD = re.compile(r'<input type="hidden" name="undo" value="([A-Za-z0-9_-]+)">')
+
+
+def undo_secret(done_page: str) -> str | None:
+    """The secret the done page's undo form carries, if it offers the undo."""
+    found = UNDO_FIELD.search(done_page)
+    return found and found.group(1)
+
+
+async def undo(sidecar, contact_id: str, secret: str | None = None, **headers) -> tuple[int, str]:
+    data = {"undo": secret} if secret is not None else {}
+    return await page(await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe", data=data, headers=headers))
+
 
 async def test_confirm_done_undo_and_the_history_of_each_step(sidecar, contact_id):
     status, confirm = await page(await sidecar.get(f"/unsubscribe/{contact_id}"))
@@ -69,9 +85,12 @@ async def test_confirm_done_undo_and_the_history_of_each_step(sidecar, contact_i
     assert "<h1>You are unsubscribed</h1>" in done
     assert "You will not receive any more emails from Acme &amp; &lt;Sons&gt; at r***@example.com." in done
     assert f'<form method="post" action="{contact_id}/resubscribe">' in done and ">Resubscribe</button>" in done
+    assert "You can undo this here for 15 minutes." in done
+    secret = undo_secret(done)
+    assert secret and len(secret) >= 43 and secret not in contact_id
     assert status_and_history() == (ContactStatus.UNSUBSCRIBED, [("active", "unsubscribed", "unsubscribe-page")])
 
-    status, back = await page(await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe"))
+    status, back = await undo(sidecar, contact_id, secret)
     assert status == 200
     assert "<h1>You are subscribed again</h1>" in back
     assert f'<form method="post" action="../{contact_id}">' in back  # and a way out again
@@ -81,20 +100,118 @@ async def test_confirm_done_undo_and_the_history_of_each_step(sidecar, contact_i
     )
 
     # A second press (a double click, a reload) changes nothing more.
-    status, again = await page(await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe"))
+    status, again = await undo(sidecar, contact_id, secret)
     assert status == 200 and "<h1>You are subscribed again</h1>" in again
     assert len(status_and_history()[1]) == 2
 
-    # The way out works again, and so does its undo.
-    await sidecar.post(f"/unsubscribe/{contact_id}", data="List-Unsubscribe=One-Click")
-    await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe")
-    assert status_and_history()[0] is ContactStatus.ACTIVE
+    # The way out works again, and its own undo; the first secret was used up.
+    _, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
+    assert (await undo(sidecar, contact_id, secret))[0] == 403
+    assert (await undo(sidecar, contact_id, undo_secret(done)))[0] == 200
     assert [source for *_, source in status_and_history()[1]] == [
         "unsubscribe-page",
         "recipient",
-        "one-click",
+        "unsubscribe-page",
         "recipient",
     ]
+
+
+async def test_the_contact_id_alone_lifts_no_unsubscribe(sidecar, contact_id):
+    """Every caller of the API learns contact ids (GetContactStatus, a refusal's metadata): none of them is the
+    recipient. A one-click unsubscribe (a mail client's POST, whose answer nobody reads) offers no undo at all."""
+    status, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data="List-Unsubscribe=One-Click"))
+    assert status == 200 and undo_secret(done) is None and "resubscribe" not in done.lower()
+    before = status_and_history()
+
+    for secret in (None, "", "x" * 43, "A" * 10_000):
+        status, refused = await undo(sidecar, contact_id, secret)
+        assert status == 403
+        assert "<h1>This unsubscribe cannot be undone here</h1>" in refused
+        assert "please contact Acme &amp; &lt;Sons&gt;." in refused
+    assert status_and_history() == before
+
+
+async def test_a_post_on_an_unsubscribed_contact_mints_nothing_that_lifts_the_earlier_unsubscribe(sidecar, contact_id):
+    await sidecar.post(f"/unsubscribe/{contact_id}", data="List-Unsubscribe=One-Click")
+
+    _, again = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
+
+    assert "<h1>You are unsubscribed</h1>" in again and undo_secret(again) is None
+    assert (await undo(sidecar, contact_id, "anything"))[0] == 403
+    assert status_and_history()[0] is ContactStatus.UNSUBSCRIBED
+
+
+async def test_the_undo_window_ends(sidecar, contact_id):
+    _, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
+    with database.connection_context():  # the 15 minutes have passed
+        StatusChange.update(undo_until=StatusChange.created_at).execute()
+
+    status, refused = await undo(sidecar, contact_id, undo_secret(done))
+
+    assert status == 410
+    assert "<h1>The time to undo has passed</h1>" in refused
+    assert "An unsubscribe can be undone for 15 minutes only." in refused
+    assert status_and_history()[0] is ContactStatus.UNSUBSCRIBED
+
+
+async def test_the_undo_window_is_a_setting_and_zero_offers_none(make_sidecar):
+    short = await make_sidecar(environ={"MAILGW_UNSUBSCRIBE_UNDO_SECONDS": "120"})
+    with database.connection_context():
+        first = get_or_create_contact("first@example.com").contact_id
+        second = get_or_create_contact("second@example.com").contact_id
+    _, done = await page(await short.post(f"/unsubscribe/{first}", data={"List-Unsubscribe": "Web-Form"}))
+    assert "You can undo this here for 2 minutes." in done and undo_secret(done)
+
+    none = await make_sidecar(environ={"MAILGW_UNSUBSCRIBE_UNDO_SECONDS": "0"})
+    _, done = await page(await none.post(f"/unsubscribe/{second}", data={"List-Unsubscribe": "Web-Form"}))
+    assert "<h1>You are unsubscribed</h1>" in done and undo_secret(done) is None
+
+
+async def test_a_form_from_another_site_cannot_undo_even_with_the_secret(sidecar, contact_id):
+    _, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
+    secret = undo_secret(done)
+
+    for site in ("cross-site", "same-site"):
+        status, refused = await undo(sidecar, contact_id, secret, **{"Sec-Fetch-Site": site})
+        assert status == 403 and "<h1>This unsubscribe cannot be undone here</h1>" in refused
+    assert status_and_history()[0] is ContactStatus.UNSUBSCRIBED
+
+    assert (await undo(sidecar, contact_id, secret, **{"Sec-Fetch-Site": "same-origin"}))[0] == 200  # the control
+
+
+async def test_the_undo_works_on_another_sidecar_of_the_same_database(make_sidecar, contact_id, sidecar):
+    other = await make_sidecar(environ=PAGE_SETTINGS)
+    _, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
+
+    status, back = await undo(other, contact_id, undo_secret(done))
+
+    assert status == 200 and "<h1>You are subscribed again</h1>" in back
+    assert status_and_history()[0] is ContactStatus.ACTIVE
+
+
+async def test_an_operators_suppression_after_the_unsubscribe_is_never_lifted_by_the_undo(sidecar, contact_id):
+    _, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
+    with database.connection_context():
+        held = suppress(ContactStatus.UNSUBSCRIBED, reason="legal hold, ticket 12", actor="ops-alice", email=READER)
+    assert not held.changed
+
+    status, refused = await undo(sidecar, contact_id, undo_secret(done))
+
+    assert status == 409 and "<h1>This unsubscribe cannot be undone anymore</h1>" in refused
+    assert status_and_history() == (
+        ContactStatus.UNSUBSCRIBED,
+        [("active", "unsubscribed", "unsubscribe-page"), ("unsubscribed", "unsubscribed", "admin")],
+    )
+
+
+async def test_a_get_after_the_unsubscribe_says_so_instead_of_offering_the_button(sidecar, contact_id):
+    await sidecar.post(f"/unsubscribe/{contact_id}", data="List-Unsubscribe=One-Click")
+
+    status, again = await page(await sidecar.get(f"/unsubscribe/{contact_id}"))
+
+    assert status == 200 and "<h1>You are already unsubscribed</h1>" in again
+    assert "You will not receive any more emails from Acme &amp; &lt;Sons&gt; at r***@example.com." in again
+    assert "<button" not in again
 
 
 async def test_a_get_never_resubscribes(sidecar, contact_id):
@@ -154,21 +271,22 @@ async def test_no_script_no_outside_asset_and_headers_that_keep_the_page_to_itse
     ids=["bounce", "complaint"],
 )
 async def test_a_bounce_or_complaint_after_the_unsubscribe_cannot_be_undone(sidecar, signer, contact_id, event, after):
-    await sidecar.post(f"/unsubscribe/{contact_id}", data="List-Unsubscribe=One-Click")
+    _, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
     await post_event(sidecar, signer, event)
-    before = status_and_history()
-    assert before[0].value == after
+    assert status_and_history()[0].value == after
 
     # Unsubscribing again shows the done page, without the undo.
-    status, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
-    assert status == 200 and "<h1>You are unsubscribed</h1>" in done
-    assert "resubscribe" not in done.lower()
+    status, again = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
+    assert status == 200 and "<h1>You are unsubscribed</h1>" in again
+    assert "resubscribe" not in again.lower()
+    before = status_and_history()
 
     # Pressing the undo anyway (an old page, a crafted POST) is refused and changes nothing.
-    status, refused = await page(await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe"))
+    status, refused = await undo(sidecar, contact_id, "anything")
     assert status == 409
     assert "<h1>This link cannot resubscribe you</h1>" in refused
     assert "Emails from Acme &amp; &lt;Sons&gt; to r***@example.com cannot be turned back on" in refused
+    assert (await undo(sidecar, contact_id, undo_secret(done)))[0] == 409  # the page's own secret too
     assert status_and_history() == before
 
 
@@ -176,11 +294,15 @@ async def test_an_unsubscribe_ses_reported_is_not_the_links_to_undo(sidecar, sig
     await post_event(sidecar, signer, ses_samples.subscription_event(True, destination=[READER]))
     assert status_and_history() == (ContactStatus.UNSUBSCRIBED, [("active", "unsubscribed", "ses:Subscription")])
 
-    _, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data="List-Unsubscribe=One-Click"))
+    _, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
     assert "<h1>You are unsubscribed</h1>" in done and "resubscribe" not in done.lower()
 
-    assert (await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe")).status == 409
-    assert status_and_history() == (ContactStatus.UNSUBSCRIBED, [("active", "unsubscribed", "ses:Subscription")])
+    assert (await undo(sidecar, contact_id, "anything"))[0] == 403
+    # The recipient's own unsubscribe is kept as evidence beside SES's report: it holds if the other is ever undone.
+    assert status_and_history() == (
+        ContactStatus.UNSUBSCRIBED,
+        [("active", "unsubscribed", "ses:Subscription"), ("unsubscribed", "unsubscribed", "unsubscribe-page")],
+    )
 
 
 @pytest.mark.parametrize("contact_id", ["A" * 22, "short", "x" * 200])
@@ -192,57 +314,54 @@ async def test_undo_of_an_unknown_link_is_not_found(sidecar, contact_id):
         assert StatusChange.select().count() == 0
 
 
-async def test_the_undo_logs_a_reference_never_the_contact_id(sidecar, contact_id, caplog):
-    await sidecar.post(f"/unsubscribe/{contact_id}", data="List-Unsubscribe=One-Click")
+async def test_the_undo_logs_a_reference_never_the_contact_id_nor_the_secret(sidecar, contact_id, caplog):
     caplog.set_level("INFO")
+    _, done = await page(await sidecar.post(f"/unsubscribe/{contact_id}", data={"List-Unsubscribe": "Web-Form"}))
 
-    assert (await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe")).status == 200
+    assert (await undo(sidecar, contact_id, undo_secret(done)))[0] == 200
 
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
     assert f"contact {contact_ref(contact_id)} (r***@example.com): unsubscribed -> active by recipient" in ours
-    assert contact_id not in ours and READER not in ours
+    assert contact_id not in ours and READER not in ours and undo_secret(done) not in ours
+    with database.connection_context():  # only its digest is kept, and only until it is used
+        assert [row.undo_digest for row in StatusChange.select()] == [None, None]
 
 
 # --- the status function's one narrow way down ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "history, expected",
+    "later, refusal",
     [
-        ([(ContactStatus.UNSUBSCRIBED, "unsubscribe-page")], ContactStatus.ACTIVE),
-        ([(ContactStatus.UNSUBSCRIBED, "one-click")], ContactStatus.ACTIVE),
-        ([(ContactStatus.UNSUBSCRIBED, "unsubscribe-link")], ContactStatus.ACTIVE),
-        ([(ContactStatus.UNSUBSCRIBED, "ses:Subscription")], ContactStatus.UNSUBSCRIBED),
-        ([(ContactStatus.UNSUBSCRIBED, "operator")], ContactStatus.UNSUBSCRIBED),
-        ([(ContactStatus.UNSUBSCRIBED, "one-click"), (ContactStatus.BOUNCED, "ses:Bounce")], ContactStatus.BOUNCED),
-        (
-            [(ContactStatus.UNSUBSCRIBED, "one-click"), (ContactStatus.COMPLAINED, "ses:Complaint")],
-            ContactStatus.COMPLAINED,
-        ),
-        (
-            [
-                (ContactStatus.UNSUBSCRIBED, "one-click"),
-                (ContactStatus.ACTIVE, RECIPIENT),
-                (ContactStatus.UNSUBSCRIBED, "ses:Subscription"),
-            ],
-            ContactStatus.UNSUBSCRIBED,
-        ),
-        ([], ContactStatus.ACTIVE),
+        ([], None),
+        ([(ContactStatus.UNSUBSCRIBED, "one-click", "")], UndoRefused.SUPERSEDED),  # evidence of another path
+        ([(ContactStatus.UNSUBSCRIBED, "admin", "ops")], UndoRefused.SUPERSEDED),  # an operator's hold
+        ([(ContactStatus.BOUNCED, "ses:Bounce", "")], UndoRefused.NOT_UNSUBSCRIBED),
+        ([(ContactStatus.COMPLAINED, "ses:Complaint", "")], UndoRefused.NOT_UNSUBSCRIBED),
     ],
 )
-def test_the_recipients_undo_lowers_only_their_own_unsubscribe(database_url, history, expected):
+def test_the_recipients_undo_needs_the_secret_of_the_latest_change(database_url, later, refusal):
     open_database(database_url)
     with database.connection_context():
-        for status, source in history:
-            change_status(status, source=source, reason=source, email=READER)
+        minted = change_status(
+            ContactStatus.UNSUBSCRIBED, source="unsubscribe-page", email=READER, undo_window=datetime.timedelta(60)
+        )
+        for status, source, actor in later:
+            change_status(status, source=source, reason=source, email=READER, actor=actor)
         rows_before = StatusChange.select().count()
-        # a named actor cannot widen it: the source decides
-        update = change_status(ContactStatus.ACTIVE, source=RECIPIENT, reason="undo", email=READER, actor="someone")
 
-        assert Contact.get(email=READER).status is expected
-        moved = history and history[-1][0] is not ContactStatus.ACTIVE and expected is ContactStatus.ACTIVE
-        assert update.changed is bool(moved)
-        assert StatusChange.select().count() == rows_before + bool(moved)
+        # Neither another secret nor a named actor widens it: only the secret its own change minted.
+        for wrong in ("", "x" * 43):
+            with pytest.raises(UndoRefused):
+                change_status(ContactStatus.ACTIVE, source=RECIPIENT, email=READER, actor="x", undo_secret=wrong)
+        if refusal:
+            with pytest.raises(UndoRefused) as refused:
+                change_status(ContactStatus.ACTIVE, source=RECIPIENT, email=READER, undo_secret=minted.undo_secret)
+            assert refused.value.reason == refusal
+            assert StatusChange.select().count() == rows_before
+        else:
+            update = change_status(ContactStatus.ACTIVE, source=RECIPIENT, email=READER, undo_secret=minted.undo_secret)
+            assert update.changed and Contact.get(email=READER).status is ContactStatus.ACTIVE
 
 
 # --- languages --------------------------------------------------------------------------------------------------
@@ -280,7 +399,10 @@ async def test_every_state_in_german_with_a_lang_override_carried_through_the_fo
         '<a href="https://acme.example/privacy?from=unsubscribe&amp;x=1" rel="noreferrer">Datenschutzerklärung' in done
     )
 
-    _, back = await page(await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe?lang=de", headers=english))
+    secret = {"undo": undo_secret(done)}
+    _, back = await page(
+        await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe?lang=de", data=secret, headers=english)
+    )
     assert "<h1>Sie sind wieder angemeldet</h1>" in back and f'action="../{contact_id}?lang=de"' in back
 
 

@@ -49,14 +49,12 @@ def suppress(
         contact = get_or_create_contact(email) if email is not None else find_contact(contact_id=contact_id)
         if contact is None:
             raise ContactNotFound("no contact has that address or id")
-        # Decided on the status as locked until the commit: change_status lowers a status when an actor is named,
-        # and a suppression never lowers one (a contact already more severe stays so).
-        current = _locked_status(contact.id)
-        changed = to.severity > current.severity
-        if changed:
-            change_status(to, source=ADMIN_SOURCE, reason=reason, email=contact.email, actor=actor)
+        # A contact already as severe keeps its status, and the operator's suppression is kept as a history row of
+        # its own (a legal hold that outlives the recipient's undo and a reconcile of SES's list).
+        previous = _locked_status(contact.id)
+        update = change_status(to, source=ADMIN_SOURCE, reason=reason, email=contact.email, actor=actor)
         contact = Contact.get_by_id(contact.id)
-    return Suppression(contact, current, changed)
+    return Suppression(contact, previous, update.changed)
 
 
 def _locked_status(contact_pk: int) -> ContactStatus:
@@ -104,11 +102,11 @@ def import_rows(rows: list[ImportRow], *, actor: str) -> list[RowResult]:
     checked = [_checked(row) for row in rows]
     emails = sorted({row.email for row in checked if isinstance(row, ImportRow)})
     with database.atomic():  # one commit per batch: a batch is applied whole or (on a failure) not at all
-        # The batch's contacts are read and created in two statements, not one lookup per row: only rows that move
-        # a contact cost statements of their own (change_status's).
+        # The batch's contacts are read and created in two statements, not one lookup per row: only rows that
+        # suppress cost statements of their own (change_status's, which also keeps a suppression the contact's
+        # status covers already as evidence).
         created = _create_missing(emails)
-        # Locked until the commit (in one order, the addresses'), since _apply decides on them: change_status lowers
-        # a status when an actor is named, and an import never lowers one.
+        # Locked until the commit (in one order, the addresses'), since _apply decides on them.
         query = Contact.select(Contact.email, Contact.status).where(Contact.email.in_(emails)).order_by(Contact.email)
         statuses = dict((query.for_update() if database.for_update else query).tuples())
         results = [row if isinstance(row, RowResult) else _apply(row, statuses, created, actor) for row in checked]
@@ -146,16 +144,17 @@ def _apply(row: ImportRow, statuses: dict[str, ContactStatus], created: set[str]
     """One checked row against the contact's status as this batch left it (`statuses`, updated here)."""
     current, new = statuses[row.email], row.email in created
     created.discard(row.email)  # a later row for the same address finds it, as a contact of its own
-    if row.status is current:
+    if row.status is ACTIVE and current is not ACTIVE:
+        detail = f"the contact is {current}: an import does not reactivate (reactivate it with a reason)"
+        return RowResult(Outcome.REFUSED, current, detail)
+    if row.status is current and not current.suppressed:
         return RowResult(Outcome.CREATED if new else Outcome.UNCHANGED, current)
-    if row.status.severity < current.severity:
-        if row.status is ACTIVE:
-            detail = f"the contact is {current}: an import does not reactivate (reactivate it with a reason)"
-            return RowResult(Outcome.REFUSED, current, detail)
-        return RowResult(Outcome.UNCHANGED, current, f"already {current}, which is more severe")
+    # A suppression the contact's status covers already is kept as evidence by change_status (a legal hold).
     update = change_status(
         row.status, source=IMPORT_SOURCE, reason=row.reason or IMPORT_REASON, email=row.email, actor=actor
     )
+    if row.status.severity < current.severity:
+        return RowResult(Outcome.UNCHANGED, current, f"already {current}, which is more severe")
     statuses[row.email] = update.contact.status
     if new:
         return RowResult(Outcome.CREATED, update.contact.status)

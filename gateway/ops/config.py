@@ -66,6 +66,7 @@ class Settings:
     ses_suppression_sync_seconds: float = 300.0  # 0: the gateway never syncs it (`mailgw suppression sync` still does)
     ses_suppression_reconcile_hours: float = 24.0  # a full listing at least this often; incremental ones in between
     ses_suppression_push: bool = False  # put our own bounced and complained contacts on it
+    ses_suppression_settle_seconds: float = 300.0  # a reconcile leaves a status changed this recently for the next
     metrics_addr: str = ""  # Prometheus /metrics on a listener of its own; unset: none
 
     def __post_init__(self):
@@ -103,6 +104,8 @@ class Settings:
                 "MAILGW_SES_SUPPRESSION_SYNC_SECONDS must not be negative and MAILGW_SES_SUPPRESSION_RECONCILE_HOURS "
                 "must be above 0"
             )
+        if self.ses_suppression_settle_seconds < 0:
+            raise ConfigError("MAILGW_SES_SUPPRESSION_SETTLE_SECONDS must not be negative")
         if self.metrics_addr:
             check_metrics_address(self.metrics_addr, "MAILGW_METRICS_ADDR", self.grpc_addr, "MAILGW_GRPC_ADDR")
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))

@@ -1,15 +1,20 @@
 """Contacts and their statuses: the one place that decides severity, history and idempotency."""
 
+import datetime
 import functools
+import hashlib
+import hmac
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from gateway.errors import UndoRefused
 from gateway.ids import new_contact_id
 from gateway.ops import contact_metrics
 from gateway.ops.logs import contact_ref, masked
 from gateway.store import ses_list
-from gateway.store.database import database, insert_row, joined_transaction, prepared, utcnow
+from gateway.store.database import database, database_now, insert_row, joined_transaction, prepared, utcnow
 from gateway.store.models import Contact, ContactStatus, StatusChange
 
 log = logging.getLogger(__name__)
@@ -18,12 +23,11 @@ log = logging.getLogger(__name__)
 # The EmailTag every message carries, so each SES event about it names the contact it was sent to.
 CONTACT_TAG = "contact_id"
 
-# The link holder's undo (the unsubscribe page's "resubscribe" button) is the one move down the severity order that
-# is not an operator's: unsubscribed -> active, and only when the unsubscribe was the recipient's own through our
-# link. A bounce, a complaint, an unsubscribe SES reported or an operator's suppression is never undone by whoever
-# holds a link.
+# The recipient's undo (the unsubscribe page's "resubscribe" button) is the one move down the severity order that is
+# not an operator's: unsubscribed -> active, and only for the browser that made that unsubscribe on our page, within
+# the undo window: the page that changed the status was shown a secret, whose digest the change's history row keeps
+# (see change_status). The contact id in the link lifts nothing: every caller of the API learns it.
 RECIPIENT = "recipient"
-RECIPIENT_UNSUBSCRIBES = frozenset({"unsubscribe-page", "one-click", "unsubscribe-link"})
 
 
 @prepared
@@ -110,6 +114,7 @@ class StatusUpdate:
 
     contact: Recipient
     changed: bool
+    undo_secret: str | None = None  # minted for the page that made this unsubscribe (undo_window); shown nowhere else
 
 
 def change_status(
@@ -120,18 +125,30 @@ def change_status(
     email: str | None = None,
     contact_id: str | None = None,
     actor: str = "",
+    lower: bool = False,
+    undo_window: datetime.timedelta | None = None,
+    undo_secret: str = "",
 ) -> StatusUpdate | None:
     """Move one contact to `to`, writing a history row in the same transaction.
 
     The contact is named by normalised `email` (created when unknown, so that the guard
     blocks an address we never mailed) or by `contact_id` (None is returned when unknown).
     Events only move a contact up the severity order complained > bounced > unsubscribed >
-    active. Moving it down is never an event's doing: it takes a named `actor` (an operator
-    reactivating it, or the suppression sync undoing what only SES's list had set) and a
-    reason, both kept in the history row. Repeating a change is a no-op, so redelivered
-    events are harmless. The one lowering without an actor: source RECIPIENT, the recipient's
-    own undo of their own unsubscribe (see RECIPIENT), may move unsubscribed to active. What the
-    change asks of SES's suppression list is recorded in the same transaction (store/ses_list.py).
+    active. Moving it down is never an event's doing: it is asked for with `lower` by a named
+    `actor` (an operator reactivating it, or the suppression sync undoing what only SES's list
+    had set) with a reason, both kept in the history row.
+
+    A suppression that finds the contact as high or higher already changes nothing but is kept
+    as evidence (a history row from a status to itself, `evidence` the status reported), unless
+    the latest row says the same already: a complaint about a contact SES's list suppressed
+    keeps it complained when the list drops it, and an operator's hold on an unsubscribed
+    contact outlives the recipient's undo.
+
+    The one lowering without an actor, source RECIPIENT: unsubscribed -> active with the
+    `undo_secret` that the unsubscribe's own request was given (`undo_window` asks for one to be
+    minted: the page flow), while it lasts and while that unsubscribe is the contact's latest
+    history; otherwise UndoRefused says why. What the change asks of SES's suppression list is
+    recorded in the same transaction (store/ses_list.py).
     """
     with joined_transaction():
         if email is None:  # an unsubscribe link: the id must exist
@@ -143,17 +160,24 @@ def change_status(
             insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
         pk, contact_id, current = database.execute_sql(_locked_recipient_by_email(), (email,)).fetchone()
         current = ContactStatus(current)
-        may_lower = bool(actor)
+        unchanged = StatusUpdate(Recipient(pk, contact_id, current), changed=False)
+        undone = None
         if source == RECIPIENT:  # the recipient's undo, and nothing wider (see RECIPIENT)
-            may_lower = (
-                to is ContactStatus.ACTIVE and current is ContactStatus.UNSUBSCRIBED and unsubscribed_by_recipient(pk)
-            )
-        if to == current or (to.severity < current.severity and not may_lower):
-            return StatusUpdate(Recipient(pk, contact_id, current), changed=False)
-        if to.severity < current.severity and not reason.strip():
-            raise ValueError("lowering a contact's status needs a reason")
+            if to == current:
+                return unchanged  # pressed twice: done already
+            undone = _undoable(pk, current, to, undo_secret)
+        elif to == current or (to.severity < current.severity and not lower):
+            if to.suppressed:
+                _keep_evidence(pk, current, to, source=source, reason=reason, actor=actor)
+            return unchanged
+        elif to.severity < current.severity and not (actor and reason.strip()):
+            raise ValueError("lowering a contact's status needs an actor and a reason")
         now, reason = utcnow(), Contact.reason.db_value(reason)  # storable: no NUL, bounded
         database.execute_sql(_update_status(), (to.value, reason, now, pk))
+        secret, digest, until = None, None, None
+        if undo_window is not None and to is ContactStatus.UNSUBSCRIBED:
+            secret = secrets.token_urlsafe(UNDO_SECRET_BYTES)
+            digest, until = undo_digest(secret), database_now() + undo_window
         insert_row(
             StatusChange,
             contact=pk,
@@ -163,7 +187,12 @@ def change_status(
             reason=reason,
             created_at=now,
             actor=actor,
+            evidence=to,
+            undo_digest=digest,
+            undo_until=until,
         )
+        if undone is not None:  # one use: a replayed form finds nothing to undo
+            StatusChange.update(undo_digest=None).where(StatusChange.id == undone).execute()
         ses_list.note_status_change(pk, current, to, source)
         # Counted when the change is committed: this may be a caller's transaction (a group of notifications) that
         # rolls back and runs again, and peewee forgets a rolled-back transaction's callbacks. (A savepoint rolled
@@ -172,21 +201,69 @@ def change_status(
         if log.isEnabledFor(logging.INFO):
             ref, by = contact_ref(contact_id), f"{source} ({actor})" if actor else source
             log.info("contact %s (%s): %s -> %s by %s", ref, masked(email), current, to, by, extra={"contact": ref})
-        return StatusUpdate(Recipient(pk, contact_id, to), changed=True)
+        return StatusUpdate(Recipient(pk, contact_id, to), changed=True, undo_secret=secret)
 
 
-def unsubscribed_by_recipient(pk: int) -> bool:
-    """Whether the contact's latest status change is its recipient's own unsubscribe through our link."""
+UNDO_SECRET_BYTES = 32
+
+
+def undo_digest(secret: str) -> str:
+    """What the database keeps of an undo secret: its SHA-256, so a copy of the database lifts no unsubscribe."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _undoable(pk: int, current: ContactStatus, to: ContactStatus, secret: str) -> int:
+    """The history row that `secret` undoes: the contact's latest, an unsubscribe minted with that secret and still
+    within its window. UndoRefused otherwise, naming why."""
+    if to is not ContactStatus.ACTIVE or current is not ContactStatus.UNSUBSCRIBED:
+        raise UndoRefused(UndoRefused.NOT_UNSUBSCRIBED)
+    digest = undo_digest(secret) if secret else ""
     latest = (
-        StatusChange.select(StatusChange.to_status, StatusChange.source)
+        StatusChange.select(StatusChange.id, StatusChange.undo_digest, StatusChange.undo_until)
         .where(StatusChange.contact == pk)
         .order_by(StatusChange.id.desc())
         .first()
     )
-    return (
-        latest is not None
-        and latest.to_status is ContactStatus.UNSUBSCRIBED
-        and latest.source in RECIPIENT_UNSUBSCRIBES
+    if latest is not None and latest.undo_digest and hmac.compare_digest(latest.undo_digest, digest or "-"):
+        if latest.undo_until is None or latest.undo_until <= database_now():
+            raise UndoRefused(UndoRefused.EXPIRED)
+        return latest.id
+    # Not the latest row's: an older one of this contact (something changed since), or none (never offered, used).
+    minted = digest and (
+        StatusChange.select(StatusChange.id)
+        .where((StatusChange.contact == pk) & (StatusChange.undo_digest == digest))
+        .exists()
+    )
+    raise UndoRefused(UndoRefused.SUPERSEDED if minted else UndoRefused.NOT_OFFERED)
+
+
+def _keep_evidence(pk: int, current: ContactStatus, reported: ContactStatus, *, source, reason, actor) -> None:
+    """A suppression the contact's status already covers, kept as a history row of its own (see change_status),
+    unless the same source (and actor) reported the same status since the contact was last lowered: a replayed
+    import or a second click adds nothing a reconcile would not know."""
+    rows = (
+        StatusChange.select(
+            StatusChange.from_status, StatusChange.to_status, StatusChange.evidence, StatusChange.source,
+            StatusChange.actor,
+        )
+        .where(StatusChange.contact == pk)
+        .order_by(StatusChange.id.desc())
+        .tuples()
+    )  # fmt: skip
+    for before, after, evidence, source_then, actor_then in rows:
+        if (source_then, ContactStatus(evidence or after), actor_then) == (source, reported, actor):
+            return
+        if ContactStatus(after).severity < ContactStatus(before).severity:
+            break  # reports before a lowering were answered by it
+    insert_row(
+        StatusChange,
+        contact=pk,
+        from_status=current,
+        to_status=current,
+        source=source,
+        reason=reason,
+        actor=actor,
+        evidence=reported,
     )
 
 

@@ -168,7 +168,10 @@ class SendBudget(BaseModel):
 
 
 class StatusChange(BaseModel):
-    """History: one row for every change of a contact's status."""
+    """History: one row for every change of a contact's status, and for every piece of evidence that would have raised
+    it had it not stood as high already (a complaint about a contact SES's list had suppressed, an operator's legal
+    hold on an unsubscribed one): from_status equals to_status there, and `evidence` says what the source reported.
+    A reconcile lowers a status only when no such source is left (store/ses_list.status_without_ses_list)."""
 
     contact = peewee.ForeignKeyField(Contact, backref="history", on_delete="CASCADE")
     from_status = StatusField()
@@ -177,6 +180,11 @@ class StatusChange(BaseModel):
     reason = FreeTextField(MAX_REASON, default="")
     created_at = peewee.DateTimeField(default=utcnow, index=True)
     actor = peewee.CharField(max_length=128, default="")  # who lowered (or set) it by hand: an operator, a sync
+    evidence = StatusField(null=True)  # the status the source reported; NULL on rows from before: to_status
+    # The recipient's undo of this unsubscribe (store/contacts.py): the SHA-256 of a secret only the page that made
+    # the change was shown, and until when it works. NULL: nobody can undo it but an operator.
+    undo_digest = peewee.CharField(max_length=64, null=True)
+    undo_until = peewee.DateTimeField(null=True)
 
 
 class ReputationLevel(enum.StrEnum):

@@ -217,16 +217,20 @@ def locked_status(contact_pk: int) -> tuple[ContactStatus, datetime.datetime] | 
 
 
 def status_without_ses_list(contact_pk: int) -> ContactStatus:
-    """The status the contact would have if SES's list had never raised it: its history replayed without the raises
-    whose source is SES's list. A lowering (an operator's reactivation, a reconcile's) sets it outright."""
+    """The status the contact would have if SES's list had never raised it: its history replayed without what SES's
+    list reported, every other source's report counted, also one that found the status as high already (evidence
+    rows, see change_status). A lowering (an operator's reactivation, a reconcile's) sets it outright."""
     own = ContactStatus.ACTIVE
-    query = StatusChange.select(StatusChange.from_status, StatusChange.to_status, StatusChange.source)
-    for before, after, source in query.where(StatusChange.contact == contact_pk).order_by(StatusChange.id).tuples():
+    query = StatusChange.select(
+        StatusChange.from_status, StatusChange.to_status, StatusChange.evidence, StatusChange.source
+    ).where(StatusChange.contact == contact_pk)
+    for before, after, evidence, source in query.order_by(StatusChange.id).tuples():
         before, after = ContactStatus(before), ContactStatus(after)
+        reported = ContactStatus(evidence) if evidence else after
         if after.severity < before.severity:
             own = after
-        elif source != SES_LIST_SOURCE and after.severity > own.severity:
-            own = after
+        elif source != SES_LIST_SOURCE and reported.severity > own.severity:
+            own = reported
     return own
 
 

@@ -7,7 +7,6 @@ Only argparse is imported until it runs: `mailgw send` should not pay for boto3 
 
 import argparse
 import sys
-from datetime import timedelta
 
 COMMANDS = ("suppression",)
 EXIT_FAILED, EXIT_CONFIG = 1, 2
@@ -63,11 +62,7 @@ def _sync(args: argparse.Namespace, settings, ses) -> int:
     from gateway.suppression.ses import SuppressionCallFailed
     from gateway.suppression.sync import LeaseHeld, LeaseLost, SuppressionSync, describe
 
-    sync = SuppressionSync(
-        ses,
-        push=settings.ses_suppression_push,
-        reconcile_every=timedelta(hours=settings.ses_suppression_reconcile_hours),
-    )
+    sync = SuppressionSync.from_settings(settings, ses)
     try:
         with unit_of_work():
             report = sync.run(full=True if args.full else None)

@@ -27,12 +27,8 @@ class SuppressionJob:
     def __init__(self, settings: Settings, ses: SesSuppressionList | None = None):
         self._stopping = threading.Event()
         self._every = settings.ses_suppression_sync_seconds
-        self._sync = SuppressionSync(
-            ses or SesSuppressionList(stopping=self._stopping),
-            push=settings.ses_suppression_push,
-            reconcile_every=datetime.timedelta(hours=settings.ses_suppression_reconcile_hours),
-            stopping=self._stopping,
-        )
+        ses = ses or SesSuppressionList(stopping=self._stopping)
+        self._sync = SuppressionSync.from_settings(settings, ses, stopping=self._stopping)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:

@@ -78,7 +78,7 @@ def reactivate(
         if contact is None:
             raise ContactNotFound("no contact has that address or id")
         update = change_status(
-            ContactStatus.ACTIVE, source=ADMIN_SOURCE, reason=reason, actor=actor, email=contact.email
+            ContactStatus.ACTIVE, source=ADMIN_SOURCE, reason=reason, actor=actor, email=contact.email, lower=True
         )
         # Also when it was active already, or only unsubscribed: SES may list it for a bounce of its own.
         store.want(contact.id, store.DELETE)

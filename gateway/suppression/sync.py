@@ -29,8 +29,6 @@ LEASE_SECONDS = 300.0  # renewed after every page and every batch of intents
 # An incremental listing starts this long before the newest LastUpdateTime seen: an entry SES added just before the
 # last pass, but listed only after it, is still found (importing one twice changes nothing).
 OVERLAP = datetime.timedelta(minutes=15)
-# A status set this shortly before a reconcile's listing began may not be in that listing yet: left for the next.
-SETTLE_AFTER = datetime.timedelta(minutes=5)
 CHUNK = 100  # entries per transaction: the sidecar's writes wait for no longer than one chunk
 
 
@@ -80,7 +78,7 @@ class SuppressionSync:
         push: bool,
         reconcile_every: datetime.timedelta,
         stopping: threading.Event | None = None,
-        settle_after: datetime.timedelta = SETTLE_AFTER,
+        settle_after: datetime.timedelta,
     ):
         self._ses = ses
         self._push = push
@@ -88,6 +86,18 @@ class SuppressionSync:
         self._settle_after = settle_after
         self._stopping = stopping or threading.Event()
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:128]
+
+    @classmethod
+    def from_settings(cls, settings, ses: SesSuppressionList, *, stopping: threading.Event | None = None):
+        """As the gateway's settings ask: MAILGW_SES_SUPPRESSION_PUSH, _RECONCILE_HOURS and _SETTLE_SECONDS (a status
+        set this shortly before a reconcile's listing began may not be in that listing yet: left for the next)."""
+        return cls(
+            ses,
+            push=settings.ses_suppression_push,
+            reconcile_every=datetime.timedelta(hours=settings.ses_suppression_reconcile_hours),
+            settle_after=datetime.timedelta(seconds=settings.ses_suppression_settle_seconds),
+            stopping=stopping,
+        )
 
     def run(self, *, full: bool | None = None, every: datetime.timedelta | None = None) -> SyncReport | None:
         """One pass under the lease; a full one when `full`, or when None and the last reconcile is older than
@@ -223,7 +233,9 @@ def settle(contact: store.Held, *, not_after: datetime.datetime | None, push: bo
     lowered = False
     if target.severity < current.severity and (not_after is None or updated_at < not_after):
         reason = "no longer on SES's account suppression list"
-        change_status(target, source=store.SES_LIST_SOURCE, reason=reason, actor=SYNC_ACTOR, email=contact.email)
+        change_status(
+            target, source=store.SES_LIST_SOURCE, reason=reason, actor=SYNC_ACTOR, email=contact.email, lower=True
+        )
         current, lowered = target, True
     if push and own == current and own in store.LISTED_REASONS and listed != own:
         if store.intent_of(contact.pk) is None:
