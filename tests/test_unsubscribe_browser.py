@@ -189,6 +189,30 @@ def test_confirm_done_undo_on_a_phone_with_javascript_off(database_url, tmp_path
         assert len(status_and_history(ADDRESS)[1]) == 2
 
 
+def test_a_form_on_another_site_cannot_undo_even_with_the_secret(database_url, tmp_path):
+    """The undo's secret is only in the done page of the browser that unsubscribed; should another site learn it, its
+    form is still refused (the browser's Sec-Fetch-Site says the request is not the page's own)."""
+    with running_sidecar(database_url) as base_url, chromium(tmp_path / "profile") as driver:
+        contact_id = seed(ADDRESS)
+        driver.get(f"{base_url}/unsubscribe/{contact_id}")
+        press(driver, "Unsubscribe", "You are unsubscribed", keyboard=True)
+        secret = driver.find_element(By.NAME, "undo").get_attribute("value")
+        done_tab = driver.current_window_handle
+
+        driver.switch_to.new_window("tab")
+        driver.get(
+            "data:text/html,<title>elsewhere</title>"
+            f'<form method="post" action="{base_url}/unsubscribe/{contact_id}/resubscribe">'
+            f'<input type="hidden" name="undo" value="{secret}"><button>Resubscribe</button></form>'
+        )
+        press(driver, "Resubscribe", "This unsubscribe cannot be undone here", keyboard=True)
+        assert status_and_history(ADDRESS)[0] is ContactStatus.UNSUBSCRIBED
+
+        driver.switch_to.window(done_tab)  # the recipient's own page still can
+        press(driver, "Resubscribe", "You are subscribed again", keyboard=True)
+        assert status_and_history(ADDRESS)[0] is ContactStatus.ACTIVE
+
+
 @pytest.mark.parametrize(
     "accept_language, html_lang, confirm, done, undo",
     [
