@@ -9,6 +9,8 @@ CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16): the 
 TOKEN = re.compile(r"[\x21-\x7e]{1,128}")
 # Names chosen by callers (request ids, caller names): printable ASCII, spaces allowed.
 NAME = re.compile(r"[\x20-\x7e]{1,128}")
+MAX_CODE = 64  # characters of an error code from elsewhere that are kept (SES's longest known is 35)
+NOT_CODE = re.compile(r"[^\x21-\x7e]")
 
 
 def new_contact_id() -> str:
@@ -33,3 +35,10 @@ def is_token(text: str) -> bool:
 def is_name(text: str) -> bool:
     """A request id or a caller's name."""
     return len(text) <= 128 and NAME.fullmatch(text) is not None
+
+
+def storable_code(text: str) -> str:
+    """An error code from elsewhere (SES's x-amzn-ErrorType) as its column keeps it: printable ASCII, cut at MAX_CODE.
+    Unlike an id it is never looked up, only shown: a code longer than any SES has is cut, never refused, so one odd
+    answer cannot keep its message's outcome from being recorded."""
+    return NOT_CODE.sub("?", text[:MAX_CODE])

@@ -56,6 +56,7 @@ class SesStandIn:
         self.account_error: tuple[int, str] | None = None  # GetAccount answers this (status, code) instead
         self.suppression = SuppressionListStandIn()  # the account-level suppression list (its own routes)
         self._failures: deque = deque()
+        self._message_ids: deque = deque()
         self.configuration_sets = ConfigurationSets()
         self._loop = asyncio.new_event_loop()
         self._runner = None
@@ -67,6 +68,10 @@ class SesStandIn:
 
     def clear_failures(self):
         self._failures.clear()
+
+    def answer_ids(self, *message_ids: str):
+        """The next successful sends are answered with these MessageIds (any text), one each, in order."""
+        self._message_ids.extend(message_ids)
 
     @property
     def sent(self) -> list[SesRequest]:
@@ -100,7 +105,7 @@ class SesStandIn:
             status, code, message = self._failures.popleft()
             answer = web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": code})
         else:
-            recorded.message_id = f"0100019{uuid.uuid4().hex}-000000"
+            recorded.message_id = self._message_ids.popleft() if self._message_ids else f"0100019{uuid.uuid4().hex}-000000"
             answer = web.json_response({"MessageId": recorded.message_id})
         if self.delay:
             await asyncio.sleep(self.delay)

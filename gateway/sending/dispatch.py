@@ -51,7 +51,7 @@ class Transport(Protocol):
 
     paced_by_ses: bool
 
-    def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str:
+    def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str | None:
         """One attempt; the mail system's message id, or SendFailed with the classified failure."""
 
 

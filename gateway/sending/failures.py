@@ -20,6 +20,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from gateway.ids import storable_code
+
 
 class Outcome(enum.Enum):
     """What a failure means for the message and for the queue."""
@@ -107,7 +109,9 @@ def classify_ses_error(exc: Exception) -> Failure:
 
 
 def classify_ses_answer(http_status: int, code: str, text: str) -> Failure:
-    """The failure for an error SES answered: its HTTP status, error code and message."""
+    """The failure for an error SES answered: its HTTP status, error code and message (both bounded here, so whatever
+    SES answers can be stored)."""
+    code = storable_code(code)
     outcome, reason = SES_ERRORS.get(code, (None, ""))
     if reason == "SES_THROTTLED" and DAILY_QUOTA_TEXT in text.lower():
         outcome, reason = PAUSE, "SES_DAILY_QUOTA_EXCEEDED"
@@ -140,3 +144,6 @@ def retry_delay(attempt: int) -> float:
 LEASE_EXPIRED = Failure(MAYBE_SENT, "DISPATCH_INTERRUPTED", detail="the dispatcher holding it stopped mid-send")
 RECIPIENT_SUPPRESSED = "RECIPIENT_SUPPRESSED"
 MESSAGE_EXPIRED = "MESSAGE_EXPIRED"
+# The database refused to store an attempt's outcome as it was (a value it cannot hold): the message keeps the state
+# that outcome led to, with this reason instead of SES's details, so it is neither lost nor sent again.
+OUTCOME_NOT_STORED = "OUTCOME_NOT_STORED"

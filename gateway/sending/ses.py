@@ -9,6 +9,7 @@ calls an hour, goes through boto3 as usual.
 
 import base64
 import json
+import logging
 import os
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.httpsession import get_cert_path
 from botocore.utils import get_environ_proxies
 
+from gateway.ids import is_token
 from gateway.ops.config import ConfigError
 from gateway.sending.failures import SendFailed, classify_ses_answer, classify_ses_error
 
@@ -31,6 +33,8 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0
 SEND_PATH = "/v2/email/outbound-emails"
 SIGNING_NAME = "ses"  # SES v2 signs as "ses", like v1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,9 @@ class SesTransport:
         self._configuration_set = configuration_set
         self._http = _pool(self._url, max_connections, read_timeout)
 
-    def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str:
-        """One attempt; SES's message id, or SendFailed with the classified failure."""
+    def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str | None:
+        """One attempt; SES's message id (None: SES took it but named no usable id), or SendFailed with the classified
+        failure."""
         body = json.dumps(
             {
                 "FromEmailAddress": sender,
@@ -98,7 +103,7 @@ class SesTransport:
         except (urllib3.exceptions.HTTPError, BotoCoreError, OSError) as exc:
             raise SendFailed(classify_ses_error(exc)) from None
         if 200 <= response.status < 300:
-            return json.loads(response.data)["MessageId"]
+            return _message_id_of(response)
         code, text = _error_of(response)
         raise SendFailed(classify_ses_answer(response.status, code, text))
 
@@ -134,6 +139,19 @@ def _pool(url: str, max_connections: int, read_timeout: float) -> urllib3.PoolMa
     proxies = get_environ_proxies(url)
     proxy = proxies.get(url.partition(":")[0])
     return urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+
+
+def _message_id_of(response: urllib3.HTTPResponse) -> str | None:
+    """SES's MessageId of an accepted send; None when the answer carries none that can be stored and looked up (SES
+    took the message all the same: it is recorded SENT, and its events find it by the message_id tag)."""
+    try:
+        message_id = json.loads(response.data).get("MessageId")
+    except (ValueError, AttributeError):
+        message_id = None
+    if isinstance(message_id, str) and is_token(message_id):
+        return message_id
+    log.warning("SES accepted a message but named no usable MessageId (HTTP %d): recorded without it", response.status)
+    return None
 
 
 def _error_of(response: urllib3.HTTPResponse) -> tuple[str, str]:
