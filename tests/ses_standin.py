@@ -105,7 +105,8 @@ class SesStandIn:
             status, code, message = self._failures.popleft()
             answer = web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": code})
         else:
-            recorded.message_id = self._message_ids.popleft() if self._message_ids else f"0100019{uuid.uuid4().hex}-000000"
+            scripted = self._message_ids.popleft() if self._message_ids else None
+            recorded.message_id = scripted or f"0100019{uuid.uuid4().hex}-000000"
             answer = web.json_response({"MessageId": recorded.message_id})
         if self.delay:
             await asyncio.sleep(self.delay)

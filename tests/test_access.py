@@ -165,12 +165,18 @@ def test_a_non_loopback_address_needs_authenticated_callers_or_an_explicit_opt_i
             create_server(exposed)
 
 
-def test_client_certificates_tokens_or_an_explicit_opt_in_allow_a_non_loopback_address(settings, pki, ses, caplog):
+def test_client_certificates_or_tokens_over_tls_or_an_explicit_opt_in_allow_a_non_loopback_address(
+    settings, pki, ses, caplog
+):
     _, cert, key, ca_path = pki
     for exposed in (
         replace(settings, grpc_addr="0.0.0.0:0", tls_cert=cert, tls_key=key, tls_client_ca=ca_path),
-        replace(settings, grpc_addr="0.0.0.0:0", auth_tokens=f"billing={BILLING_TOKEN}"),
-    ):
+        replace(settings, grpc_addr="0.0.0.0:0", tls_cert=cert, tls_key=key, auth_tokens=f"billing={BILLING_TOKEN}"),
+        replace(
+            settings, grpc_addr="0.0.0.0:0", tls_cert=cert, tls_key=key, auth_tokens=f"ops={BILLING_TOKEN}",
+            admin_callers=frozenset({"ops"}),
+        ),
+    ):  # fmt: skip
         gateway = create_server(exposed)
         assert gateway.port > 0
         gateway.stop(None)
@@ -181,6 +187,41 @@ def test_client_certificates_tokens_or_an_explicit_opt_in_allow_a_non_loopback_a
     assert gateway.port > 0
     [warning] = [r for r in caplog.records if "MAILGW_ALLOW_INSECURE_BIND" in r.getMessage()]
     assert warning.levelname == "WARNING" and "anyone who reaches it can send mail" in warning.getMessage()
+
+
+def test_tokens_never_cross_the_network_in_clear(settings, ses, caplog):
+    """A bearer token is a password in every call: on a non-loopback address it needs TLS, for callers and admins."""
+    for exposed in (
+        replace(settings, grpc_addr="0.0.0.0:0", auth_tokens=f"billing={BILLING_TOKEN}"),
+        replace(settings, grpc_addr="[::]:0", auth_tokens=f"ops={BILLING_TOKEN}", admin_callers=frozenset({"ops"})),
+    ):
+        with pytest.raises(ConfigError, match="bearer tokens would cross the network in clear: set MAILGW_TLS_CERT"):
+            create_server(exposed)
+
+    allowed = replace(settings, grpc_addr="0.0.0.0:0", auth_tokens=f"billing={BILLING_TOKEN}", allow_insecure_bind=True)
+    gateway = create_server(allowed)
+    gateway.stop(None)
+    [warning] = [r for r in caplog.records if "MAILGW_ALLOW_INSECURE_BIND" in r.getMessage()]
+    assert "bearer tokens cross the network in clear" in warning.getMessage()
+
+
+def test_a_token_gateway_without_tls_on_a_public_address_stops_with_one_line(database_url, tmp_path):
+    from tests.test_startup import one_line, refused_at_start
+
+    env = {
+        "MAILGW_DATABASE_URL": database_url,
+        "MAILGW_GRPC_ADDR": "0.0.0.0:0",
+        "MAILGW_AUTH_TOKENS": f"billing={BILLING_TOKEN}",
+        "MAILGW_TRANSPORT": "outbox",
+        "MAILGW_OUTBOX_DIR": str(tmp_path),
+    }
+
+    code, output = refused_at_start(["-m", "gateway"], env)
+
+    assert code == 2
+    line = one_line(output)
+    assert line.startswith("mailgw: MAILGW_GRPC_ADDR=0.0.0.0:0 is reachable from the network but bearer tokens")
+    assert BILLING_TOKEN not in line
 
 
 def test_cli_sends_with_a_token_over_tls(settings, pki, ses, database_url):

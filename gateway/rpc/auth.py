@@ -78,26 +78,40 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 def check_exposure(settings: Settings) -> None:
-    """Refuse to serve a non-loopback address to callers nobody authenticates, unless explicitly allowed.
+    """Refuse to serve a non-loopback address to callers nobody authenticates, or to send bearer tokens across the
+    network in clear, unless explicitly allowed (then each is a warning at start).
 
-    TLS alone encrypts; it does not say who is calling, so any client on the network could send as anyone.
-    Client certificates (MAILGW_TLS_CLIENT_CA) or bearer tokens do.
+    TLS alone encrypts; it does not say who is calling, so any client on the network could send as anyone. Client
+    certificates (MAILGW_TLS_CLIENT_CA) or bearer tokens do; tokens, though, are a password in every call's metadata,
+    which anyone on the path reads unless TLS carries it.
     """
     host = listen_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")[0]
-    authenticated = settings.tls_client_ca or settings.auth_tokens or settings.auth_tokens_file
-    if is_loopback(host) or authenticated:
+    if is_loopback(host):
         return
-    if not settings.allow_insecure_bind:
-        raise ConfigError(
-            f"MAILGW_GRPC_ADDR={settings.grpc_addr} is reachable from the network but callers are not authenticated "
-            "(TLS alone does not say who calls): set MAILGW_TLS_CLIENT_CA or MAILGW_AUTH_TOKENS(_FILE), or "
-            "MAILGW_ALLOW_INSECURE_BIND=true"
+    tokens = settings.auth_tokens or settings.auth_tokens_file
+    risks = []
+    if not (settings.tls_client_ca or tokens):
+        risks.append(
+            (
+                "callers are not authenticated (TLS alone does not say who calls): set MAILGW_TLS_CLIENT_CA or "
+                "MAILGW_AUTH_TOKENS(_FILE)",
+                "without authenticating callers: anyone who reaches it can send mail",
+            )
         )
-    log.warning(
-        "serving %s without authenticating callers (MAILGW_ALLOW_INSECURE_BIND=true): anyone who reaches it can "
-        "send mail",
-        settings.grpc_addr,
-    )
+    if (tokens or settings.admin_callers) and not settings.tls_cert:
+        risks.append(
+            (
+                "bearer tokens would cross the network in clear: set MAILGW_TLS_CERT and MAILGW_TLS_KEY",
+                "without TLS: bearer tokens cross the network in clear, readable by anyone on the path",
+            )
+        )
+    for refusal, warning in risks:
+        if not settings.allow_insecure_bind:
+            raise ConfigError(
+                f"MAILGW_GRPC_ADDR={settings.grpc_addr} is reachable from the network but {refusal}, or "
+                "MAILGW_ALLOW_INSECURE_BIND=true"
+            )
+        log.warning("serving %s %s (MAILGW_ALLOW_INSECURE_BIND=true)", settings.grpc_addr, warning)
 
 
 UNAUTHENTICATED_OPERATOR = "unauthenticated"  # who an admin change records when nobody is authenticated
