@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 SWEEP_SECONDS = 1.0
 ACCOUNT_REFRESH_SECONDS = 300.0
 PURGE_SECONDS = 3600.0
+PURGE_SLICE_SECONDS = 0.5  # purging between two sweeps, at most: a long purge does not hold up expired leases
 
 
 class Housekeeper:
@@ -38,16 +39,15 @@ class Housekeeper:
         self._paused = paused
 
     def run(self, stopping: threading.Event) -> None:
-        """Sweep every second until `stopping` is set; purge at start, then hourly; re-read SES's quotas every five
-        minutes (a paused dispatch probes them itself)."""
+        """Sweep every second until `stopping` is set; purge at start, then hourly, a slice of batches between two
+        sweeps; re-read SES's quotas every five minutes (a paused dispatch probes them itself)."""
         next_refresh = time.monotonic() + ACCOUNT_REFRESH_SECONDS
         next_purge = time.monotonic()
         while True:
             try:
                 with unit_of_work():
                     self.sweep()
-                    if time.monotonic() >= next_purge:
-                        self.purge()
+                    if time.monotonic() >= next_purge and self.purge(stopping, PURGE_SLICE_SECONDS):
                         next_purge = time.monotonic() + PURGE_SECONDS
                 if time.monotonic() >= next_refresh and not self._paused():
                     with unit_of_work():
@@ -71,6 +71,16 @@ class Housekeeper:
         if expired := queue.expire_older_than(self._max_age, reason=MESSAGE_EXPIRED):
             log.warning("%d messages could not be sent within MAILGW_MAX_MESSAGE_AGE_SECONDS: expired", expired)
 
-    def purge(self) -> None:
-        if purged := queue.purge_settled_before(utcnow() - self._retention):
-            log.info("purged %d messages settled longer ago than MAILGW_MESSAGE_RETENTION_DAYS", purged)
+    def purge(self, stopping: threading.Event, seconds: float) -> bool:
+        """Delete what is past its retention in batches, each a short transaction followed by a pause as long (so a
+        writer waiting for SQLite's lock gets it between two), for up to `seconds`; True once nothing is left."""
+        cutoff, until, purged = utcnow() - self._retention, time.monotonic() + seconds, 0
+        while True:
+            started = time.monotonic()
+            deleted = queue.purge_batch(cutoff)
+            purged += deleted
+            if not deleted or time.monotonic() >= until or stopping.wait(max(time.monotonic() - started, 0.005)):
+                break
+        if purged:
+            log.info("purged %d messages and feedback events older than MAILGW_MESSAGE_RETENTION_DAYS", purged)
+        return not deleted

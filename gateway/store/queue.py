@@ -321,14 +321,23 @@ def expire_older_than(max_age: datetime.timedelta, *, reason: str) -> int:
     return expired
 
 
-def purge_settled_before(cutoff: datetime.datetime) -> int:
-    """Settled messages, and unknown ones no event settled, past their retention: deleted, with the feedback events
-    of that age. Contacts and their history stay: they are the suppression list."""
-    stale_unknown = (Message.state == UNKNOWN) & (Message.updated_at < cutoff)
+PURGE_BATCH = 1000  # rows a purge deletes per transaction: SQLite's write lock is held for one batch at a time
+
+
+def purge_batch(cutoff: datetime.datetime, limit: int = PURGE_BATCH) -> int:
+    """One batch of what is past its retention, in a transaction of its own: up to `limit` settled messages (and
+    unknown ones no event settled), else up to `limit` feedback events of that age. The rows deleted; 0 when nothing
+    is left. Contacts and their history stay: they are the suppression list."""
+    stale = Message.select(Message.id).where(Message.settled_at < cutoff).limit(limit)
+    unknown = Message.select(Message.id).where((Message.state == UNKNOWN) & (Message.updated_at < cutoff))
+    events = FeedbackEvent.select(FeedbackEvent.id).where(FeedbackEvent.received_at < cutoff).limit(limit)
     with database.atomic():
-        messages = Message.delete().where((Message.settled_at < cutoff) | stale_unknown).execute()
-        FeedbackEvent.delete().where(FeedbackEvent.received_at < cutoff).execute()
-    return messages
+        for model, due in ((Message, stale), (Message, unknown.limit(limit)), (FeedbackEvent, events)):
+            # Ids first, then the rows by id: MySQL-style "DELETE ... LIMIT" is neither SQLite's default nor SQL.
+            ids = [row[0] for row in due.tuples()]
+            if ids:
+                return model.delete().where(model.id.in_(ids)).execute()
+    return 0
 
 
 # --- SES events ----------------------------------------------------------------------------------------------
