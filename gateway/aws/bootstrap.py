@@ -34,6 +34,11 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,76}")
 DESTINATION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+def feedback_name(configuration_set: str) -> str:
+    """The topic's and the queue's name when none is given."""
+    return f"{configuration_set}-feedback"
+
+
 @dataclass(frozen=True)
 class Plan:
     """The names of what to create or check; `https_endpoint` and `queue` are None when that delivery is not wanted."""
