@@ -15,6 +15,7 @@ from grpc_status import rpc_status
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.aws import command as aws_command
+from gateway.dev import command as dev_command
 from gateway.ops import dispatch_cli
 from gateway.ops.config import Settings
 from gateway.sending.compose import unsubscribe_url
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         run(run_both)
     elif args.command == "aws":
         return aws_command.run(args)
+    elif args.command == "dev":
+        return dev_command.run(args)
     elif args.command in suppression_commands.COMMANDS:
         return suppression_commands.run(args)
     elif args.command == "send":
@@ -124,6 +127,7 @@ def parser() -> argparse.ArgumentParser:
     )
 
     aws_command.add_commands(commands)
+    dev_command.add_commands(commands)
 
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument(

@@ -7,7 +7,7 @@ from tests.processes import drain, free_port, start, wait_until
 
 
 class MotoServer:
-    """moto's server (tests/moto_fixes.py) on a free loopback port (SNS, SQS and what moto has of SES)."""
+    """moto's server (gateway/dev/moto_fixes.py) on a free loopback port (SNS, SQS and what moto has of SES)."""
 
     def __init__(self):
         self.port = free_port()
@@ -16,7 +16,7 @@ class MotoServer:
         self.log = None
 
     def start(self) -> "MotoServer":
-        self._process = start(["-m", "tests.moto_fixes", "-H", "127.0.0.1", "-p", str(self.port)], {})
+        self._process = start(["-m", "gateway.dev.moto_fixes", "-H", "127.0.0.1", "-p", str(self.port)], {})
         wait_until(lambda: urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).status == 200, self._process)
         self.log = drain(self._process, keep=200)  # it logs a line per request: an unread pipe would stall it
         return self

@@ -16,6 +16,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from gateway.aws import ses_side, sns_side, sqs_side
 from gateway.aws.outcome import BootstrapError, Mode, Outcome
@@ -25,11 +26,17 @@ from gateway.sending.ses import aws_session
 # A few calls in a row, by hand: botocore's standard retries (throttling, 5xx) are welcome; a connection that is
 # refused fails after them with one line.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
+SERVICES = ("sesv2", "sns", "sqs")
 EVENT_DESTINATION = "feedback"
 # SNS topic and SQS queue names: letters, digits, '-' and '_' (topics up to 256, queues up to 80; "-dlq" is added).
 TOPIC_NAME = re.compile(r"[A-Za-z0-9_-]{1,256}")
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,76}")
 DESTINATION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def feedback_name(configuration_set: str) -> str:
+    """The topic's and the queue's name when none is given."""
+    return f"{configuration_set}-feedback"
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,10 @@ class Bootstrap:
     def run(self) -> Iterator[Outcome]:
         """Each resource's outcome as soon as it is known; raises BootstrapError when AWS fails or refuses."""
         plan, mode = self.plan, self.mode
-        with aws_errors():
+        last = LastAnswer()
+        with aws_errors(last):
             session = self._session or aws_session()
-            sesv2, sns, sqs = (session.client(name, config=CLIENT_CONFIG) for name in ("sesv2", "sns", "sqs"))
+            sesv2, sns, sqs = (last.watch(name, session.client(name, config=CLIENT_CONFIG)) for name in SERVICES)
             yield ses_side.configuration_set(sesv2, mode, plan.configuration_set)
             outcome, self.topic_arn = sns_side.topic(sns, mode, plan.topic)
             yield outcome
@@ -113,9 +121,38 @@ class Bootstrap:
         return lines
 
 
+class LastAnswer:
+    """The last HTTP answer that bootstrap's clients received: which endpoint, service and operation, which status.
+    An endpoint that lacks an operation (a local AWS: moto has no SES v2 event destinations) answers with a page that
+    is no AWS error, which botocore turns into a ClientError coded with the bare HTTP status, or into a
+    ResponseParserError; neither names the service, the latter not even the operation."""
+
+    def __init__(self):
+        self.endpoint = self.service = self.operation = ""
+        self.status = 0
+
+    def watch(self, service: str, client):
+        """`client`, reporting each answer here before botocore parses it."""
+
+        def note(operation_model, response_dict, **_):
+            self.endpoint, self.service = client.meta.endpoint_url, service
+            self.operation, self.status = operation_model.name, response_dict["status_code"]
+
+        client.meta.events.register("before-parse", note)
+        return client
+
+    def not_aws(self) -> str:
+        """The one line for an answer that is no AWS answer."""
+        where = f"the AWS endpoint at {self.endpoint}"
+        if self.status in (404, 405, 501):  # no such route: the endpoint does not serve this operation
+            return f"{where} does not implement {self.service} {self.operation} (HTTP {self.status})"
+        return f"{where} answered {self.service} {self.operation} with HTTP {self.status} and no AWS answer in it"
+
+
 @contextlib.contextmanager
-def aws_errors() -> Iterator[None]:
-    """botocore's exceptions as one line each: what failed, and what AWS (or the network) said."""
+def aws_errors(last: LastAnswer) -> Iterator[None]:
+    """botocore's exceptions as one line each: what failed, and what AWS (or the network) said; `last` names the
+    call whose answer was no AWS answer at all (never printed: an HTML page, a crash's text)."""
     try:
         yield
     except NoCredentialsError:
@@ -124,9 +161,13 @@ def aws_errors() -> Iterator[None]:
         ) from None
     except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
         raise BootstrapError(f"AWS did not answer: {exc}") from None
+    except ResponseParserError:
+        raise BootstrapError(last.not_aws()) from None
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "?"), error.get("Message", "")
+        if code.isdigit() and last.operation == exc.operation_name:  # botocore found no AWS error in the answer
+            raise BootstrapError(last.not_aws()) from None
         raise BootstrapError(f"{exc.operation_name} refused: {code}" + (f": {message}" if message else "")) from None
     except BotoCoreError as exc:
         raise BootstrapError(f"AWS call failed: {exc}") from None

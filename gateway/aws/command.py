@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 def plan_from(args: argparse.Namespace, settings):
     """The plan the options and settings ask for; ConfigError when they cannot work."""
-    from gateway.aws.bootstrap import Plan
+    from gateway.aws.bootstrap import Plan, feedback_name
     from gateway.ops.config import ConfigError
 
     configuration_set = args.configuration_set or settings.ses_configuration_set
@@ -98,10 +98,10 @@ def plan_from(args: argparse.Namespace, settings):
         )
     queue_url = os.environ.get("MAILGW_SQS_QUEUE_URL", "").strip()
     sqs = args.sqs if args.sqs is not None else bool(queue_url or args.queue or not https)
-    queue = args.queue or (queue_url.rstrip("/").rsplit("/", 1)[-1] if queue_url else f"{configuration_set}-feedback")
+    queue = args.queue or (queue_url.rstrip("/").rsplit("/", 1)[-1] if queue_url else feedback_name(configuration_set))
     return Plan(
         configuration_set=configuration_set,
-        topic=args.topic or f"{configuration_set}-feedback",
+        topic=args.topic or feedback_name(configuration_set),
         event_destination=args.event_destination,
         https_endpoint=f"{settings.public_base_url}/sns" if https else None,
         queue=queue if sqs else None,

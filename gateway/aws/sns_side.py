@@ -8,9 +8,9 @@ from gateway.aws.outcome import DIFFERS, FIXED, Mode, Outcome, ensure
 SIGNATURE_VERSION = "2"  # SHA256withRSA; SNS's default, 1, signs with SHA1
 
 
-def topic(sns, mode: Mode, name: str) -> tuple[Outcome, str | None]:
-    """The outcome and the topic's ARN (None when a dry run would create it)."""
-    arn = next(
+def topic_arn(sns, name: str) -> str | None:
+    """The ARN of the topic named `name` in the client's account and region, or None when there is none."""
+    return next(
         (
             listed["TopicArn"]
             for page in sns.get_paginator("list_topics").paginate()
@@ -19,6 +19,11 @@ def topic(sns, mode: Mode, name: str) -> tuple[Outcome, str | None]:
         ),
         None,
     )
+
+
+def topic(sns, mode: Mode, name: str) -> tuple[Outcome, str | None]:
+    """The outcome and the topic's ARN (None when a dry run would create it)."""
+    arn = topic_arn(sns, name)
     found = None if arn is None else sns.get_topic_attributes(TopicArn=arn)["Attributes"]
 
     def create():

@@ -1,6 +1,7 @@
-"""A stand-in for the SES v2 API on loopback: answers SendEmail and GetAccount as SES does (paths, JSON shapes,
-x-amzn-ErrorType errors), records what boto3 really sent and when, and can be scripted to throttle, fail, hang or
-answer slowly."""
+"""A stand-in for the SES v2 API on loopback: answers SendEmail, GetAccount, the configuration sets with their event
+destinations and the suppression list as SES does (paths, JSON shapes, x-amzn-ErrorType errors), records what boto3
+really sent and when, and can be scripted to throttle, fail, hang or answer slowly. The tests start it on a port of
+its own (start()); `mailgw dev aws` serves its routes beside moto's (register())."""
 
 import asyncio
 import base64
@@ -46,8 +47,9 @@ class SesRequest:
 class SesStandIn:
     """Each request is recorded; queued failures answer sends first, then "MessageId" successes."""
 
-    def __init__(self):
+    def __init__(self, *, keep: int | None = None):
         self.requests: list[SesRequest] = []
+        self.keep = keep  # how many requests to record (None: all); a long-lived `mailgw dev aws` keeps the last ones
         self.delay = 0.0  # seconds between deciding on a send and answering: slow, or a hang past the read timeout
         self.max_send_rate = 100.0  # GetAccount's SendQuota
         self.max_24_hour_send = -1
@@ -91,6 +93,9 @@ class SesStandIn:
         body = await request.read()
         recorded = SesRequest(request.path, dict(request.headers), json.loads(body or b"{}"))
         self.requests.append(recorded)
+        if self.keep is not None and len(self.requests) > self.keep:
+            forgotten = self.requests.pop(0)
+            self.sent_before += bool(forgotten.message_id)  # still counted in SentLast24Hours
         if request.path.startswith(CONFIGURATION_SETS_PATH):
             return self.configuration_sets.answer(request.method, request.path, recorded.body)
         if request.path == ACCOUNT_PATH and request.method == "GET":
@@ -127,12 +132,20 @@ class SesStandIn:
             "SuppressionAttributes": {"SuppressedReasons": ["BOUNCE", "COMPLAINT"]},
         }
 
+    def register(self, app: web.Application) -> None:
+        """The routes of the operations this stand-in answers, on `app` (whose client_max_size takes MAX_REQUEST)."""
+        self.suppression.register(app)
+        app.router.add_post(SEND_PATH, self._handle)
+        app.router.add_get(ACCOUNT_PATH, self._handle)
+        app.router.add_route("*", CONFIGURATION_SETS_PATH, self._handle)
+        app.router.add_route("*", CONFIGURATION_SETS_PATH + "/{tail:.*}", self._handle)
+
     def start(self) -> str:
         ready = threading.Event()
 
         async def serve():
             app = web.Application(client_max_size=MAX_REQUEST)
-            self.suppression.register(app)  # before the catch-all, which answers everything else as a send
+            self.register(app)  # before the catch-all, which answers everything else as a send
             app.router.add_route("*", "/{tail:.*}", self._handle)
             # Cancel a hanging answer when the client gives up, so stop() does not wait for it.
             self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)

@@ -1,10 +1,11 @@
-"""`python -m moto.server`, with the two places where moto 5.2 answers differently from AWS that our tests meet.
+"""moto's server with the two places where moto 5.2 answers differently from AWS that mailgw meets: run as
+`python -m gateway.dev.moto_fixes` (the tests' plain moto), or imported by `mailgw dev aws` before it starts moto.
 
 Signing certificates: moto signs each envelope with a certificate it serves at
 `https://sns.<region>.amazonaws.com/SimpleNotificationService-<id>.pem`. A client that fetches that path from the
 moto server (the sidecar with AWS_ENDPOINT_URL_SNS) sends an unsigned GET with a loopback Host, which moto cannot
 tie to a service and answers with S3's 404; here such a path is routed to SNS, as the SNS host would serve it
-(for topics in us-east-1, the tests' region).
+(for topics in us-east-1, the region of the tests and of `mailgw dev aws`).
 
 GetTopicAttributes: moto stores SignatureVersion (CreateTopic's attribute, SetTopicAttributes) but never returns it,
 while SNS returns it once set ("If the API response does not include the SignatureVersion attribute, it means that
