@@ -149,8 +149,10 @@ class SnsVerifier:
         self._certificates: OrderedDict[str, x509.Certificate] = OrderedDict()
         self._fetches: dict[str, asyncio.Task[x509.Certificate]] = {}
 
-    async def verify(self, envelope: dict[str, str]) -> None:
-        """Returns when the envelope is genuine; raises VerificationFailed or CertificateUnavailable."""
+    async def verify(self, envelope: dict[str, str], *, check_age: bool = True) -> None:
+        """Returns when the envelope is genuine; raises VerificationFailed or CertificateUnavailable. `check_age`:
+        refuse one signed longer ago than max_age (a replay over HTTPS); an SQS queue's backlog is never refused for its
+        age, since keeping notifications through an outage is what the queue is for."""
         # An allowed topic first: anyone can point a validly signed topic of their own at us.
         if envelope.get("TopicArn") not in self._topic_arns:
             raise VerificationFailed("topic is not allowed")
@@ -162,7 +164,8 @@ class SnsVerifier:
             signed_at = _timestamp(envelope.get("Timestamp", ""))
         except (binascii.Error, ValueError):
             raise VerificationFailed("Signature or Timestamp unreadable") from None
-        if self._max_age is not None and datetime.datetime.now(datetime.UTC) - signed_at > self._max_age:
+        too_old = self._max_age is not None and datetime.datetime.now(datetime.UTC) - signed_at > self._max_age
+        if check_age and too_old:
             raise VerificationFailed("message is too old")
         data = _string_to_sign(envelope)
         certificate = await self._certificate(envelope.get("SigningCertURL"))

@@ -206,7 +206,7 @@ class SqsPoller:
             result = Result(Outcome.MALFORMED, f"larger than MAILGW_MAX_BODY_BYTES ({self._max_body_bytes})")
         else:
             try:
-                result = await self._intake.take(body)
+                result = await self._intake.take(body, from_queue=True)
             except Exception:
                 log.exception("SQS message %s (receive %s): applying it failed; left in the queue", sqs_id, receives)
                 metrics.taken_from_queue("unknown", "error")

@@ -3,6 +3,7 @@
 a database outage."""
 
 import asyncio
+import datetime
 import json
 import logging
 from urllib.parse import urlsplit, urlunsplit
@@ -16,7 +17,7 @@ from feedback_http.config import FeedbackSettings
 from gateway.ops.config import ConfigError
 from tests import ses_samples
 from tests.rpc import wait_until
-from tests.sns_signing import TOPIC_ARN, signed_envelope
+from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate, signed_envelope, sns_timestamp
 from tests.sqs_feedback import WriteLock, applied, bounces_and_complaints
 from tests.tcp_proxy import TcpProxy
 
@@ -132,6 +133,25 @@ async def test_sqs_first_then_the_https_copy_answers_duplicate(make_sqs_sidecar,
 
 
 # --- what cannot be applied is left for the dead-letter queue, never deleted -------------------------------
+
+
+async def test_a_backlog_older_than_the_https_age_limit_is_applied_from_the_queue(make_sqs_sidecar, topic):
+    """MAILGW_SNS_MAX_AGE_SECONDS guards the public HTTPS endpoint against replays; the queue, which only SNS may send
+    to, exists to keep notifications through an outage: what it kept for two days is applied, not dead-lettered."""
+    two_days_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
+    signer = SigningCertificate(not_before=two_days_ago - datetime.timedelta(days=1))
+    bounce = ses_samples.bounce_event(recipients=[ses_samples.bounced_recipient("late@example.org")])
+    envelope = signed_envelope(signer, message=ses_samples.message(bounce), timestamp=sns_timestamp(two_days_ago))
+    topic.sqs.send_message(QueueUrl=topic.queue_url, MessageBody=json.dumps(envelope))
+
+    async with FakeSnsHost(signer.pem) as certificates:
+        sidecar = await make_sqs_sidecar(sns_max_age_seconds=3600, sns_endpoint_url=certificates.url)
+        await eventually(lambda: topic.depth() == (0, 0) and applied().statuses.get("late@example.org") == "bounced")
+        assert topic.depth(topic.dlq_url) == (0, 0)
+
+        # The same envelope posted to the HTTPS endpoint is still refused for its age.
+        replayed = await sidecar.post("/sns", data=json.dumps(envelope), headers={"Content-Type": "text/plain"})
+        assert replayed.status == 403 and "too old" in await replayed.text()
 
 
 async def test_malformed_and_unverifiable_messages_end_in_the_dead_letter_queue(make_sqs_sidecar, topic, caplog):
