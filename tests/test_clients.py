@@ -1,6 +1,6 @@
 """Clients in other languages: the Node and Go examples against a real gateway (a send followed with GetMessage,
-and the google.rpc details of each refusal as those languages read them), the README's offline Go command as
-written, and the committed Node and Go code is what `make clients` generates from protos/."""
+and the google.rpc details of each refusal as those languages read them) and on bad flags, the README's offline Go
+command as written, and the committed Node and Go code is what `make clients` generates from protos/."""
 
 import os
 import re
@@ -25,6 +25,8 @@ BUF = ["npx", "--yes", "@bufbuild/buf@1.75.0"]
 GENERATED = {"clients/node/gen": "*_pb.*", "clients/go/mailgateway": "*.pb.go"}
 GO_EXAMPLE = ROOT / "examples" / "go" / "run.sh"
 README_ADDRESS = "127.0.0.1:50051"
+# What a crash looks like in either language: Node's "TypeError: …" and "    at …" frames, Go's panic and goroutines.
+STACK_TRACE = re.compile(r"Error:|^\s+at |goroutine|panic", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +123,37 @@ def test_example_reads_the_retry_info_while_the_database_is_down(example, postgr
         "  ErrorInfo: reason=DATABASE_UNAVAILABLE domain=mailgateway",
         "  RetryInfo: retry after 1s",
     ]
+
+
+def test_example_help_lists_the_flags_and_the_environment(example):
+    done = example("--help")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith("Usage: ")
+    flags = ["-addr", "-to", "-subject", "-text", "-html", "-request-id"]
+    for named in [*flags, "MAILGW_GRPC_ADDR", "MAILGW_CLIENT_TOKEN"]:
+        assert named in done.stdout
+    assert not STACK_TRACE.search(done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("--bogus", "--to", "ada@example.org", "--subject", "Hello"), "-bogus"),
+        (("--to", "ada@example.org", "--text", "First mail"), "-subject"),
+        (("--subject", "Hello", "--to"), "-to"),
+    ],
+    ids=["unknown flag", "no subject", "no value"],
+)
+def test_example_answers_a_bad_flag_with_one_line_and_exit_code_2(example, args, named):
+    done = example(*args)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert named in line and line.endswith("-help lists the flags"), line
+    assert not STACK_TRACE.search(line)
 
 
 def readme_go_command() -> list[str]:
