@@ -1,8 +1,10 @@
 """Clients in other languages: the Node and Go examples against a real gateway (a send followed with GetMessage,
-and the google.rpc details of each refusal as those languages read them), and the committed Node and Go code is what
-`make clients` generates from protos/."""
+and the google.rpc details of each refusal as those languages read them) and on bad flags, the README's offline Go
+command as written, and the committed Node and Go code is what `make clients` generates from protos/."""
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,26 +23,19 @@ from tests.test_faults import postgres_proxy  # noqa: F401 (a fixture: PostgreSQ
 
 BUF = ["npx", "--yes", "@bufbuild/buf@1.75.0"]
 GENERATED = {"clients/node/gen": "*_pb.*", "clients/go/mailgateway": "*.pb.go"}
-DEBIAN_GOPATH = "/usr/share/gocode"  # Debian's golang-*-dev packages: grpc-go, protobuf, genproto
+GO_EXAMPLE = ROOT / "examples" / "go" / "run.sh"
+README_ADDRESS = "127.0.0.1:50051"
+# What a crash looks like in either language: Node's "TypeError: …" and "    at …" frames, Go's panic and goroutines.
+STACK_TRACE = re.compile(r"Error:|^\s+at |goroutine|panic", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
-def go_example(tmp_path_factory) -> Path:
-    """examples/go, built as CI builds it offline: GOPATH mode over Debian's Go libraries, this checkout in the
-    GOPATH at its module path."""
-    if shutil.which("go") is None or not Path(DEBIAN_GOPATH, "src/google.golang.org/grpc").is_dir():
-        pytest.fail("Go and its gRPC libraries are not installed: see .ci/run for the Debian packages")
-    gopath = tmp_path_factory.mktemp("gopath")
-    (gopath / "src" / "example.com").mkdir(parents=True)
-    (gopath / "src" / "example.com" / "mailgateway").symlink_to(ROOT)
-    binary = gopath / "send"
-    env = os.environ | {"GO111MODULE": "off", "GOPATH": f"{gopath}:{DEBIAN_GOPATH}", "GOFLAGS": ""}
-    built = subprocess.run(
-        ["go", "build", "-o", binary, "example.com/mailgateway/examples/go"],
-        env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+def go_example() -> list[str]:
+    """examples/go/run.sh, the README's offline command: its first run builds the example over Debian's Go libraries
+    (minutes on a cold build cache), so later runs within a test's timeout only link it."""
+    built = subprocess.run([GO_EXAMPLE, "-help"], capture_output=True, text=True, timeout=900)
     assert built.returncode == 0, built.stderr
-    return binary
+    return [GO_EXAMPLE]
 
 
 @pytest.fixture(params=["node", "go"])
@@ -50,7 +45,7 @@ def example(request):
         require_node_packages()
         command = ["node", ROOT / "examples" / "node" / "send.js"]
     else:
-        command = [request.getfixturevalue("go_example")]
+        command = request.getfixturevalue("go_example")
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*command, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -128,6 +123,58 @@ def test_example_reads_the_retry_info_while_the_database_is_down(example, postgr
         "  ErrorInfo: reason=DATABASE_UNAVAILABLE domain=mailgateway",
         "  RetryInfo: retry after 1s",
     ]
+
+
+def test_example_help_lists_the_flags_and_the_environment(example):
+    done = example("--help")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith("Usage: ")
+    flags = ["-addr", "-to", "-subject", "-text", "-html", "-request-id"]
+    for named in [*flags, "MAILGW_GRPC_ADDR", "MAILGW_CLIENT_TOKEN"]:
+        assert named in done.stdout
+    assert not STACK_TRACE.search(done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("--bogus", "--to", "ada@example.org", "--subject", "Hello"), "-bogus"),
+        (("--to", "ada@example.org", "--text", "First mail"), "-subject"),
+        (("--subject", "Hello", "--to"), "-to"),
+    ],
+    ids=["unknown flag", "no subject", "no value"],
+)
+def test_example_answers_a_bad_flag_with_one_line_and_exit_code_2(example, args, named):
+    done = example(*args)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert named in line and line.endswith("-help lists the flags"), line
+    assert not STACK_TRACE.search(line)
+
+
+def readme_go_command() -> list[str]:
+    """The one line of README.md's shell blocks that runs examples/go/run.sh, split as the shell splits it."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", (ROOT / "README.md").read_text(), re.MULTILINE | re.DOTALL)
+    [line] = [line for block in blocks for line in block.splitlines() if line.startswith("examples/go/run.sh ")]
+    return shlex.split(line)
+
+
+def test_the_readmes_offline_go_command_builds_and_sends_without_a_module_proxy(go_example, address, ses):
+    command = readme_go_command()
+    assert README_ADDRESS in command
+
+    done = subprocess.run(
+        [address if part == README_ADDRESS else part for part in command],
+        env=os.environ | {"GOPROXY": "off"}, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"accepted: message_id=msg_\S+ contact_id=\S+", done.stdout.splitlines()[0])
+    assert len(ses.accepted) == 1
 
 
 def test_reflection_serves_the_error_detail_types_that_grpcurl_prints(served):

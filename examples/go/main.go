@@ -1,15 +1,17 @@
 // Command send sends one message through the mail gateway, follows it with GetMessage until it leaves the queue, and
 // prints a refusal's google.rpc details (ErrorInfo, BadRequest, RetryInfo) as any Go caller can read them.
 //
-//	go run . -addr 127.0.0.1:50051 -to ada@example.org -subject Hello -text "First mail"
+//	examples/go/run.sh -addr 127.0.0.1:50051 -to ada@example.org -subject Hello -text "First mail"
 //
 // A gateway that requires tokens gets MAILGW_CLIENT_TOKEN as `authorization: Bearer …`, as `mailgw send` sends it.
+// -help prints the flags; a wrong or missing flag is one line on stderr and exit code 2.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -25,13 +27,17 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", envOr("MAILGW_GRPC_ADDR", "127.0.0.1:50051"), "the gateway's host:port")
-	to := flag.String("to", "", "the recipient")
-	subject := flag.String("subject", "", "the subject line")
-	text := flag.String("text", "", "the plain-text body")
-	html := flag.String("html", "", "the HTML body")
-	requestID := flag.String("request-id", "", "an idempotency key")
-	flag.Parse()
+	flags := flag.NewFlagSet("send", flag.ContinueOnError)
+	addr := flags.String("addr", envOr("MAILGW_GRPC_ADDR", "127.0.0.1:50051"), "the gateway's host:port")
+	to := flags.String("to", "", "the recipient (required)")
+	subject := flags.String("subject", "", "the subject line (required)")
+	text := flags.String("text", "", "the plain-text body")
+	html := flags.String("html", "", "the HTML body")
+	requestID := flags.String("request-id", "", "an idempotency key")
+	parseFlags(flags, os.Args[1:])
+	if *to == "" || *subject == "" {
+		usageError("-to and -subject are required")
+	}
 
 	// WithInsecure: plaintext, for a gateway on loopback. Debian 12's grpc-go (1.33) predates
 	// insecure.NewCredentials(), which a current grpc-go prefers, with grpc.NewClient.
@@ -115,6 +121,36 @@ func codeName(camel string) string {
 		name.WriteRune(unicode.ToUpper(r))
 	}
 	return name.String()
+}
+
+// parseFlags exits 0 after the usage for -h or -help, and 2 with one line for a flag it does not know or a value it
+// cannot read: the flag package's own answer to those is the error followed by the whole usage.
+func parseFlags(flags *flag.FlagSet, args []string) {
+	flags.SetOutput(io.Discard)
+	err := flags.Parse(args)
+	if err == flag.ErrHelp {
+		flags.SetOutput(os.Stdout)
+		fmt.Println("Usage: send -to ADDRESS -subject TEXT [-text TEXT] [-html HTML] [-addr HOST:PORT] [-request-id KEY]")
+		fmt.Println("Sends one message through the mail gateway, follows it with GetMessage, prints a refusal's details.")
+		fmt.Println()
+		flags.PrintDefaults()
+		fmt.Println()
+		fmt.Println("Environment:")
+		fmt.Println("  MAILGW_GRPC_ADDR     the gateway's host:port when -addr is not given")
+		fmt.Println("  MAILGW_CLIENT_TOKEN  sent as `authorization: Bearer …` to a gateway that requires tokens")
+		os.Exit(0)
+	}
+	if err != nil {
+		usageError(err.Error())
+	}
+	if flags.NArg() > 0 {
+		usageError(fmt.Sprintf("unexpected argument %q", flags.Arg(0)))
+	}
+}
+
+func usageError(problem string) {
+	fmt.Fprintf(os.Stderr, "send: %s; -help lists the flags\n", problem)
+	os.Exit(2)
 }
 
 func envOr(name, fallback string) string {

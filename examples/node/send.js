@@ -5,6 +5,7 @@
 //   node examples/node/send.js --addr 127.0.0.1:50051 --to ada@example.org --subject Hello --text "First mail"
 //
 // A gateway that requires tokens gets MAILGW_CLIENT_TOKEN as `authorization: Bearer …`, as `mailgw send` sends it.
+// --help prints the flags; a wrong or missing flag is one line on stderr and exit code 2.
 import { parseArgs } from "node:util";
 
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -14,16 +15,22 @@ import { MailGatewayService, MessageState } from "@mail-gateway/client/mailgatew
 
 const IN_FLIGHT = [MessageState.QUEUED, MessageState.SENDING];
 
-const { values: flags } = parseArgs({
-  options: {
-    addr: { type: "string", default: process.env.MAILGW_GRPC_ADDR ?? "127.0.0.1:50051" },
-    to: { type: "string" },
-    subject: { type: "string" },
-    text: { type: "string", default: "" },
-    html: { type: "string", default: "" },
-    "request-id": { type: "string", default: "" },
-  },
-});
+const USAGE = `Usage: node send.js --to ADDRESS --subject TEXT [--text TEXT] [--html HTML] [--addr HOST:PORT] [--request-id KEY]
+Sends one message through the mail gateway, follows it with GetMessage, prints a refusal's details.
+
+  --addr HOST:PORT    the gateway (default $MAILGW_GRPC_ADDR, else 127.0.0.1:50051)
+  --to ADDRESS        the recipient (required)
+  --subject TEXT      the subject line (required)
+  --text TEXT         the plain-text body
+  --html HTML         the HTML body
+  --request-id KEY    an idempotency key
+  -h, --help          this text
+
+Environment:
+  MAILGW_GRPC_ADDR     the gateway's host:port when --addr is not given
+  MAILGW_CLIENT_TOKEN  sent as \`authorization: Bearer …\` to a gateway that requires tokens`;
+
+const flags = parseFlags();
 
 const token = process.env.MAILGW_CLIENT_TOKEN;
 const withToken = (next) => (req) => {
@@ -55,6 +62,40 @@ try {
 } catch (thrown) {
   printError(ConnectError.from(thrown));
   process.exitCode = 1;
+}
+
+// parseFlags exits 0 after the usage for --help, and 2 with one line for a flag it does not know, a value it lacks or
+// a required flag left out: parseArgs' own answer to the first two is a stack trace.
+function parseFlags() {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        addr: { type: "string", default: process.env.MAILGW_GRPC_ADDR || "127.0.0.1:50051" },
+        to: { type: "string", default: "" },
+        subject: { type: "string", default: "" },
+        text: { type: "string", default: "" },
+        html: { type: "string", default: "" },
+        "request-id": { type: "string", default: "" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (err) {
+    if (!err.code?.startsWith("ERR_PARSE_ARGS_")) throw err;
+    // Node's message goes on with advice about positional arguments after its first sentence.
+    usageError(err.message.split(". ")[0]);
+  }
+  if (parsed.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  if (!parsed.to || !parsed.subject) usageError("--to and --subject are required");
+  return parsed;
+}
+
+function usageError(problem) {
+  console.error(`send.js: ${problem}; --help lists the flags`);
+  process.exit(2);
 }
 
 function printError(err) {
