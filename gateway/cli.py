@@ -276,10 +276,12 @@ def _read_optional(path: str | None) -> bytes | None:
 def run_both() -> int:
     """The gateway and the sidecar as two processes; Ctrl-C (or SIGTERM) stops both.
 
-    Both settings and both addresses are checked first, so neither starts when the other could not.
+    Both settings, both addresses and the database are checked first, so neither starts when the other could not.
     """
     from feedback_http.config import FeedbackSettings
     from gateway.ops.startup import claim_address
+    from gateway.store.database import database
+    from gateway.store.models import open_database
 
     gateway_settings, sidecar_settings = Settings.from_env(), FeedbackSettings.from_env()
     claim_address(gateway_settings.grpc_addr, "MAILGW_GRPC_ADDR")
@@ -288,6 +290,8 @@ def run_both() -> int:
         claim_address(gateway_settings.metrics_addr, "MAILGW_METRICS_ADDR")
     if sidecar_settings.feedback_metrics_addr:
         claim_address(sidecar_settings.feedback_metrics_addr, "MAILGW_FEEDBACK_METRICS_ADDR")
+    open_database(gateway_settings.database_url)  # the tables, once; a database that cannot be used: one line
+    database.close_all()
     children = [subprocess.Popen([sys.executable, "-m", module]) for module in ("gateway", "feedback_http")]
 
     def forward(signum, _frame):

@@ -165,7 +165,33 @@ def check_reputation(settings: Settings) -> None:
 def check_database_url(url: str) -> None:
     scheme, separator, rest = url.partition("://")
     if not separator or scheme not in DATABASE_SCHEMES or not rest:
-        raise ConfigError(f"MAILGW_DATABASE_URL must be sqlite:///path or postgresql://user@host/db, not {url!r}")
+        raise ConfigError(
+            f"MAILGW_DATABASE_URL must be sqlite:///path or postgresql://user@host/db, not {masked_url(url)!r}"
+        )
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/+")
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
+
+
+def masked_url(url: str) -> str:
+    """`url` fit to print or log: a password in it shown as *** (postgresql://user:***@host/db, ?password=***).
+
+    The user part runs from the scheme's slashes to the last '@' before the query, so a password holding '/', ':' or
+    '@' is masked whole; a URL typed without its slashes ("user:secret@host") is masked too, since a mistyped URL
+    still holds the secret.
+    """
+    main, question, query = url.partition("?")
+    head, at, location = main.rpartition("@")
+    if at:
+        scheme = _SCHEME.match(head)
+        start = scheme.end() if scheme else 0
+        user, colon, _password = head[start:].partition(":")
+        if colon:
+            main = f"{head[:start]}{user}:***@{location}"
+    if question:
+        query = _QUERY_PASSWORD.sub(r"\1***", query)
+    return main + question + query
 
 
 def check_base_url(url: str) -> None:

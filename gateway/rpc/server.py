@@ -29,6 +29,7 @@ from gateway.sending.outbox import OutboxTransport
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause
 from gateway.sending.ses import SesTransport
+from gateway.store.database import CannotUseDatabase
 from gateway.store.models import open_database
 from gateway.suppression.job import SuppressionJob
 from gateway.suppression.ses import SesSuppressionList
@@ -182,9 +183,15 @@ def serve_processes(settings: Settings) -> int:
     client connections over them and each copy has a GIL of its own. This process holds the port's claim while
     they run, so no other gateway joins them. SIGTERM and SIGINT reach every copy."""
     claim = claim_port_group(settings.grpc_addr, "MAILGW_GRPC_ADDR")
+    try:
+        # Once here (and for the queue's gauges, read at scrape time): a database that cannot be used is one line,
+        # not one from every copy.
+        open_database(settings.database_url)
+    except CannotUseDatabase:
+        claim.close()
+        raise
     metrics = listener = None
     if settings.metrics_addr:  # one /metrics for the copies: set up before they start, so they write their values
-        open_database(settings.database_url)  # for the queue, read at scrape time
         metrics = exposition.Multiprocess()
         try:
             listener = exposition.listen(settings.metrics_addr, exposition.gateway_registry(metrics.directory))
