@@ -209,6 +209,11 @@ def listen_address(value: str, variable: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def host_port(host: str, port: int) -> str:
+    """How a listener names its address: host:port as listen_address reads it back, [v6]:port for an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def check_metrics_address(value: str, variable: str, other: str, other_variable: str) -> None:
     """A metrics address is host:port and a listener of its own, never the service's port."""
     host, port = listen_address(value, variable)

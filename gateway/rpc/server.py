@@ -16,7 +16,7 @@ from gateway.api.mailgateway.v1 import admin_pb2, admin_pb2_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.ops import exposition
-from gateway.ops.config import Settings
+from gateway.ops.config import Settings, host_port, listen_address
 from gateway.ops.logs import setup_logging
 from gateway.ops.startup import AddressInUse, claim_address, claim_port_group, run
 from gateway.rpc.admin_service import MailGatewayAdminServicer
@@ -168,14 +168,21 @@ def serve(settings: Settings, *, shared_port: bool = False) -> None:
     gateway = create_server(settings, shared_port=shared_port)
     gateway.start()
     log.info(
-        "gateway listening on port %d (transport %s, %d dispatch workers)",
-        gateway.port,
+        "gateway listening: gRPC on %s (transport %s, %d dispatch workers)",
+        host_port(listen_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")[0], gateway.port),
         settings.transport,
         settings.dispatch_workers,
     )
+    if gateway.metrics is not None:
+        log_metrics_listener(settings, gateway.metrics)
     stopping.wait()
     gateway.stop(SHUTDOWN_GRACE_SECONDS)
     log.info("gateway stopped")
+
+
+def log_metrics_listener(settings: Settings, listener: exposition.MetricsListener) -> None:
+    host = listen_address(settings.metrics_addr, "MAILGW_METRICS_ADDR")[0]
+    log.info("gateway listening: metrics on http://%s/metrics", host_port(host, listener.port))
 
 
 def serve_processes(settings: Settings) -> int:
@@ -199,6 +206,7 @@ def serve_processes(settings: Settings) -> int:
             metrics.close()
             claim.close()
             raise
+        log_metrics_listener(settings, listener)
     spawn = multiprocessing.get_context("spawn")  # gRPC must not be forked once it has started
     copies = [
         spawn.Process(target=_serve_copy, args=(replace(settings, grpc_processes=1),))

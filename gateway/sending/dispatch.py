@@ -304,12 +304,11 @@ class Dispatcher:
             return None, Reached.ANSWERED
         ref = contact_ref(contact.contact_id)
         log.warning(
-            "send of %s to %s (contact %s) failed: %s %s (%s)",
+            "send of %s to %s (contact %s) failed: %s; %s",
             message.message_id,
             masked(email.to.addr_spec),
             ref,
-            failure.reason,
-            failure.ses_error_code,
+            failure,  # reason, SES's code, the detail (an error page's status, never its markup)
             failure.outcome.value,
             extra={"message_id": message.message_id, "contact": ref},
         )
