@@ -274,7 +274,7 @@ def _read_optional(path: str | None) -> bytes | None:
 
 
 def run_both() -> int:
-    """The gateway and the sidecar as two processes; Ctrl-C (or SIGTERM) stops both.
+    """The gateway and the sidecar as two processes; Ctrl-C (or SIGTERM, SIGHUP) stops both, and exits 0.
 
     Both settings, both addresses and the database are checked first, so neither starts when the other could not.
     """
@@ -292,20 +292,35 @@ def run_both() -> int:
         claim_address(sidecar_settings.feedback_metrics_addr, "MAILGW_FEEDBACK_METRICS_ADDR")
     open_database(gateway_settings.database_url)  # the tables, once; a database that cannot be used: one line
     database.close_all()
-    children = [subprocess.Popen([sys.executable, "-m", module]) for module in ("gateway", "feedback_http")]
+    # Each child in a process group of its own: the terminal's Ctrl-C reaches this process only, which asks each
+    # child once to stop (SIGTERM), instead of each child hearing two signals (or one before its handlers are set).
+    children = [
+        subprocess.Popen([sys.executable, "-m", module], process_group=0) for module in ("gateway", "feedback_http")
+    ]
+    asked: set[int] = set()
 
     def forward(signum, _frame):
-        for child in children:
-            if child.poll() is None:
+        for child in children:  # once each: a second SIGTERM would end a child still exiting by the default action
+            if child.pid not in asked and child.poll() is None:
+                asked.add(child.pid)
                 child.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
     while all(child.poll() is None for child in children):
         time.sleep(0.2)
     forward(signal.SIGTERM, None)  # one exited: stop the other too
-    codes = [child.wait() for child in children]
-    return max(codes, key=abs)
+    return max(_exit_status(child.wait()) for child in children)
+
+
+def _exit_status(returncode: int) -> int:
+    """A child's exit status as `mailgw run`'s: a child ended by SIGTERM or SIGINT before its own handlers were set
+    (still starting) was asked to stop, and did; another signal is 128 + its number, as shells report it."""
+    if returncode >= 0:
+        return returncode
+    if -returncode in (signal.SIGTERM, signal.SIGINT):
+        return 0
+    return 128 - returncode
 
 
 if __name__ == "__main__":

@@ -179,6 +179,29 @@ def test_an_unknown_log_format_stops_the_process_with_one_line():
     assert process.stderr.strip() == "mailgw: MAILGW_LOG_FORMAT must be text or json, not 'xml'"
 
 
+def test_mailgw_run_writes_only_json_lines_and_names_every_listener(tmp_path):
+    grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = {
+        "MAILGW_DATABASE_URL": f"sqlite:///{tmp_path}/mailgw.db",
+        "MAILGW_GRPC_ADDR": grpc_address,
+        "MAILGW_HTTP_ADDR": http_address,
+        "MAILGW_TRANSPORT": "outbox",
+        "MAILGW_OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    process = start_json("gateway.cli", env, "run")
+    try:
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(grpc_address))
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1), process)
+        wait_until(lambda: urllib.request.urlopen(f"http://{http_address}/healthz", timeout=1), process)
+    finally:
+        lines = log_lines(process, stop=signal.SIGINT)  # Ctrl-C: both stop, and the exit code is 0
+
+    assert sorted(events(lines, "gateway listening: ") + events(lines, "sidecar listening: ")) == [
+        f"gateway listening: gRPC on {grpc_address} (transport outbox, 4 dispatch workers)",
+        f"sidecar listening: HTTP on http://{http_address}",
+    ]
+
+
 HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 HTML_403 = "<!DOCTYPE html>\n<html><body><h1>403 Forbidden</h1><p>Request blocked.</p></body></html>"
 MARKUP = re.compile(r"<[!?/]?[A-Za-z]")

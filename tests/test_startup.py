@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from gateway.rpc.server import create_server
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, database, open_database
 from tests.conftest import POSTGRES_SERVER_URL
-from tests.processes import free_port, start, wait_until
+from tests.processes import ROOT, free_port, start, wait_until
 from tests.rpc import error_info, rpc_failure
 
 REQUEST = pb.SendEmailRequest(to="gone@example.org", subject="Hi", text_body="Hello")
@@ -326,3 +327,33 @@ def test_a_command_against_a_postgresql_database_that_is_not_there_says_so(tmp_p
 
     assert code == 1
     database_problem_line(output, url, problem)
+
+
+# --- mailgw run and Ctrl-C ----------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_mailgw_run_with_exit_code_0(tmp_path):
+    """A terminal's Ctrl-C signals every process of the foreground group: `mailgw run` exited 241 (a child's -15)."""
+    grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = gateway_env(tmp_path, "run", grpc_address, MAILGW_HTTP_ADDR=http_address, MAILGW_TRANSPORT="outbox")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run"],
+        env=os.environ | env | {"MAILGW_OUTBOX_DIR": str(tmp_path / "outbox")},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a shell gives a foreground job
+    )
+    try:
+        healthy(grpc_address, process)
+        wait_until(lambda: urlopen(f"http://{http_address}/healthz", timeout=1).status == 200, process)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    # The gateway was asked once (it heard the terminal's SIGINT, then the SIGTERM forwarded to it).
+    [drain] = [line for line in output.splitlines() if "draining in-flight RPCs" in line]
+    assert drain.endswith("gateway.rpc.server signal 15: draining in-flight RPCs and sends")

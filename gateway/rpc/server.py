@@ -160,7 +160,8 @@ def serve(settings: Settings, *, shared_port: bool = False) -> None:
     stopping = threading.Event()
 
     def stop(signum, _frame):
-        log.info("signal %d: draining in-flight RPCs and sends", signum)
+        if not stopping.is_set():
+            log.info("signal %d: draining in-flight RPCs and sends", signum)
         stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
