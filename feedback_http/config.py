@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from gateway.addresses import parse_address
-from gateway.ops.config import ConfigError, check_database_url, check_metrics_address, listen_address, read_env
+from gateway.ops.config import (
+    DEFAULT_HTTP_ADDR,
+    ConfigError,
+    check_database_url,
+    check_metrics_address,
+    listen_address,
+    read_env,
+)
 
 # https://sqs.<region>.amazonaws.com/<account>/<name> as AWS prints it; local stacks serve the same path elsewhere.
 SQS_QUEUE_PATH = re.compile(r"/[0-9]{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?")
@@ -19,7 +26,7 @@ class FeedbackSettings:
     """MAILGW_* variables of the sidecar; the database is the gateway's (MAILGW_DATABASE_URL)."""
 
     database_url: str = "sqlite:///mailgw.db"
-    http_addr: str = "127.0.0.1:8080"
+    http_addr: str = DEFAULT_HTTP_ADDR
     sns_topic_arns: frozenset = frozenset()
     unsubscribe_on_get: bool = False
     soft_bounce_limit: int = 0  # 0: soft bounces are recorded and counted, never suppress

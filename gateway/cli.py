@@ -17,7 +17,6 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.aws import command as aws_command
 from gateway.ops import dispatch_cli
 from gateway.ops.config import Settings
-from gateway.sending.compose import unsubscribe_url
 from gateway.suppression import commands as suppression_commands
 
 # Request fields as the user typed them on this command line, so an error names the flag, not the proto field.
@@ -78,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         response = call(args.addr, "SendEmail", request)
         print(f"accepted: message_id={response.message_id} contact_id={response.contact_id}")
-        base_url = os.environ.get("MAILGW_PUBLIC_BASE_URL", Settings.public_base_url).rstrip("/")
-        print(f"unsubscribe link: {unsubscribe_url(base_url, response.contact_id)}")
+        print(f"unsubscribe link: {response.unsubscribe_url}")  # the gateway's, as in the mail
     elif args.command == "message":
         response = call(args.addr, "GetMessage", pb.GetMessageRequest(message_id=args.message_id))
         print("\n".join(describe_message(response)))

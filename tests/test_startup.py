@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.ops.config import masked_url
+from gateway.ops.config import Settings, masked_url
 from gateway.rpc.server import create_server
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, database, open_database
@@ -357,3 +357,11 @@ def test_ctrl_c_stops_mailgw_run_with_exit_code_0(tmp_path):
     # The gateway was asked once (it heard the terminal's SIGINT, then the SIGTERM forwarded to it).
     [drain] = [line for line in output.splitlines() if "draining in-flight RPCs" in line]
     assert drain.endswith("gateway.rpc.server signal 15: draining in-flight RPCs and sends")
+
+
+def test_without_a_public_base_url_links_follow_the_sidecars_address():
+    assert Settings.from_env({}).public_base_url == "http://127.0.0.1:8080"
+    assert Settings.from_env({"MAILGW_HTTP_ADDR": "127.0.0.1:18080"}).public_base_url == "http://127.0.0.1:18080"
+    assert Settings.from_env({"MAILGW_HTTP_ADDR": "[::1]:8081"}).public_base_url == "http://[::1]:8081"
+    chosen = {"MAILGW_HTTP_ADDR": "127.0.0.1:18080", "MAILGW_PUBLIC_BASE_URL": "https://mail.example.com/"}
+    assert Settings.from_env(chosen).public_base_url == "https://mail.example.com"

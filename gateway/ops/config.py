@@ -17,6 +17,7 @@ class ConfigError(ValueError):
 
 
 TRANSPORTS = ("ses", "outbox")
+DEFAULT_HTTP_ADDR = "127.0.0.1:8080"  # the sidecar's; without MAILGW_PUBLIC_BASE_URL, the gateway's links point there
 DATABASE_SCHEMES = ("sqlite", "sqlite+pool", "postgres", "postgresql", "postgres+pool", "postgresql+pool")
 # SES: "up to 64 alphanumeric characters, including letters, numbers, hyphens (-) and underscores (_) only".
 CONFIGURATION_SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -29,7 +30,7 @@ class Settings:
 
     database_url: str = "sqlite:///mailgw.db"
     grpc_addr: str = "127.0.0.1:50051"
-    public_base_url: str = "http://127.0.0.1:8080"
+    public_base_url: str = f"http://{DEFAULT_HTTP_ADDR}"  # from_env: MAILGW_HTTP_ADDR's when unset
     ses_configuration_set: str = "my-leads-now-config"
     default_from: str = ""
     transport: str = "ses"
@@ -109,7 +110,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
-        return cls(**read_env(cls, environ))
+        values = read_env(cls, environ)
+        if "public_base_url" not in values:  # the sidecar's own address: links work wherever `make run` put it
+            http_addr = environ.get("MAILGW_HTTP_ADDR", "").strip() or DEFAULT_HTTP_ADDR
+            values["public_base_url"] = f"http://{host_port(*listen_address(http_addr, 'MAILGW_HTTP_ADDR'))}"
+        return cls(**values)
 
     def warnings(self) -> list[str]:
         """Settings that work but that an operator should hear about at start."""

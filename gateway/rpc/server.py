@@ -115,7 +115,12 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
         options=[("grpc.so_reuseport", int(shared_port))],
         interceptors=[ServerMetrics()],
     )
-    servicer = MailGatewayServicer(settings.default_from, callers, dispatcher.wake if dispatcher else lambda: None)
+    servicer = MailGatewayServicer(
+        settings.default_from,
+        callers,
+        dispatcher.wake if dispatcher else lambda: None,
+        public_base_url=settings.public_base_url,
+    )
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
     admin = MailGatewayAdminServicer(
         admins,
