@@ -12,7 +12,9 @@ from gateway.ops.config import (
     ConfigError,
     check_database_url,
     check_metrics_address,
+    check_sender,
     listen_address,
+    named_sender,
     read_env,
 )
 
@@ -38,7 +40,8 @@ class FeedbackSettings:
     sqs_queue_url: str = ""  # set: SNS envelopes are also taken from this queue (feedback_http/sqs.py)
     sqs_wait_seconds: int = 20  # ReceiveMessage long poll; SIGTERM waits for the one under way
     sqs_visibility_timeout_seconds: int = 30  # per receive, extended while a batch is still being applied
-    brand_name: str = ""  # the sender the unsubscribe page names; "" : the page says "us"
+    brand_name: str = ""  # the sender the unsubscribe page names (sender_name), as every mail's footer does
+    default_from: str = ""  # the gateway's MAILGW_DEFAULT_FROM: without a brand name, the sender it names
     privacy_url: str = ""  # the privacy policy the unsubscribe page links to
     contact_email: str = ""  # the address the unsubscribe page offers for questions
     templates_dir: str = ""  # the operator's unsubscribe page templates, each replacing the package's of its name
@@ -65,6 +68,11 @@ class FeedbackSettings:
         if not 2 <= self.sqs_visibility_timeout_seconds <= 43200:
             raise ConfigError("MAILGW_SQS_VISIBILITY_TIMEOUT_SECONDS must be 2-43200 (SQS allows up to 12 hours)")
         check_page_settings(self)
+
+    @property
+    def sender_name(self) -> str:
+        """The sender the unsubscribe page names, as the gateway's footer does; "": the page says "us"."""
+        return named_sender(self.brand_name, self.default_from)
 
     @property
     def host(self) -> str:
@@ -94,14 +102,12 @@ def check_queue_url(url: str) -> None:
         )
 
 
-MAX_BRAND_NAME = 100
 MAX_PRIVACY_URL = 2000
 
 
 def check_page_settings(settings: FeedbackSettings) -> None:
     """The unsubscribe page's settings; each is shown to recipients, so each is checked at start."""
-    if len(settings.brand_name) > MAX_BRAND_NAME or not settings.brand_name.isprintable():
-        raise ConfigError(f"MAILGW_BRAND_NAME must be printable text of at most {MAX_BRAND_NAME} characters")
+    check_sender(settings.brand_name, settings.default_from)
     if settings.privacy_url and not _is_web_url(settings.privacy_url):
         raise ConfigError(f"MAILGW_PRIVACY_URL must be an http(s) URL, not {settings.privacy_url[:200]!r}")
     if settings.contact_email:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gateway.addresses import parse_address
+from gateway.addresses import parse_address, sender_name
 
 
 class ConfigError(ValueError):
@@ -68,6 +68,7 @@ class Settings:
     ses_suppression_reconcile_hours: float = 24.0  # a full listing at least this often; incremental ones in between
     ses_suppression_push: bool = False  # put our own bounced and complained contacts on it
     metrics_addr: str = ""  # Prometheus /metrics on a listener of its own; unset: none
+    brand_name: str = ""  # the sender every mail's footer names (named_sender); the unsubscribe page names the same
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -80,10 +81,7 @@ class Settings:
                 "MAILGW_SES_CONFIGURATION_SET must be an SES configuration set name (1-64 letters, digits, '_', '-'), "
                 f"not {self.ses_configuration_set!r}"
             )
-        if self.default_from:
-            parsed = parse_address(self.default_from.strip())
-            if isinstance(parsed, str):
-                raise ConfigError(f"MAILGW_DEFAULT_FROM is not an address SES can send from: {parsed}")
+        check_sender(self.brand_name, self.default_from)
         if self.grpc_workers < 1 or self.grpc_processes < 1:
             raise ConfigError("MAILGW_GRPC_WORKERS and MAILGW_GRPC_PROCESSES must be at least 1")
         if self.grpc_processes > 1 and listen_address(self.grpc_addr, "MAILGW_GRPC_ADDR")[1] == 0:
@@ -116,6 +114,10 @@ class Settings:
             values["public_base_url"] = f"http://{host_port(*listen_address(http_addr, 'MAILGW_HTTP_ADDR'))}"
         return cls(**values)
 
+    @property
+    def sender_name(self) -> str:
+        return named_sender(self.brand_name, self.default_from)
+
     def warnings(self) -> list[str]:
         """Settings that work but that an operator should hear about at start."""
         found = []
@@ -137,6 +139,28 @@ class Settings:
                 "sends that are kept"
             )
         return found
+
+
+MAX_BRAND_NAME = 100
+
+
+def check_sender(brand_name: str, default_from: str) -> None:
+    """MAILGW_BRAND_NAME and MAILGW_DEFAULT_FROM, which both processes read: the sender recipients are shown."""
+    if len(brand_name) > MAX_BRAND_NAME or not brand_name.isprintable():
+        raise ConfigError(f"MAILGW_BRAND_NAME must be printable text of at most {MAX_BRAND_NAME} characters")
+    if default_from:
+        parsed = parse_address(default_from.strip())
+        if isinstance(parsed, str):
+            raise ConfigError(f"MAILGW_DEFAULT_FROM is not an address SES can send from: {parsed}")
+
+
+def named_sender(brand_name: str, default_from: str) -> str:
+    """The sender that the unsubscribe page and every mail's footer name: MAILGW_BRAND_NAME, else the display name of
+    MAILGW_DEFAULT_FROM, else its domain; "" when neither is set (checked: check_sender)."""
+    if brand_name or not default_from:
+        return brand_name
+    parsed = parse_address(default_from.strip())
+    return "" if isinstance(parsed, str) else sender_name(parsed)
 
 
 def check_reputation(settings: Settings) -> None:
