@@ -12,10 +12,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-## run: the gateway and the feedback sidecar, SQLite, .eml files in ./outbox instead of SES; Ctrl-C stops both
+## run: the gateway and the feedback sidecar, SQLite, .eml files in ./outbox instead of SES; Ctrl-C stops both.
+## Unless set, MAILGW_ADMIN_ALLOW_UNAUTHENTICATED=true when no tokens, client CA or admin callers are set, so that
+## `mailgw contacts` works against it (the gateway allows that on a loopback address only)
 run: $(BIN)/.installed
-	MAILGW_TRANSPORT=$${MAILGW_TRANSPORT:-outbox} \
+	@MAILGW_TRANSPORT=$${MAILGW_TRANSPORT:-outbox} \
 	MAILGW_DEFAULT_FROM="$${MAILGW_DEFAULT_FROM:-Mail Gateway <noreply@example.com>}" \
+	MAILGW_ADMIN_ALLOW_UNAUTHENTICATED=$${MAILGW_ADMIN_ALLOW_UNAUTHENTICATED-$$(test -n \
+	  "$$MAILGW_AUTH_TOKENS$$MAILGW_AUTH_TOKENS_FILE$$MAILGW_TLS_CLIENT_CA$$MAILGW_ADMIN_CALLERS" || echo true)} \
 	$(BIN)/mailgw run
 
 ## test: lint the API with buf, then the whole suite (SQLite and the PostgreSQL server at 127.0.0.1:5432)

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import signal
 from urllib.parse import parse_qs
 
 from aiohttp import web
@@ -11,8 +12,9 @@ from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.writer import GroupWriter
 from gateway.errors import UndoRefused
 from gateway.ids import is_contact_id
+from gateway.ops.config import host_port
 from gateway.ops.logs import setup_logging
-from gateway.ops.startup import claim_address, run
+from gateway.ops.startup import AddressInUse, claim_address, run
 from gateway.store.database import UNAVAILABLE, database
 from gateway.store.models import open_database
 
@@ -30,6 +32,8 @@ HTTP_REFUSALS = {
     intake.Outcome.RETRY_LATER: web.HTTPServiceUnavailable,
     intake.Outcome.DATABASE_UNAVAILABLE: web.HTTPServiceUnavailable,
 }
+
+SHUTDOWN_GRACE_SECONDS = 25  # in-flight requests may finish after SIGTERM, as the gateway's RPCs and sends may
 
 RAW_DELIVERY = (
     "raw message delivery is on for this subscription: turn it off, "
@@ -207,12 +211,28 @@ def _start() -> None:
     claim_address(settings.http_addr, "MAILGW_HTTP_ADDR")
     if settings.feedback_metrics_addr:
         claim_address(settings.feedback_metrics_addr, "MAILGW_FEEDBACK_METRICS_ADDR")
-    # aiohttp drains in-flight requests on SIGTERM/SIGINT before the cleanup contexts close. reuse_port stays off:
-    # one process owns the port.
-    web.run_app(
-        create_app(settings, sns_endpoint_url=endpoint),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        shutdown_timeout=25,
-    )
+    asyncio.run(serve(create_app(settings, sns_endpoint_url=endpoint), settings))
+
+
+async def serve(app: web.Application, settings: FeedbackSettings) -> None:
+    """Serve `app` on MAILGW_HTTP_ADDR until SIGTERM or SIGINT, then drain in-flight requests (up to 25 s) before the
+    cleanup contexts close, as web.run_app does; but each listener is a log line, not run_app's banner on stdout, so
+    that with MAILGW_LOG_FORMAT=json every line the sidecar writes is JSON."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)  # reuse_port stays off: one process owns the port
+        try:
+            await site.start()
+        except OSError as exc:  # taken since the start-up check, or not an address of this host
+            raise AddressInUse(f"MAILGW_HTTP_ADDR={settings.http_addr}: cannot listen on this address") from exc
+        for host, port, *_ in runner.addresses:
+            log.info("sidecar listening: HTTP on http://%s", host_port(host, port))
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)  # a second signal while draining changes nothing
+        await stopping.wait()
+        log.info("sidecar stopping: draining in-flight requests")
+    finally:
+        await runner.cleanup()

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from gateway.addresses import parse_address
-from gateway.ops.config import ConfigError, check_database_url, check_metrics_address, listen_address, read_env
+from gateway.ops.config import (
+    DEFAULT_HTTP_ADDR,
+    ConfigError,
+    check_database_url,
+    check_metrics_address,
+    check_sender,
+    listen_address,
+    named_sender,
+    read_env,
+)
 
 # https://sqs.<region>.amazonaws.com/<account>/<name> as AWS prints it; local stacks serve the same path elsewhere.
 SQS_QUEUE_PATH = re.compile(r"/[0-9]{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?")
@@ -20,7 +29,7 @@ class FeedbackSettings:
     """MAILGW_* variables of the sidecar; the database is the gateway's (MAILGW_DATABASE_URL)."""
 
     database_url: str = "sqlite:///mailgw.db"
-    http_addr: str = "127.0.0.1:8080"
+    http_addr: str = DEFAULT_HTTP_ADDR
     sns_topic_arns: frozenset = frozenset()
     unsubscribe_on_get: bool = False
     # How long the browser that unsubscribed on the page may undo it (its done page holds the secret); 0: no undo.
@@ -34,7 +43,8 @@ class FeedbackSettings:
     sqs_queue_url: str = ""  # set: SNS envelopes are also taken from this queue (feedback_http/sqs.py)
     sqs_wait_seconds: int = 20  # ReceiveMessage long poll; SIGTERM waits for the one under way
     sqs_visibility_timeout_seconds: int = 30  # per receive, extended while a batch is still being applied
-    brand_name: str = ""  # the sender the unsubscribe page names; "" : the page says "us"
+    brand_name: str = ""  # the sender the unsubscribe page names (sender_name), as every mail's footer does
+    default_from: str = ""  # the gateway's MAILGW_DEFAULT_FROM: without a brand name, the sender it names
     privacy_url: str = ""  # the privacy policy the unsubscribe page links to
     contact_email: str = ""  # the address the unsubscribe page offers for questions
     templates_dir: str = ""  # the operator's unsubscribe page templates, each replacing the package's of its name
@@ -70,6 +80,11 @@ class FeedbackSettings:
         return datetime.timedelta(seconds=self.unsubscribe_undo_seconds) if self.unsubscribe_undo_seconds else None
 
     @property
+    def sender_name(self) -> str:
+        """The sender the unsubscribe page names, as the gateway's footer does; "": the page says "us"."""
+        return named_sender(self.brand_name, self.default_from)
+
+    @property
     def host(self) -> str:
         return listen_address(self.http_addr, "MAILGW_HTTP_ADDR")[0]
 
@@ -98,14 +113,12 @@ def check_queue_url(url: str) -> None:
 
 
 MAX_UNDO_SECONDS = 86400  # a day: a done page left open longer than that lifts nothing
-MAX_BRAND_NAME = 100
 MAX_PRIVACY_URL = 2000
 
 
 def check_page_settings(settings: FeedbackSettings) -> None:
     """The unsubscribe page's settings; each is shown to recipients, so each is checked at start."""
-    if len(settings.brand_name) > MAX_BRAND_NAME or not settings.brand_name.isprintable():
-        raise ConfigError(f"MAILGW_BRAND_NAME must be printable text of at most {MAX_BRAND_NAME} characters")
+    check_sender(settings.brand_name, settings.default_from)
     if settings.privacy_url and not _is_web_url(settings.privacy_url):
         raise ConfigError(f"MAILGW_PRIVACY_URL must be an http(s) URL, not {settings.privacy_url[:200]!r}")
     if settings.contact_email:

@@ -5,6 +5,7 @@ the one status function (gateway/ops/metrics.py), whichever process makes them.
 """
 
 import functools
+import logging
 import time
 
 from aiohttp import web
@@ -13,7 +14,9 @@ from prometheus_client.exposition import choose_encoder
 
 from feedback_http import sns
 from feedback_http.events import KNOWN_TYPES
-from gateway.ops.config import listen_address
+from gateway.ops.config import host_port, listen_address
+
+log = logging.getLogger(__name__)
 
 NOTIFICATIONS = Counter(
     "mailgw_sns_notifications",
@@ -153,6 +156,7 @@ def listener(address: str):
             await runner.cleanup()
             raise
         app[METRICS_PORT] = runner.addresses[0][1]
+        log.info("sidecar listening: metrics on http://%s/metrics", host_port(host, app[METRICS_PORT]))
         yield
         await runner.cleanup()
 

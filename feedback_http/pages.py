@@ -49,7 +49,7 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self._brand_name = settings.brand_name
+        self._brand_name = settings.sender_name  # MAILGW_BRAND_NAME, else MAILGW_DEFAULT_FROM's name, as in the mail
         self._privacy_url = settings.privacy_url
         self._contact_email = settings.contact_email
         self._undo_minutes = settings.unsubscribe_undo_seconds // 60 or 1

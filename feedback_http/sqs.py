@@ -33,6 +33,7 @@ from feedback_http import intake, metrics
 from feedback_http.config import FeedbackSettings
 from feedback_http.intake import Outcome, Result
 from gateway.ops.config import ConfigError
+from gateway.ops.logs import error_text
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def sqs_client(settings: FeedbackSettings):
 
 def _why(exc: Exception) -> str:
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', '?')}: {error.get('Message', '')}"[:300]
+        error, status = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return f"{error.get('Code', '?')}: {error_text(status, str(error.get('Message', '')))}"
     return f"{type(exc).__name__}: {exc}"[:300]
 
 

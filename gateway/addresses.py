@@ -71,6 +71,16 @@ def _split_display_name(value: str) -> tuple[str, str]:
     return value[:opening].strip(), value[opening + 1 : -1].strip()
 
 
+def sender_name(sender: Mailbox) -> str:
+    """How a recipient knows a sender: its display name, else its domain (in Unicode, as a person reads it)."""
+    if sender.display_name:
+        return sender.display_name
+    try:
+        return sender.domain.encode("ascii").decode("idna")
+    except UnicodeError:  # a label Python's IDNA 2003 codec refuses: the ASCII form is still the sender's domain
+        return sender.domain
+
+
 def address_key(address: Mailbox) -> str:
     """The contact key of an address parse_address accepted (already trimmed and ASCII): its lower-case form."""
     return address.addr_spec.lower()

@@ -18,7 +18,6 @@ from gateway.aws import command as aws_command
 from gateway.dev import command as dev_command
 from gateway.ops import dispatch_cli
 from gateway.ops.config import Settings
-from gateway.sending.compose import unsubscribe_url
 from gateway.suppression import commands as suppression_commands
 
 # Request fields as the user typed them on this command line, so an error names the flag, not the proto field.
@@ -81,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         response = call(args.addr, "SendEmail", request)
         print(f"accepted: message_id={response.message_id} contact_id={response.contact_id}")
-        base_url = os.environ.get("MAILGW_PUBLIC_BASE_URL", Settings.public_base_url).rstrip("/")
-        print(f"unsubscribe link: {unsubscribe_url(base_url, response.contact_id)}")
+        print(f"unsubscribe link: {response.unsubscribe_url}")  # the gateway's, as in the mail
     elif args.command == "message":
         response = call(args.addr, "GetMessage", pb.GetMessageRequest(message_id=args.message_id))
         print("\n".join(describe_message(response)))
@@ -278,12 +276,14 @@ def _read_optional(path: str | None) -> bytes | None:
 
 
 def run_both() -> int:
-    """The gateway and the sidecar as two processes; Ctrl-C (or SIGTERM) stops both.
+    """The gateway and the sidecar as two processes; Ctrl-C (or SIGTERM, SIGHUP) stops both, and exits 0.
 
-    Both settings and both addresses are checked first, so neither starts when the other could not.
+    Both settings, both addresses and the database are checked first, so neither starts when the other could not.
     """
     from feedback_http.config import FeedbackSettings
     from gateway.ops.startup import claim_address
+    from gateway.store.database import database
+    from gateway.store.models import open_database
 
     gateway_settings, sidecar_settings = Settings.from_env(), FeedbackSettings.from_env()
     claim_address(gateway_settings.grpc_addr, "MAILGW_GRPC_ADDR")
@@ -292,20 +292,37 @@ def run_both() -> int:
         claim_address(gateway_settings.metrics_addr, "MAILGW_METRICS_ADDR")
     if sidecar_settings.feedback_metrics_addr:
         claim_address(sidecar_settings.feedback_metrics_addr, "MAILGW_FEEDBACK_METRICS_ADDR")
-    children = [subprocess.Popen([sys.executable, "-m", module]) for module in ("gateway", "feedback_http")]
+    open_database(gateway_settings.database_url)  # the tables, once; a database that cannot be used: one line
+    database.close_all()
+    # Each child in a process group of its own: the terminal's Ctrl-C reaches this process only, which asks each
+    # child once to stop (SIGTERM), instead of each child hearing two signals (or one before its handlers are set).
+    children = [
+        subprocess.Popen([sys.executable, "-m", module], process_group=0) for module in ("gateway", "feedback_http")
+    ]
+    asked: set[int] = set()
 
     def forward(signum, _frame):
-        for child in children:
-            if child.poll() is None:
+        for child in children:  # once each: a second SIGTERM would end a child still exiting by the default action
+            if child.pid not in asked and child.poll() is None:
+                asked.add(child.pid)
                 child.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
     while all(child.poll() is None for child in children):
         time.sleep(0.2)
     forward(signal.SIGTERM, None)  # one exited: stop the other too
-    codes = [child.wait() for child in children]
-    return max(codes, key=abs)
+    return max(_exit_status(child.wait()) for child in children)
+
+
+def _exit_status(returncode: int) -> int:
+    """A child's exit status as `mailgw run`'s: a child ended by SIGTERM or SIGINT before its own handlers were set
+    (still starting) was asked to stop, and did; another signal is 128 + its number, as shells report it."""
+    if returncode >= 0:
+        return returncode
+    if -returncode in (signal.SIGTERM, signal.SIGINT):
+        return 0
+    return 128 - returncode
 
 
 if __name__ == "__main__":

@@ -15,11 +15,16 @@ GENERATED = ROOT / "gateway" / "api" / "mailgateway"
 def test_committed_generated_code_matches_the_proto(tmp_path):
     generate(tmp_path)
 
-    fresh = {p.relative_to(tmp_path / "gateway/api/mailgateway"): p.read_bytes() for p in tmp_path.rglob("*.py*")}
-    committed = {p.relative_to(GENERATED): p.read_bytes() for p in GENERATED.rglob("*.py*")}
+    fresh = {p.relative_to(tmp_path / "gateway/api/mailgateway"): p.read_bytes() for p in sources(tmp_path)}
+    committed = {p.relative_to(GENERATED): p.read_bytes() for p in sources(GENERATED)}
     assert fresh.keys() == committed.keys()
     stale = [str(name) for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"run `make protos`: {stale} differ from protos/"
+
+
+def sources(root: Path) -> list[Path]:
+    """The generated .py and .pyi files under `root`; not the bytecode Python caches beside them."""
+    return [path for path in root.rglob("*.py*") if "__pycache__" not in path.parts]
 
 
 def test_contract_names_are_the_documented_ones():

@@ -3,6 +3,8 @@ bodies never."""
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -26,27 +28,37 @@ BODY = "Your one-time code is 913472"
 FIELDS = {"time", "level", "logger", "event"}
 
 
-def start_json(module: str, env: dict[str, str]) -> subprocess.Popen:
-    """`python -m module` logging JSON; its stderr (the logs) kept apart from stdout."""
+def start_json(module: str, env: dict[str, str], *args: str) -> subprocess.Popen:
+    """`python -m module` logging JSON; everything it writes, stdout and stderr, in one pipe."""
     return subprocess.Popen(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *args],
         env=os.environ | env | {"MAILGW_LOG_FORMAT": "json"},
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
 
 
-def log_lines(process: subprocess.Popen) -> list[dict]:
-    """Every line the stopped process logged, each parsed as JSON (a line that is not fails the test)."""
-    process.terminate()
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
-    lines = [json.loads(line) for line in stderr.splitlines()]
+def log_lines(process: subprocess.Popen, stop: signal.Signals = signal.SIGTERM) -> list[dict]:
+    """Every line the stopped process wrote, on stdout or stderr, each parsed as JSON (a line that is not fails the
+    test)."""
+    process.send_signal(stop)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    lines = []
+    for text in output.splitlines():
+        try:
+            lines.append(json.loads(text))
+        except ValueError:
+            raise AssertionError(f"not a JSON object: {text!r}\n{output}") from None
     for line in lines:
         assert FIELDS <= line.keys(), line
     return lines
+
+
+def events(lines: list[dict], starts: str) -> list[str]:
+    return [line["event"] for line in lines if line["event"].startswith(starts)]
 
 
 def the_line(lines: list[dict], starts: str) -> dict:
@@ -58,12 +70,13 @@ def test_the_gateway_logs_one_json_object_a_line_with_the_ids_of_the_work(databa
     open_database(database_url)
     with database.connection_context():
         refused = change_status(ContactStatus.BOUNCED, source="test", email="gone@example.org").contact
-    address = f"127.0.0.1:{free_port()}"
+    address, metrics_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     process = start_json(
         "gateway",
         {
             "MAILGW_DATABASE_URL": database_url,
             "MAILGW_GRPC_ADDR": address,
+            "MAILGW_METRICS_ADDR": metrics_address,
             "MAILGW_DEFAULT_FROM": "noreply@example.com",
             "MAILGW_AUTH_TOKENS": f"billing={TOKEN}",
         },
@@ -84,6 +97,10 @@ def test_the_gateway_logs_one_json_object_a_line_with_the_ids_of_the_work(databa
         channel.close()
         lines = log_lines(process)
 
+    assert events(lines, "gateway listening: ") == [
+        f"gateway listening: gRPC on {address} (transport ses, 4 dispatch workers)",
+        f"gateway listening: metrics on http://{metrics_address}/metrics",
+    ]
     alice = contact_ref(accepted.contact_id)
     accepted_line = the_line(lines, "accepted")
     assert (accepted_line["message_id"], accepted_line["contact"], accepted_line["caller"]) == (
@@ -107,12 +124,13 @@ def test_the_sidecar_logs_json_with_the_sns_message_id_and_the_contact(database_
     open_database(database_url)
     with database.connection_context():
         reader = get_or_create_contact("reader@example.org")
-    port = free_port()
+    port, metrics_address = free_port(), f"127.0.0.1:{free_port()}"
     process = start_json(
         "feedback_http",
         {
             "MAILGW_DATABASE_URL": database_url,
             "MAILGW_HTTP_ADDR": f"127.0.0.1:{port}",
+            "MAILGW_FEEDBACK_METRICS_ADDR": metrics_address,
             "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN,
         },
     )
@@ -137,6 +155,10 @@ def test_the_sidecar_logs_json_with_the_sns_message_id_and_the_contact(database_
     finally:
         lines = log_lines(process)
 
+    assert events(lines, "sidecar listening: ") == [  # aiohttp's "======== Running on" banner is not printed
+        f"sidecar listening: metrics on http://{metrics_address}/metrics",
+        f"sidecar listening: HTTP on http://127.0.0.1:{port}",
+    ]
     assert the_line(lines, "SNS message rejected")["sns_message_id"] == "0f6a7c2e-foreign-1"
     change = the_line(lines, "contact ")
     assert change["contact"] == contact_ref(reader.contact_id) and "-> unsubscribed by one-click" in change["event"]
@@ -155,6 +177,81 @@ def test_an_unknown_log_format_stops_the_process_with_one_line():
     )
     assert process.returncode == 2
     assert process.stderr.strip() == "mailgw: MAILGW_LOG_FORMAT must be text or json, not 'xml'"
+
+
+def test_mailgw_run_writes_only_json_lines_and_names_every_listener(tmp_path):
+    grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = {
+        "MAILGW_DATABASE_URL": f"sqlite:///{tmp_path}/mailgw.db",
+        "MAILGW_GRPC_ADDR": grpc_address,
+        "MAILGW_HTTP_ADDR": http_address,
+        "MAILGW_TRANSPORT": "outbox",
+        "MAILGW_OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    process = start_json("gateway.cli", env, "run")
+    try:
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(grpc_address))
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1), process)
+        wait_until(lambda: urllib.request.urlopen(f"http://{http_address}/healthz", timeout=1), process)
+    finally:
+        lines = log_lines(process, stop=signal.SIGINT)  # Ctrl-C: both stop, and the exit code is 0
+
+    assert sorted(events(lines, "gateway listening: ") + events(lines, "sidecar listening: ")) == [
+        f"gateway listening: gRPC on {grpc_address} (transport outbox, 4 dispatch workers)",
+        f"sidecar listening: HTTP on http://{http_address}",
+    ]
+
+
+HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+HTML_403 = "<!DOCTYPE html>\n<html><body><h1>403 Forbidden</h1><p>Request blocked.</p></body></html>"
+MARKUP = re.compile(r"<[!?/]?[A-Za-z]")
+
+
+def test_an_html_error_page_from_ses_is_logged_as_its_status_and_code_never_its_markup(database_url, ses):
+    """A proxy or load balancer in front of SES answers with a page: the log names the status and the code."""
+    ses.account_error = (403, "AccessDeniedException", HTML_403)  # GetAccount (boto3), at start
+    ses.fail(502, "", body=HTML_502)  # the first send: a page without any error code
+    address = f"127.0.0.1:{free_port()}"
+    process = start_json(
+        "gateway",
+        {"MAILGW_DATABASE_URL": database_url, "MAILGW_GRPC_ADDR": address, "MAILGW_DEFAULT_FROM": "noreply@a.example"},
+    )
+    channel = grpc.insecure_channel(address)
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1), process)
+        stub = pb_grpc.MailGatewayServiceStub(channel)
+        accepted = stub.SendEmail(pb.SendEmailRequest(to="ada@example.org", subject="Hi", text_body=BODY), timeout=10)
+        failed = lambda: stub.GetMessage(pb.GetMessageRequest(message_id=accepted.message_id), timeout=5)  # noqa: E731
+        wait_until(lambda: failed().last_error.reason == "SES_UNAVAILABLE", process)
+        assert failed().last_error.description == "HTTP 502 (a markup body, not shown)"  # GetMessage's too
+    finally:
+        channel.close()
+        lines = log_lines(process)
+
+    assert not [line for line in lines if MARKUP.search(json.dumps(line))]
+    quota = the_line(lines, "cannot read the SES send quota")["event"]
+    assert "SES_ACCESS_DENIED (AccessDeniedException): HTTP 403 (a markup body, not shown)" in quota
+    send = the_line(lines, f"send of {accepted.message_id}")["event"]
+    assert send.endswith("failed: SES_UNAVAILABLE (502): HTTP 502 (a markup body, not shown); not sent, retry")
+
+
+def test_botocore_says_nothing_at_info(database_url, ses):
+    """boto3 and botocore log where they found credentials and endpoints at INFO, for every client made."""
+    address = f"127.0.0.1:{free_port()}"
+    process = start_json(
+        "gateway",
+        {"MAILGW_DATABASE_URL": database_url, "MAILGW_GRPC_ADDR": address, "MAILGW_LOG_LEVEL": "INFO"},
+    )
+    try:  # the SES transport, its GetAccount and the suppression sync's client, with credentials in the environment
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(address))
+        wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1), process)
+        wait_until(lambda: any(r.path.endswith("/account") for r in ses.requests), process)
+    finally:
+        lines = log_lines(process)
+
+    assert events(lines, "gateway listening: ")
+    assert [line for line in lines if line["logger"].startswith(("botocore", "boto3"))] == []
 
 
 def test_text_logs_mask_an_address_in_ses_error_text_too(database_url, ses):

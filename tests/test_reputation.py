@@ -415,6 +415,7 @@ async def test_complaints_pause_every_gateway_on_the_database_and_one_resume_res
 
 
 def test_resume_from_the_command_line_refuses_what_would_change_nothing(database_url):
+    open_database(database_url)  # as a gateway leaves it: the command opens the database, it never makes one
     env = {"MAILGW_DATABASE_URL": database_url}
     nothing = mailgw("dispatch", "resume", "--reason", "just in case", "--operator", "alice", **env)
 
@@ -423,7 +424,6 @@ def test_resume_from_the_command_line_refuses_what_would_change_nothing(database
         "error: dispatch is neither paused nor slowed by the reputation guard: nothing to resume"
     ]
 
-    open_database(database_url)
     with database.connection_context():
         store.ensure()
         store.decide(PAUSED, reason="REPUTATION_BOUNCE_RATE", detail="d", generation=0)

@@ -93,6 +93,16 @@ def test_message_carries_footer_link_and_one_click_unsubscribe_headers(gateway, 
     assert html.index(url) < html.index("</body>")
 
 
+def test_the_answer_carries_the_unsubscribe_link_that_the_mail_carries(gateway, ses):
+    response, received = sent_through(gateway, send_request(request_id="req-link"), ses)
+
+    assert response.unsubscribe_url == f"https://mail.example.com/unsubscribe/{response.contact_id}"
+    assert received.mime["List-Unsubscribe"].strip() == f"<{response.unsubscribe_url}>"
+    assert response.unsubscribe_url in received.mime.get_content()
+    repeated = gateway.SendEmail(send_request(request_id="req-link"))  # AIP-155: the first answer, link included
+    assert repeated.unsubscribe_url == response.unsubscribe_url
+
+
 def test_html_only_message_has_the_footer_link(gateway, ses):
     response, received = sent_through(gateway, send_request(text_body="", html_body="<p>Hi</p>"), ses)
 

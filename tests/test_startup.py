@@ -1,8 +1,13 @@
 """Starting the processes: one owner per port, and a bad setting stops a process with one line, never a traceback."""
 
+import os
+import secrets
+import signal
 import socket
 import subprocess
+import sys
 from dataclasses import replace
+from urllib.parse import urlsplit
 from urllib.request import urlopen
 
 import grpc
@@ -11,10 +16,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.ops.config import Settings, masked_url
 from gateway.rpc.server import create_server
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, database, open_database
-from tests.processes import free_port, start, wait_until
+from tests.conftest import POSTGRES_SERVER_URL
+from tests.processes import ROOT, free_port, start, wait_until
 from tests.rpc import error_info, rpc_failure
 
 REQUEST = pb.SendEmailRequest(to="gone@example.org", subject="Hi", text_body="Hello")
@@ -182,3 +189,179 @@ def test_gateways_and_sidecars_starting_at_once_on_a_new_sqlite_file_all_start(t
             process.terminate()
         codes = [process.wait(30) for process in processes]
     assert codes == [0] * len(processes)
+
+
+def test_a_password_in_a_bad_database_url_is_never_printed(tmp_path):
+    url = "postgresql:/mailgw:hunter2@db.internal/mail"  # one slash short
+    code, output = refused_at_start(["-m", "gateway"], {"MAILGW_DATABASE_URL": url, "MAILGW_TRANSPORT": "outbox"})
+
+    assert code == 2
+    assert one_line(output) == (
+        "mailgw: MAILGW_DATABASE_URL must be sqlite:///path or postgresql://user@host/db, "
+        "not 'postgresql:/mailgw:***@db.internal/mail'"
+    )
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://mailgw:s3cr/t@db:5432/mail", "postgresql://mailgw:***@db:5432/mail"),
+        ("postgresql://mailgw:a@b:c@db/mail?sslmode=require", "postgresql://mailgw:***@db/mail?sslmode=require"),
+        (
+            "postgresql://mailgw@db/mail?password=s3cret&sslmode=require",
+            "postgresql://mailgw@db/mail?password=***&sslmode=require",
+        ),
+        ("postgresql://mailgw@db/mail", "postgresql://mailgw@db/mail"),
+        ("sqlite:///data/mail@1.db", "sqlite:///data/mail@1.db"),
+        ("mailgw:s3cret@db/mail", "mailgw:***@db/mail"),
+    ],
+)
+def test_printed_database_urls_mask_the_password(url, shown):
+    assert masked_url(url) == shown
+
+
+# --- the database: one line naming the setting and the problem, exit code 1; a command never makes one ---------
+
+
+def postgres_url(*, user: str = "", port: int | None = None, name: str = "postgres", password: str = "") -> str:
+    """The test server's URL, with another user, port, database or a password."""
+    server = urlsplit(POSTGRES_SERVER_URL)
+    user = user or server.username or "postgres"
+    credentials = f"{user}:{password}" if password else user
+    return f"postgresql://{credentials}@{server.hostname}:{port or server.port or 5432}/{name}"
+
+
+def unusable_databases(tmp_path) -> dict[str, tuple[str, str]]:
+    """Each way a database cannot be used: its URL and the problem the line names."""
+    missing = f"mailgw_missing_{secrets.token_hex(4)}"
+    closed = free_port()
+    return {
+        "no such database": (postgres_url(name=missing), f'cannot connect: database "{missing}" does not exist'),
+        "nothing listening": (postgres_url(port=closed, password="hunter2"), "cannot connect: connection refused"),
+        "unknown role": (postgres_url(user="mailgw_no_such_role"), 'cannot connect: role "mailgw_no_such_role" does'),
+        "missing folder": (
+            f"sqlite:///{tmp_path}/missing/mailgw.db",
+            f"cannot create the database: the folder {tmp_path}/missing does not exist",
+        ),
+    }
+
+
+def database_problem_line(output: str, url: str, problem: str) -> None:
+    line = one_line(output)
+    assert line.startswith(f"mailgw: MAILGW_DATABASE_URL={masked_url(url)}: {problem}"), line
+    assert "hunter2" not in output
+
+
+@pytest.mark.parametrize("case", ["no such database", "nothing listening", "unknown role", "missing folder"])
+def test_a_database_that_cannot_be_used_stops_the_gateway_with_one_line(tmp_path, case):
+    url, problem = unusable_databases(tmp_path)[case]
+    env = gateway_env(tmp_path, "unused", f"127.0.0.1:{free_port()}", MAILGW_TRANSPORT="outbox")
+
+    code, output = refused_at_start(["-m", "gateway"], env | {"MAILGW_DATABASE_URL": url})
+
+    assert code == 1
+    database_problem_line(output, url, problem)
+
+
+PROCESSES_AND_COMMANDS = {
+    "mailgw serve": ["serve"],
+    "python -m feedback_http": None,
+    "mailgw feedback-sqs": ["feedback-sqs"],
+    "mailgw run": ["run"],
+    "mailgw dispatch status": ["dispatch", "status"],
+    "mailgw dispatch resume": ["dispatch", "resume", "--reason", "checked", "--operator", "ops"],
+    "mailgw suppression sync": ["suppression", "sync"],
+}
+
+
+@pytest.mark.parametrize("name", PROCESSES_AND_COMMANDS)
+def test_every_process_and_command_says_so_in_one_line_and_never_shows_the_password(tmp_path, aws_env, name):
+    url, problem = unusable_databases(tmp_path)["nothing listening"]
+    args = PROCESSES_AND_COMMANDS[name]
+    env = gateway_env(tmp_path, "unused", f"127.0.0.1:{free_port()}") | {
+        "MAILGW_DATABASE_URL": url,
+        "MAILGW_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+        "MAILGW_TRANSPORT": "outbox" if args in (["serve"], ["run"]) else "ses",
+        "MAILGW_SQS_QUEUE_URL": "http://127.0.0.1:9/123456789012/feedback",
+    }
+
+    code, output = refused_at_start(["-m", "gateway.cli", *args] if args else ["-m", "feedback_http"], env)
+
+    assert code == 1
+    database_problem_line(output, url, problem)
+
+
+COMMANDS = {
+    "dispatch status": ["dispatch", "status"],
+    "dispatch resume": ["dispatch", "resume", "--reason", "checked", "--operator", "ops"],
+    "suppression sync": ["suppression", "sync"],
+}
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_command_run_where_no_database_is_never_makes_one(tmp_path, aws_env, name):
+    """Run in a folder without the gateway's database (MAILGW_DATABASE_URL unset: ./mailgw.db), a command that reads
+    state said "dispatch: full pace" of an empty database it had just created."""
+    command = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *COMMANDS[name]],
+        env=os.environ,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert command.returncode == 1
+    assert command.stdout == ""
+    assert one_line(command.stderr) == (
+        f"mailgw: MAILGW_DATABASE_URL=sqlite:///mailgw.db: no database at {tmp_path}/mailgw.db: start the gateway "
+        "first or set MAILGW_DATABASE_URL"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_command_against_a_postgresql_database_that_is_not_there_says_so(tmp_path, aws_env, name):
+    url, problem = unusable_databases(tmp_path)["no such database"]
+    code, output = refused_at_start(["-m", "gateway.cli", *COMMANDS[name]], {"MAILGW_DATABASE_URL": url})
+
+    assert code == 1
+    database_problem_line(output, url, problem)
+
+
+# --- mailgw run and Ctrl-C ----------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_mailgw_run_with_exit_code_0(tmp_path):
+    """A terminal's Ctrl-C signals every process of the foreground group: `mailgw run` exited 241 (a child's -15)."""
+    grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = gateway_env(tmp_path, "run", grpc_address, MAILGW_HTTP_ADDR=http_address, MAILGW_TRANSPORT="outbox")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run"],
+        env=os.environ | env | {"MAILGW_OUTBOX_DIR": str(tmp_path / "outbox")},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a shell gives a foreground job
+    )
+    try:
+        healthy(grpc_address, process)
+        wait_until(lambda: urlopen(f"http://{http_address}/healthz", timeout=1).status == 200, process)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    # The gateway was asked once (it heard the terminal's SIGINT, then the SIGTERM forwarded to it).
+    [drain] = [line for line in output.splitlines() if "draining in-flight RPCs" in line]
+    assert drain.endswith("gateway.rpc.server signal 15: draining in-flight RPCs and sends")
+
+
+def test_without_a_public_base_url_links_follow_the_sidecars_address():
+    assert Settings.from_env({}).public_base_url == "http://127.0.0.1:8080"
+    assert Settings.from_env({"MAILGW_HTTP_ADDR": "127.0.0.1:18080"}).public_base_url == "http://127.0.0.1:18080"
+    assert Settings.from_env({"MAILGW_HTTP_ADDR": "[::1]:8081"}).public_base_url == "http://[::1]:8081"
+    chosen = {"MAILGW_HTTP_ADDR": "127.0.0.1:18080", "MAILGW_PUBLIC_BASE_URL": "https://mail.example.com/"}
+    assert Settings.from_env(chosen).public_base_url == "https://mail.example.com"

@@ -150,5 +150,5 @@ def test_mailgw_suppression_sync(db, ses, database_url):
     denied = mailgw("suppression", "sync", database_url=database_url)
     assert (denied.returncode, denied.stderr) == (
         1,
-        "error: ListSuppressedDestinations: SES_ACCESS_DENIED (not allowed)\n",
+        "error: ListSuppressedDestinations: SES_ACCESS_DENIED (AccessDeniedException): not allowed\n",
     )

@@ -21,6 +21,7 @@ from botocore.parsers import ResponseParserError
 from gateway.aws import ses_side, sns_side, sqs_side
 from gateway.aws.outcome import BootstrapError, Mode, Outcome
 from gateway.ops.config import CONFIGURATION_SET_NAME, ConfigError
+from gateway.ops.logs import error_text
 from gateway.sending.ses import aws_session
 
 # A few calls in a row, by hand: botocore's standard retries (throttling, 5xx) are welcome; a connection that is
@@ -164,8 +165,8 @@ def aws_errors(last: LastAnswer) -> Iterator[None]:
     except ResponseParserError:
         raise BootstrapError(last.not_aws()) from None
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", "?"), error.get("Message", "")
+        error, status = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code, message = error.get("Code", "?"), error_text(status, str(error.get("Message", "")))
         if code.isdigit() and last.operation == exc.operation_name:  # botocore found no AWS error in the answer
             raise BootstrapError(last.not_aws()) from None
         raise BootstrapError(f"{exc.operation_name} refused: {code}" + (f": {message}" if message else "")) from None

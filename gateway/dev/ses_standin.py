@@ -55,7 +55,8 @@ class SesStandIn:
         self.max_24_hour_send = -1
         self.sent_before = 0  # SentLast24Hours before this stand-in's own accepted sends
         self.on_send = None  # called with each SesRequest before it is answered (from the stand-in's thread)
-        self.account_error: tuple[int, str] | None = None  # GetAccount answers this (status, code) instead
+        # GetAccount answers this (status, code) instead, or (status, code, body): a raw body (see fail)
+        self.account_error: tuple[int, str] | tuple[int, str, str] | None = None
         self.suppression = SuppressionListStandIn()  # the account-level suppression list (its own routes)
         self._failures: deque = deque()
         self._message_ids: deque = deque()
@@ -64,9 +65,10 @@ class SesStandIn:
         self._runner = None
         self.url = ""
 
-    def fail(self, status: int, code: str, message: str = "", times: int = 1):
-        """The next `times` sends are answered with this error, as SES answers it."""
-        self._failures.extend([(status, code, message)] * times)
+    def fail(self, status: int, code: str, message: str = "", times: int = 1, *, body: str | None = None):
+        """The next `times` sends are answered with this error, as SES answers it; or, with `body`, with that body as
+        text/html (what a proxy or load balancer in front of SES answers), and `code` in x-amzn-ErrorType if any."""
+        self._failures.extend([(status, code, message, body)] * times)
 
     def clear_failures(self):
         self._failures.clear()
@@ -100,15 +102,14 @@ class SesStandIn:
             return self.configuration_sets.answer(request.method, request.path, recorded.body)
         if request.path == ACCOUNT_PATH and request.method == "GET":
             if self.account_error:
-                status, code = self.account_error
-                return web.json_response({"message": "denied"}, status=status, headers={"x-amzn-ErrorType": code})
+                status, code, *body = self.account_error
+                return _error(status, code, "denied", body[0] if body else None)
             return web.json_response(self._account())
         if self.on_send is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.on_send, recorded)
         # SES decides on receipt; the answer may then be slow or never arrive (a client that gave up, or died).
         if self._failures:
-            status, code, message = self._failures.popleft()
-            answer = web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": code})
+            answer = _error(*self._failures.popleft())
         else:
             scripted = self._message_ids.popleft() if self._message_ids else None
             recorded.message_id = scripted or f"0100019{uuid.uuid4().hex}-000000"
@@ -186,8 +187,11 @@ DESTINATION_KINDS = (
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": code})
+def _error(status: int, code: str, message: str, body: str | None = None) -> web.Response:
+    headers = {"x-amzn-ErrorType": code} if code else {}
+    if body is not None:
+        return web.Response(text=body, status=status, content_type="text/html", headers=headers)
+    return web.json_response({"message": message}, status=status, headers=headers)
 
 
 class ConfigurationSets:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gateway.addresses import parse_address
+from gateway.addresses import parse_address, sender_name
 
 
 class ConfigError(ValueError):
@@ -17,6 +17,7 @@ class ConfigError(ValueError):
 
 
 TRANSPORTS = ("ses", "outbox")
+DEFAULT_HTTP_ADDR = "127.0.0.1:8080"  # the sidecar's; without MAILGW_PUBLIC_BASE_URL, the gateway's links point there
 DATABASE_SCHEMES = ("sqlite", "sqlite+pool", "postgres", "postgresql", "postgres+pool", "postgresql+pool")
 # SES: "up to 64 alphanumeric characters, including letters, numbers, hyphens (-) and underscores (_) only".
 CONFIGURATION_SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -29,7 +30,7 @@ class Settings:
 
     database_url: str = "sqlite:///mailgw.db"
     grpc_addr: str = "127.0.0.1:50051"
-    public_base_url: str = "http://127.0.0.1:8080"
+    public_base_url: str = f"http://{DEFAULT_HTTP_ADDR}"  # from_env: MAILGW_HTTP_ADDR's when unset
     ses_configuration_set: str = "my-leads-now-config"
     default_from: str = ""
     transport: str = "ses"
@@ -68,6 +69,7 @@ class Settings:
     ses_suppression_push: bool = False  # put our own bounced and complained contacts on it
     ses_suppression_settle_seconds: float = 300.0  # a reconcile leaves a status changed this recently for the next
     metrics_addr: str = ""  # Prometheus /metrics on a listener of its own; unset: none
+    brand_name: str = ""  # the sender every mail's footer names (named_sender); the unsubscribe page names the same
 
     def __post_init__(self):
         check_database_url(self.database_url)
@@ -80,10 +82,7 @@ class Settings:
                 "MAILGW_SES_CONFIGURATION_SET must be an SES configuration set name (1-64 letters, digits, '_', '-'), "
                 f"not {self.ses_configuration_set!r}"
             )
-        if self.default_from:
-            parsed = parse_address(self.default_from.strip())
-            if isinstance(parsed, str):
-                raise ConfigError(f"MAILGW_DEFAULT_FROM is not an address SES can send from: {parsed}")
+        check_sender(self.brand_name, self.default_from)
         if self.grpc_workers < 1 or self.grpc_processes < 1:
             raise ConfigError("MAILGW_GRPC_WORKERS and MAILGW_GRPC_PROCESSES must be at least 1")
         if self.grpc_processes > 1 and listen_address(self.grpc_addr, "MAILGW_GRPC_ADDR")[1] == 0:
@@ -112,7 +111,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
-        return cls(**read_env(cls, environ))
+        values = read_env(cls, environ)
+        if "public_base_url" not in values:  # the sidecar's own address: links work wherever `make run` put it
+            http_addr = environ.get("MAILGW_HTTP_ADDR", "").strip() or DEFAULT_HTTP_ADDR
+            values["public_base_url"] = f"http://{host_port(*listen_address(http_addr, 'MAILGW_HTTP_ADDR'))}"
+        return cls(**values)
+
+    @property
+    def sender_name(self) -> str:
+        return named_sender(self.brand_name, self.default_from)
 
     def warnings(self) -> list[str]:
         """Settings that work but that an operator should hear about at start."""
@@ -135,6 +142,28 @@ class Settings:
                 "sends that are kept"
             )
         return found
+
+
+MAX_BRAND_NAME = 100
+
+
+def check_sender(brand_name: str, default_from: str) -> None:
+    """MAILGW_BRAND_NAME and MAILGW_DEFAULT_FROM, which both processes read: the sender recipients are shown."""
+    if len(brand_name) > MAX_BRAND_NAME or not brand_name.isprintable():
+        raise ConfigError(f"MAILGW_BRAND_NAME must be printable text of at most {MAX_BRAND_NAME} characters")
+    if default_from:
+        parsed = parse_address(default_from.strip())
+        if isinstance(parsed, str):
+            raise ConfigError(f"MAILGW_DEFAULT_FROM is not an address SES can send from: {parsed}")
+
+
+def named_sender(brand_name: str, default_from: str) -> str:
+    """The sender that the unsubscribe page and every mail's footer name: MAILGW_BRAND_NAME, else the display name of
+    MAILGW_DEFAULT_FROM, else its domain; "" when neither is set (checked: check_sender)."""
+    if brand_name or not default_from:
+        return brand_name
+    parsed = parse_address(default_from.strip())
+    return "" if isinstance(parsed, str) else sender_name(parsed)
 
 
 def check_reputation(settings: Settings) -> None:
@@ -168,7 +197,33 @@ def check_reputation(settings: Settings) -> None:
 def check_database_url(url: str) -> None:
     scheme, separator, rest = url.partition("://")
     if not separator or scheme not in DATABASE_SCHEMES or not rest:
-        raise ConfigError(f"MAILGW_DATABASE_URL must be sqlite:///path or postgresql://user@host/db, not {url!r}")
+        raise ConfigError(
+            f"MAILGW_DATABASE_URL must be sqlite:///path or postgresql://user@host/db, not {masked_url(url)!r}"
+        )
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/+")
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
+
+
+def masked_url(url: str) -> str:
+    """`url` fit to print or log: a password in it shown as *** (postgresql://user:***@host/db, ?password=***).
+
+    The user part runs from the scheme's slashes to the last '@' before the query, so a password holding '/', ':' or
+    '@' is masked whole; a URL typed without its slashes ("user:secret@host") is masked too, since a mistyped URL
+    still holds the secret.
+    """
+    main, question, query = url.partition("?")
+    head, at, location = main.rpartition("@")
+    if at:
+        scheme = _SCHEME.match(head)
+        start = scheme.end() if scheme else 0
+        user, colon, _password = head[start:].partition(":")
+        if colon:
+            main = f"{head[:start]}{user}:***@{location}"
+    if question:
+        query = _QUERY_PASSWORD.sub(r"\1***", query)
+    return main + question + query
 
 
 def check_base_url(url: str) -> None:
@@ -184,6 +239,11 @@ def listen_address(value: str, variable: str) -> tuple[str, int]:
     if not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{variable} must be host:port (port 0-65535), not {value!r}")
     return host, int(port)
+
+
+def host_port(host: str, port: int) -> str:
+    """How a listener names its address: host:port as listen_address reads it back, [v6]:port for an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def check_metrics_address(value: str, variable: str, other: str, other_variable: str) -> None:

@@ -42,14 +42,20 @@ def add_commands(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.ops.config import ConfigError, Settings
+    from gateway.ops.startup import exit_code
+
+    return exit_code(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.ops.config import Settings
     from gateway.sending import reputation
-    from gateway.store.database import UNAVAILABLE, database
+    from gateway.store.database import UNAVAILABLE, CannotUseDatabase, database, database_problem
     from gateway.store.models import open_database
 
+    settings = Settings.from_env()
+    open_database(settings.database_url, existing=True)  # never an empty one made here, read as "full pace"
     try:
-        settings = Settings.from_env()
-        open_database(settings.database_url)
         with database.connection_context():
             if args.action == "resume":
                 return _resume(args.operator, args.reason)
@@ -57,12 +63,9 @@ def run(args: argparse.Namespace) -> int:
             reading, _, _ = reputation.read(limits)
             print("\n".join(describe(reading, limits)))
             return 0
-    except ConfigError as exc:
-        print(f"mailgw: {exc}", file=sys.stderr)
-        return 2
     except UNAVAILABLE as exc:
-        print(f"error: the database did not answer ({type(exc).__name__}): nothing changed", file=sys.stderr)
-        return 1
+        problem = f"did not answer: {database_problem(exc)}; nothing changed"
+        raise CannotUseDatabase(settings.database_url, problem) from None
 
 
 def _resume(operator: str, reason: str) -> int:

@@ -36,8 +36,10 @@ def setup_logging(default_level: str = "INFO") -> None:
         logging.basicConfig(level=level, handlers=[handler])
     # Peewee's DEBUG lines carry query parameters, i.e. recipients' addresses.
     logging.getLogger("peewee").setLevel(max(logging.INFO, logging.getLogger().level))
-    # botocore's DEBUG lines carry request and response bodies: raw messages sent to SES, SQS message bodies.
-    logging.getLogger("botocore").setLevel(max(logging.INFO, logging.getLogger().level))
+    # botocore's DEBUG lines carry request and response bodies (raw messages sent to SES, SQS message bodies), and its
+    # INFO lines are chatter of every client made ("Found credentials in environment variables."): warnings only.
+    for chatty in ("botocore", "boto3"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 class TextFormatter(logging.Formatter):
@@ -69,6 +71,19 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str)
+
+
+def error_text(status: int, message: str) -> str:
+    """The message of an error another service answered (SES, SQS), fit for a log line: one printable line, cut at
+    300 characters. A markup document (the HTML page of a proxy or load balancer, an XML body) is replaced by the HTTP
+    status: it would spill a page into the log, and says nothing that the status and the error code do not."""
+    text = " ".join(message.split())
+    if _MARKUP.match(text):
+        return f"HTTP {status} (a markup body, not shown)"
+    return "".join(c if c.isprintable() else "?" for c in text[:300])
+
+
+_MARKUP = re.compile(r"<[!?/]?[A-Za-z]")
 
 
 def masked(address: str) -> str:

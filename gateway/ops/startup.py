@@ -1,4 +1,5 @@
-"""Process start-up for both servers: one owner per listening address, and one clear line instead of a traceback."""
+"""Process start-up for both servers and the commands: one owner per listening address, and one clear line instead
+of a traceback."""
 
 import errno
 import logging
@@ -7,11 +8,12 @@ import sys
 from collections.abc import Callable
 
 from gateway.ops.config import ConfigError, listen_address
+from gateway.store.database import CannotUseDatabase
 
 log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2  # a setting is wrong: fix the environment
-EXIT_CANNOT_START = 1  # the address is taken: stop the other process or choose another port
+EXIT_CANNOT_START = 1  # the address is taken, or the database cannot be used: fix what the line names
 
 
 class AddressInUse(Exception):
@@ -57,14 +59,19 @@ def claim_port_group(value: str, variable: str) -> socket.socket:
 
 
 def run(start: Callable[[], object]) -> None:
-    """Run a process's main function; a bad setting or a taken address ends it with one line and a non-zero exit
-    code (2 for configuration, 1 for an address in use), never a traceback."""
+    """Run a process's main function and exit with its code (see exit_code)."""
+    raise SystemExit(exit_code(start))
+
+
+def exit_code(start: Callable[[], object]) -> int:
+    """What `start()` returns (None: 0), or, for what stops a process or command before it can work, one line on
+    stderr and a non-zero code, never a traceback: 2 for a bad setting (EXIT_CONFIG), 1 for an address in use or a
+    database that cannot be used (EXIT_CANNOT_START)."""
     try:
-        code = start()
+        return int(start() or 0)
     except ConfigError as exc:
         print(f"mailgw: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
-    except AddressInUse as exc:
+        return EXIT_CONFIG
+    except (AddressInUse, CannotUseDatabase) as exc:
         print(f"mailgw: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_CANNOT_START) from None
-    raise SystemExit(code or 0)
+        return EXIT_CANNOT_START

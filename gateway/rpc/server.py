@@ -16,7 +16,7 @@ from gateway.api.mailgateway.v1 import admin_pb2, admin_pb2_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.ops import exposition
-from gateway.ops.config import Settings
+from gateway.ops.config import Settings, host_port, listen_address
 from gateway.ops.logs import setup_logging
 from gateway.ops.startup import AddressInUse, claim_address, claim_port_group, run
 from gateway.rpc.admin_service import MailGatewayAdminServicer
@@ -29,6 +29,7 @@ from gateway.sending.outbox import OutboxTransport
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause
 from gateway.sending.ses import SesTransport
+from gateway.store.database import CannotUseDatabase
 from gateway.store.models import open_database
 from gateway.suppression.job import SuppressionJob
 from gateway.suppression.ses import SesSuppressionList
@@ -114,7 +115,12 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
         options=[("grpc.so_reuseport", int(shared_port))],
         interceptors=[ServerMetrics()],
     )
-    servicer = MailGatewayServicer(settings.default_from, callers, dispatcher.wake if dispatcher else lambda: None)
+    servicer = MailGatewayServicer(
+        settings.default_from,
+        callers,
+        dispatcher.wake if dispatcher else lambda: None,
+        public_base_url=settings.public_base_url,
+    )
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
     admin = MailGatewayAdminServicer(
         admins,
@@ -159,7 +165,8 @@ def serve(settings: Settings, *, shared_port: bool = False) -> None:
     stopping = threading.Event()
 
     def stop(signum, _frame):
-        log.info("signal %d: draining in-flight RPCs and sends", signum)
+        if not stopping.is_set():
+            log.info("signal %d: draining in-flight RPCs and sends", signum)
         stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
@@ -167,14 +174,21 @@ def serve(settings: Settings, *, shared_port: bool = False) -> None:
     gateway = create_server(settings, shared_port=shared_port)
     gateway.start()
     log.info(
-        "gateway listening on port %d (transport %s, %d dispatch workers)",
-        gateway.port,
+        "gateway listening: gRPC on %s (transport %s, %d dispatch workers)",
+        host_port(listen_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")[0], gateway.port),
         settings.transport,
         settings.dispatch_workers,
     )
+    if gateway.metrics is not None:
+        log_metrics_listener(settings, gateway.metrics)
     stopping.wait()
     gateway.stop(SHUTDOWN_GRACE_SECONDS)
     log.info("gateway stopped")
+
+
+def log_metrics_listener(settings: Settings, listener: exposition.MetricsListener) -> None:
+    host = listen_address(settings.metrics_addr, "MAILGW_METRICS_ADDR")[0]
+    log.info("gateway listening: metrics on http://%s/metrics", host_port(host, listener.port))
 
 
 def serve_processes(settings: Settings) -> int:
@@ -182,9 +196,15 @@ def serve_processes(settings: Settings) -> int:
     client connections over them and each copy has a GIL of its own. This process holds the port's claim while
     they run, so no other gateway joins them. SIGTERM and SIGINT reach every copy."""
     claim = claim_port_group(settings.grpc_addr, "MAILGW_GRPC_ADDR")
+    try:
+        # Once here (and for the queue's gauges, read at scrape time): a database that cannot be used is one line,
+        # not one from every copy.
+        open_database(settings.database_url)
+    except CannotUseDatabase:
+        claim.close()
+        raise
     metrics = listener = None
     if settings.metrics_addr:  # one /metrics for the copies: set up before they start, so they write their values
-        open_database(settings.database_url)  # for the queue, read at scrape time
         metrics = exposition.Multiprocess()
         try:
             listener = exposition.listen(settings.metrics_addr, exposition.gateway_registry(metrics.directory))
@@ -192,6 +212,7 @@ def serve_processes(settings: Settings) -> int:
             metrics.close()
             claim.close()
             raise
+        log_metrics_listener(settings, listener)
     spawn = multiprocessing.get_context("spawn")  # gRPC must not be forked once it has started
     copies = [
         spawn.Process(target=_serve_copy, args=(replace(settings, grpc_processes=1),))

@@ -12,6 +12,7 @@ from gateway.ids import is_contact_id, is_token
 from gateway.rpc.auth import Authenticator
 from gateway.rpc.status import rpc
 from gateway.sending.accept import accept
+from gateway.sending.compose import unsubscribe_url
 from gateway.sending.outgoing import outgoing_email
 from gateway.store import contacts, queue
 from gateway.store.models import ContactStatus, MessageState
@@ -23,8 +24,16 @@ PROTO_STATE = {state: pb.MessageState.Value(f"MESSAGE_STATE_{state.name}") for s
 class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
     """MailGatewayService; `on_accepted` tells this process's dispatcher that a message is waiting."""
 
-    def __init__(self, default_from: str, authenticator: Authenticator, on_accepted: Callable[[], None]):
+    def __init__(
+        self,
+        default_from: str,
+        authenticator: Authenticator,
+        on_accepted: Callable[[], None],
+        *,
+        public_base_url: str,
+    ):
         self._default_from = default_from
+        self._public_base_url = public_base_url
         self._authenticator = authenticator
         self._on_accepted = on_accepted
 
@@ -45,7 +54,11 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         )
         accepted = accept(email, request_id=request.request_id, caller=caller)
         self._on_accepted()
-        return pb.SendEmailResponse(message_id=accepted.message_id, contact_id=accepted.contact_id)
+        return pb.SendEmailResponse(
+            message_id=accepted.message_id,
+            contact_id=accepted.contact_id,
+            unsubscribe_url=unsubscribe_url(self._public_base_url, accepted.contact_id),  # the link the mail carries
+        )
 
     @rpc
     def GetMessage(

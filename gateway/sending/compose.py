@@ -8,12 +8,13 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.utils import formataddr, formatdate, make_msgid
 
-from gateway.addresses import Mailbox
+from gateway.addresses import Mailbox, sender_name
 from gateway.sending.outgoing import OutgoingEmail
 
-TEXT_FOOTER = "\n\n--\nTo stop receiving these emails, unsubscribe here: {url}\n"
+TEXT_FOOTER = "\n\n--\nYou receive this email from {sender}. To stop receiving these emails, unsubscribe here: {url}\n"
 HTML_FOOTER = (
-    '<p style="font-size:12px;color:#666">To stop receiving these emails, <a href="{url}">unsubscribe here</a>.</p>'
+    '<p style="font-size:12px;color:#666">You receive this email from {sender}. To stop receiving these emails, '
+    '<a href="{url}">unsubscribe here</a>.</p>'
 )
 BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 ONE_LINE = re.compile(r"[\t\x20-\x7e]*")
@@ -44,13 +45,15 @@ def unsubscribe_url(public_base_url: str, contact_id: str) -> str:
     return f"{public_base_url}/unsubscribe/{contact_id}"
 
 
-def compose(email: OutgoingEmail, unsubscribe: str) -> bytes:
-    """RFC 5322 bytes with text and/or HTML alternatives, each ending in the unsubscribe footer (RFC 8058 headers)."""
+def compose(email: OutgoingEmail, unsubscribe: str, sender: str = "") -> bytes:
+    """RFC 5322 bytes with text and/or HTML alternatives, each ending in the unsubscribe footer (RFC 8058 headers)
+    that names `sender` (the gateway's named sender; without one, the message's own: its display name or domain)."""
+    sender = sender or sender_name(email.sender)
     parts = []
     if email.text_body:
-        parts.append(_text_part(email.text_body + TEXT_FOOTER.format(url=unsubscribe), "plain"))
+        parts.append(_text_part(email.text_body + TEXT_FOOTER.format(sender=sender, url=unsubscribe), "plain"))
     if email.html_body:
-        footer = HTML_FOOTER.format(url=html.escape(unsubscribe))
+        footer = HTML_FOOTER.format(sender=html.escape(sender), url=html.escape(unsubscribe))
         parts.append(_text_part(_with_html_footer(email.html_body, footer), "html"))
     message = MIMEMultipart("alternative", _subparts=parts) if len(parts) > 1 else parts[0]
     message["From"] = _address(email.sender)

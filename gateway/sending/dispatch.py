@@ -69,6 +69,7 @@ class Dispatcher:
         self._transport = transport
         self._pacer = pacer
         self._settings = settings
+        self._sender_name = settings.sender_name  # every footer names it; derived once, not per message
         self._worker_id = f"{socket.gethostname()}:{os.getpid()}"[:64]
         # Messages this process holds (claimed, handed to a worker or being sent): one per worker, never more, so a
         # dispatcher that dies leaves behind only messages it had begun to send (an expired lease means "maybe sent").
@@ -271,7 +272,7 @@ class Dispatcher:
             return None, Reached.NOT_TRIED
 
         email = OutgoingEmail.from_payload(message.payload)
-        raw = compose(email, unsubscribe_url(self._settings.public_base_url, contact.contact_id))
+        raw = compose(email, unsubscribe_url(self._settings.public_base_url, contact.contact_id), self._sender_name)
         tags = dict(email.tags) | {CONTACT_TAG: contact.contact_id, queue.MESSAGE_TAG: message.message_id}
         try:
             ses_message_id = self._transport.send(
@@ -304,12 +305,11 @@ class Dispatcher:
             return None, Reached.ANSWERED
         ref = contact_ref(contact.contact_id)
         log.warning(
-            "send of %s to %s (contact %s) failed: %s %s (%s)",
+            "send of %s to %s (contact %s) failed: %s; %s",
             message.message_id,
             masked(email.to.addr_spec),
             ref,
-            failure.reason,
-            failure.ses_error_code,
+            failure,  # reason, SES's code, the detail (an error page's status, never its markup)
             failure.outcome.value,
             extra={"message_id": message.message_id, "contact": ref},
         )

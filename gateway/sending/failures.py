@@ -21,6 +21,7 @@ from botocore.exceptions import (
 )
 
 from gateway.ids import storable_code
+from gateway.ops.logs import error_text
 
 
 class Outcome(enum.Enum):
@@ -41,12 +42,17 @@ class Failure:
     ses_error_code: str = ""
     detail: str = ""
 
+    def __str__(self) -> str:
+        """For logs: "SES_UNAVAILABLE (ServiceUnavailable): HTTP 502 (a markup body, not shown)"."""
+        code = f" ({self.ses_error_code})" if self.ses_error_code else ""
+        return f"{self.reason}{code}" + (f": {self.detail}" if self.detail else "")
+
 
 class SendFailed(Exception):
     """A transport could not hand the message over; `failure` says how, and whether a retry is safe."""
 
     def __init__(self, failure: Failure):
-        super().__init__(f"{failure.reason}: {failure.detail}")
+        super().__init__(str(failure))
         self.failure = failure
 
 
@@ -119,7 +125,7 @@ def classify_ses_answer(http_status: int, code: str, text: str) -> Failure:
         reason = "SES_IDENTITY_NOT_VERIFIED"
     elif outcome is None:
         outcome, reason = (RETRY, "SES_UNAVAILABLE") if http_status >= 500 else (REFUSED, "SES_ERROR")
-    return Failure(outcome, reason, ses_error_code=code, detail=text[:300])
+    return Failure(outcome, reason, ses_error_code=code, detail=error_text(http_status, text))
 
 
 def suppression_call_retried(failure: Failure) -> bool:

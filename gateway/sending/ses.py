@@ -156,11 +156,13 @@ def _message_id_of(response: urllib3.HTTPResponse) -> str | None:
 
 def _error_of(response: urllib3.HTTPResponse) -> tuple[str, str]:
     """SES's error code and message from a REST-JSON error answer, read as botocore reads them: the code in the
-    x-amzn-ErrorType header (before any ':') or the body's "code" / "__type" (after any '#')."""
+    x-amzn-ErrorType header (before any ':') or the body's "code" / "__type" (after any '#'); a body that is not JSON
+    (a proxy's HTML page) is the message, which failures.py keeps out of logs when it is markup."""
+    body = response.data or b""
     try:
-        document = json.loads(response.data or b"{}")
+        document = json.loads(body or b"{}")
     except ValueError:
-        document = {}
+        document = {"message": body.decode("utf-8", "replace")}
     if not isinstance(document, dict):
         document = {}
     code = response.headers.get("x-amzn-ErrorType", "").partition(":")[0]

@@ -4,6 +4,8 @@ import contextlib
 import datetime
 import functools
 import logging
+import os
+import re
 import threading
 import time
 import weakref
@@ -12,10 +14,41 @@ import peewee
 from playhouse import db_url, migrate
 from playhouse.pool import PooledPostgresqlDatabase
 
+from gateway.ops.config import masked_url
+
 log = logging.getLogger(__name__)
 database = peewee.DatabaseProxy()
 # The database did not answer (down, restarting, unreachable): a retry later may succeed.
 UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError)
+
+
+class CannotUseDatabase(Exception):
+    """The database MAILGW_DATABASE_URL names cannot be used: not there, not answering, or refusing us. The message is
+    the one line a process or command prints instead of a traceback: the setting (its password masked), the problem."""
+
+    def __init__(self, url: str, problem: str):
+        password = _password(url)
+        if password:  # a driver's message never quotes it today; should one, it is masked all the same
+            problem = problem.replace(password, "***")
+        super().__init__(f"MAILGW_DATABASE_URL={masked_url(url)}: {problem}")
+
+
+def database_problem(exc: Exception) -> str:
+    """What a database driver said, in one line: its first, without libpq's "connection to server at … failed:"
+    preamble and severity ("connection refused", 'database "x" does not exist', 'role "x" does not exist')."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "") or type(exc).__name__
+    first = _DRIVER_PREAMBLE.sub("", first)
+    return first[:1].lower() + first[1:]
+
+
+_DRIVER_PREAMBLE = re.compile(r"^(connection to server (at|on) .*? failed: )?((FATAL|ERROR): +)?")
+
+
+def _password(url: str) -> str:
+    try:
+        return str(db_url.parse(url).get("password") or "")
+    except Exception:  # a URL the driver cannot read has nothing it could quote
+        return ""
 
 
 def utcnow() -> datetime.datetime:
@@ -125,13 +158,17 @@ def _render_insert(model: type[peewee.Model], ignore_conflict: bool) -> tuple[st
     return sql, [(field.name, field.db_value, field.default) for field in fields]
 
 
-def connect(url: str, models: list[type[peewee.Model]], upgrades=()) -> peewee.Database:
+def connect(url: str, models: list[type[peewee.Model]], upgrades=(), *, existing: bool = False) -> peewee.Database:
     """Connect `models` to `url` (sqlite:///path or postgresql://…), create missing tables and columns, then run
     `upgrades` (functions of the database, each idempotent) in the same transaction.
+
+    With `existing`, only a database that is there already is opened: a command that reads state must not create an
+    empty SQLite file and report on it. A database that cannot be opened raises CannotUseDatabase (one line).
 
     Connections are pooled: each thread doing units of work keeps one (unit_of_work), and a connection broken by a
     database restart is dropped and the next unit of work reconnects.
     """
+    _check_sqlite_file(url, existing)
     db = database.obj if getattr(database.obj, "url", None) == url else _pool(url)
     database.initialize(db)
     # Both processes create the schema on start; one transaction each, serialised (SQLite by BEGIN IMMEDIATE,
@@ -141,17 +178,40 @@ def connect(url: str, models: list[type[peewee.Model]], upgrades=()) -> peewee.D
     # hears "database is locked" at once: it tries again for as long as the busy timeout would have waited.
     deadline = time.monotonic() + SQLITE_BUSY_SECONDS
     while True:
+        step = "cannot connect"
         try:
-            _create_schema(db, models, upgrades)
+            if db.is_closed():  # this thread may hold its connection open already (unit_of_work)
+                db.connect()
+            step = "cannot create or upgrade the tables"
+            try:
+                _create_schema(db, models, upgrades)
+            finally:
+                db.close()
             return db
-        except peewee.OperationalError as exc:
-            if "database is locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+        except (peewee.DatabaseError, peewee.InterfaceError) as exc:
+            if "database is locked" in str(exc) and time.monotonic() <= deadline:
+                time.sleep(0.05)
+                continue
+            raise CannotUseDatabase(url, f"{step}: {database_problem(exc)}") from None
+
+
+def _check_sqlite_file(url: str, existing: bool) -> None:
+    """A SQLite file in a folder that is there (SQLite only says "unable to open database file"), and, when
+    `existing`, the file itself: connecting would create it empty."""
+    if not url.startswith("sqlite"):
+        return
+    path = db_url.parse(url)["database"]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    path = os.path.abspath(path)
+    if existing and not os.path.isfile(path):
+        raise CannotUseDatabase(url, f"no database at {path}: start the gateway first or set MAILGW_DATABASE_URL")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise CannotUseDatabase(url, f"cannot create the database: the folder {os.path.dirname(path)} does not exist")
 
 
 def _create_schema(db: peewee.Database, models: list[type[peewee.Model]], upgrades) -> None:
-    with db.connection_context(), db.atomic():
+    with db.atomic():
         if isinstance(db, peewee.PostgresqlDatabase):
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         # New tables first (a column added to an old table may refer to one), then the new columns, then every

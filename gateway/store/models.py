@@ -281,10 +281,11 @@ class SesListSync(BaseModel):
 MODELS += [SesListIntent, SesListedAddress, SesListSync]
 
 
-def open_database(url: str) -> peewee.Database:
+def open_database(url: str, *, existing: bool = False) -> peewee.Database:
     """Connect both processes' models to `url` (sqlite:///path or postgresql://…): tables and columns created,
-    earlier schemas upgraded. See store/database.py for the pool."""
-    return connect(url, MODELS, upgrades=[_messages_sent_before_the_queue])
+    earlier schemas upgraded; with `existing` (a command), only a database that is there already. CannotUseDatabase
+    when it cannot be opened. See store/database.py for the pool."""
+    return connect(url, MODELS, upgrades=[_messages_sent_before_the_queue], existing=existing)
 
 
 def _messages_sent_before_the_queue(db: peewee.Database) -> None:

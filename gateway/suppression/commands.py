@@ -9,7 +9,7 @@ import argparse
 import sys
 
 COMMANDS = ("suppression",)
-EXIT_FAILED, EXIT_CONFIG = 1, 2
+EXIT_FAILED = 1
 
 
 def add_parsers(commands) -> None:
@@ -35,26 +35,28 @@ def add_parsers(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.ops.config import ConfigError, Settings
     from gateway.ops.logs import setup_logging
-    from gateway.store.database import UNAVAILABLE
+    from gateway.ops.startup import exit_code
+
+    setup_logging("WARNING")  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT; a command by hand: warnings only
+    return exit_code(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.ops.config import ConfigError, Settings
+    from gateway.store.database import UNAVAILABLE, CannotUseDatabase, database_problem
     from gateway.store.models import open_database
     from gateway.suppression.ses import SesSuppressionList
 
-    setup_logging("WARNING")  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT; a command by hand: warnings only
+    settings = Settings.from_env()
+    if settings.transport != "ses":
+        raise ConfigError("MAILGW_TRANSPORT=outbox: there is no SES suppression list to sync")
+    ses = SesSuppressionList()
+    open_database(settings.database_url, existing=True)  # the gateway's contacts: never an empty database made here
     try:
-        settings = Settings.from_env()
-        if settings.transport != "ses":
-            raise ConfigError("MAILGW_TRANSPORT=outbox: there is no SES suppression list to sync")
-        ses = SesSuppressionList()
-        open_database(settings.database_url)
         return _sync(args, settings, ses)
-    except ConfigError as exc:
-        print(f"mailgw: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
     except UNAVAILABLE as exc:
-        print(f"error: the database did not answer: {type(exc).__name__}: {exc}".rstrip(), file=sys.stderr)
-        return EXIT_FAILED
+        raise CannotUseDatabase(settings.database_url, f"did not answer: {database_problem(exc)}") from None
 
 
 def _sync(args: argparse.Namespace, settings, ses) -> int:

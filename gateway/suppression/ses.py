@@ -34,7 +34,7 @@ class SuppressionCallFailed(Exception):
     """SES did not do what a suppression-list call asked; `failure` is the classified error."""
 
     def __init__(self, operation: str, failure: Failure):
-        super().__init__(f"{operation}: {failure.reason}" + (f" ({failure.detail})" if failure.detail else ""))
+        super().__init__(f"{operation}: {failure}")
         self.operation = operation
         self.failure = failure
 

@@ -76,12 +76,14 @@ class SendEmailRequest(_message.Message):
     def __init__(self, to: _Optional[str] = ..., subject: _Optional[str] = ..., text_body: _Optional[str] = ..., html_body: _Optional[str] = ..., from_address: _Optional[str] = ..., reply_to: _Optional[str] = ..., request_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SendEmailResponse(_message.Message):
-    __slots__ = ("message_id", "contact_id")
+    __slots__ = ("message_id", "contact_id", "unsubscribe_url")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    UNSUBSCRIBE_URL_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     contact_id: str
-    def __init__(self, message_id: _Optional[str] = ..., contact_id: _Optional[str] = ...) -> None: ...
+    unsubscribe_url: str
+    def __init__(self, message_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., unsubscribe_url: _Optional[str] = ...) -> None: ...
 
 class GetMessageRequest(_message.Message):
     __slots__ = ("message_id",)

@@ -113,6 +113,15 @@ export declare type SendEmailResponse = Message<"mailgateway.v1.SendEmailRespons
    * @generated from field: string contact_id = 2;
    */
   contactId: string;
+
+  /**
+   * The unsubscribe link the gateway puts in the message (its footer and
+   * List-Unsubscribe header): the gateway's public base URL, /unsubscribe/,
+   * the contact id. A repeated request_id answers it too.
+   *
+   * @generated from field: string unsubscribe_url = 3;
+   */
+  unsubscribeUrl: string;
 };
 
 /**
