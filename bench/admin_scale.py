@@ -25,8 +25,8 @@ from gateway.admin import listing
 from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as public_pb
-from gateway.ops.config import Settings
-from gateway.rpc.server import create_server
+from gateway.core.config import Settings
+from gateway.process.gateway import create_server
 from gateway.store.models import MODELS, Contact, database, open_database
 
 DATABASE = "mailgw_admin_scale"

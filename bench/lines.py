@@ -109,7 +109,7 @@ def raw_message(to: str) -> tuple[str, bytes]:
 def fill_queue(url: str, count: int) -> None:
     """`count` queued messages to `count` active contacts, due now, written as SendEmail would have (one statement
     each for the contacts and the messages)."""
-    from gateway.ids import new_message_id
+    from gateway.core.ids import new_message_id
     from gateway.store.database import utcnow
     from gateway.store.models import Contact, Message, database, open_database
 

@@ -10,11 +10,11 @@ from aiohttp import web
 from feedback_http import intake, metrics, pages, unsubscribe
 from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.writer import GroupWriter
-from gateway.errors import UndoRefused
-from gateway.ids import is_contact_id
-from gateway.ops.config import host_port
-from gateway.ops.logs import setup_logging
-from gateway.ops.startup import AddressInUse, claim_address, run
+from gateway.core.config import host_port
+from gateway.core.errors import UndoRefused
+from gateway.core.ids import is_contact_id
+from gateway.core.logs import setup_logging
+from gateway.core.startup import AddressInUse, claim_address, run
 from gateway.store.database import UNAVAILABLE, database
 from gateway.store.models import open_database
 

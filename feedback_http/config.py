@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gateway.addresses import parse_address
-from gateway.ops.config import (
+from gateway.core.addresses import parse_address
+from gateway.core.config import (
     DEFAULT_HTTP_ADDR,
     ConfigError,
     check_database_url,

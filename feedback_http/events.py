@@ -9,8 +9,8 @@ may be missing, and unknown fields are ignored, since SES adds fields at any tim
 import json
 from dataclasses import dataclass, replace
 
-from gateway.addresses import MAX_ADDRESS_FIELD, InvalidAddress, email_key
-from gateway.ids import is_contact_id, is_token
+from gateway.core.addresses import MAX_ADDRESS_FIELD, InvalidAddress, email_key
+from gateway.core.ids import is_contact_id, is_token
 from gateway.store.contacts import CONTACT_TAG
 from gateway.store.models import ContactStatus, MessageState
 from gateway.store.queue import MESSAGE_TAG

@@ -17,7 +17,7 @@ from feedback_http.config import FeedbackSettings
 from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
 from feedback_http.writer import GroupWriter
-from gateway.ops.logs import masked
+from gateway.core.logs import masked
 from gateway.store.database import UNAVAILABLE, database
 
 log = logging.getLogger(__name__)

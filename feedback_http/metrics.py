@@ -1,7 +1,7 @@
 """The sidecar's Prometheus metrics: SNS notifications by type and outcome, verification failures by reason, the
 time an answer took; and its /metrics listener (MAILGW_FEEDBACK_METRICS_ADDR), an aiohttp server of its own, since
 the public port (SNS, recipients' unsubscribe clicks) must not expose them. Contact status changes are counted by
-the one status function (gateway/ops/metrics.py), whichever process makes them.
+the one status function (gateway/core/metrics.py), whichever process makes them.
 """
 
 import functools
@@ -14,7 +14,7 @@ from prometheus_client.exposition import choose_encoder
 
 from feedback_http import sns
 from feedback_http.events import KNOWN_TYPES
-from gateway.ops.config import host_port, listen_address
+from gateway.core.config import host_port, listen_address
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from aiohttp import web
 from feedback_http import languages
 from feedback_http.config import FeedbackSettings
 from feedback_http.unsubscribe import LinkContact
-from gateway.errors import UndoRefused
-from gateway.ops.config import ConfigError
+from gateway.core.config import ConfigError
+from gateway.core.errors import UndoRefused
 from gateway.store.models import ContactStatus
 
 TEMPLATES = ("base.html", "confirm.html", "done.html", "resubscribed.html", "error.html")

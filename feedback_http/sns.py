@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from gateway.ids import is_token
+from gateway.core.ids import is_token
 
 
 class MalformedEnvelope(Exception):

@@ -32,8 +32,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from feedback_http import intake, metrics
 from feedback_http.config import FeedbackSettings
 from feedback_http.intake import Outcome, Result
-from gateway.ops.config import ConfigError
-from gateway.ops.logs import error_text
+from gateway.core.config import ConfigError
+from gateway.core.logs import error_text
 
 log = logging.getLogger(__name__)
 

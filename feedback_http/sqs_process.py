@@ -7,9 +7,9 @@ import signal
 from feedback_http import intake
 from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.sqs import polling
-from gateway.ops.config import ConfigError
-from gateway.ops.logs import setup_logging
-from gateway.ops.startup import run
+from gateway.core.config import ConfigError
+from gateway.core.logs import setup_logging
+from gateway.core.startup import run
 from gateway.store.models import open_database
 
 

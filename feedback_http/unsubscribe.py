@@ -4,8 +4,8 @@ function, each answering what the page shows (run off the event loop, see app.in
 import datetime
 from dataclasses import dataclass
 
-from gateway.errors import UndoRefused
-from gateway.ops.logs import masked
+from gateway.core.errors import UndoRefused
+from gateway.core.logs import masked
 from gateway.store.contacts import RECIPIENT, change_status, find_contact
 from gateway.store.models import ContactStatus
 

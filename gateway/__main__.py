@@ -1,5 +1,5 @@
 """`python -m gateway` runs the gRPC server."""
 
-from gateway.rpc.server import main
+from gateway.process.gateway import main
 
 main()

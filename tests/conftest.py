@@ -15,9 +15,9 @@ from psycopg2 import sql
 from feedback_http.app import create_app
 from feedback_http.config import FeedbackSettings, sns_endpoint
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.core.config import Settings
 from gateway.dev.ses_standin import SesStandIn
-from gateway.ops.config import Settings
-from gateway.rpc.server import Gateway, create_server
+from gateway.process.gateway import Gateway, create_server
 from gateway.store.models import database
 from tests.moto_server import MotoServer
 from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate

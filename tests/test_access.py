@@ -8,8 +8,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.ops.config import ConfigError
-from gateway.rpc.server import create_server
+from gateway.core.config import ConfigError
+from gateway.process.gateway import create_server
 from gateway.store.models import Message, database, open_database
 from tests.rpc import error_info, rpc_failure, settled
 from tests.tls_certs import CertificateAuthority

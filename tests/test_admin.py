@@ -11,8 +11,8 @@ from gateway.admin.listing import ContactFilter, encode_page_token
 from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as public_pb
-from gateway.ops.config import ConfigError
-from gateway.rpc.server import create_server
+from gateway.core.config import ConfigError
+from gateway.process.gateway import create_server
 from gateway.store.contacts import change_status
 from gateway.store.models import Contact, ContactStatus, StatusChange, database
 from tests.admin_rpc import (

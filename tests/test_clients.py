@@ -14,8 +14,8 @@ import pytest
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from gateway.ops.config import Settings
-from gateway.rpc.server import create_server
+from gateway.core.config import Settings
+from gateway.process.gateway import create_server
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, database
 from tests.processes import ROOT

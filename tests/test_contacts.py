@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from gateway.addresses import email_key
+from gateway.core.addresses import email_key
 from gateway.store.contacts import change_status, get_or_create_contact
 from gateway.store.models import Contact, ContactStatus, StatusChange, database, open_database
 

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.sending.ses import SesTransport
+from gateway.ses.transport import SesTransport
 from gateway.store.database import database, utcnow
 from gateway.store.models import Message
 from tests.processes import free_port, start

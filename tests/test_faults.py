@@ -19,8 +19,8 @@ from feedback_http.app import create_app
 from feedback_http.config import FeedbackSettings
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.ops.config import Settings
-from gateway.rpc.server import create_server
+from gateway.core.config import Settings
+from gateway.process.gateway import create_server
 from gateway.store.models import Contact, ContactStatus, FeedbackEvent, database, open_database
 from tests import ses_samples
 from tests.conftest import fresh_postgres

@@ -6,7 +6,7 @@ import pytest
 
 from feedback_http.app import RAW_DELIVERY
 from feedback_http.config import sns_endpoint
-from gateway.ops.logs import contact_ref
+from gateway.core.logs import contact_ref
 from gateway.store import queue
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.models import Contact, ContactStatus, FeedbackEvent, Message, MessageState, StatusChange, database

@@ -8,7 +8,7 @@ import pytest
 
 from feedback_http.config import FeedbackSettings
 from feedback_http.metrics import METRICS_PORT
-from gateway.ops.config import ConfigError
+from gateway.core.config import ConfigError
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.database import database
 from tests import ses_samples

@@ -7,8 +7,8 @@ import threading
 import grpc
 import pytest
 
-from gateway import addresses
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+from gateway.core import addresses
 from gateway.store.models import Contact, Message, database
 from tests.rpc import error_info, rpc_failure, settled
 from tests.sns_signing import signed_envelope

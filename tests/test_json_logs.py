@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.ops.logs import contact_ref
+from gateway.core.logs import contact_ref
 from gateway.store.contacts import change_status, get_or_create_contact
 from gateway.store.models import ContactStatus, database, open_database
 from tests.processes import ROOT, free_port, wait_until

@@ -12,9 +12,9 @@ from prometheus_client import REGISTRY
 from feedback_http.writer import commit_group
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.ops.config import ConfigError, Settings
-from gateway.ops.startup import AddressInUse
-from gateway.rpc.server import create_server
+from gateway.core.config import ConfigError, Settings
+from gateway.core.startup import AddressInUse
+from gateway.process.gateway import create_server
 from gateway.store.contacts import change_status
 from gateway.store.database import database
 from gateway.store.models import ContactStatus, open_database

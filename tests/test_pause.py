@@ -2,7 +2,7 @@
 
 import time
 
-from gateway.sending.failures import Failure, Outcome
+from gateway.core.failures import Failure, Outcome
 from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate, Reached
 
 PAUSED = Pause("SES_SENDING_PAUSED", "Sending is paused for this account.")

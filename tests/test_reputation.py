@@ -19,8 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from feedback_http.events import parse_ses_event
 from feedback_http.feedback import record_event
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
-from gateway.errors import InvalidRequest, NothingToResume
-from gateway.ops.config import ConfigError, Settings
+from gateway.core.config import ConfigError, Settings
+from gateway.core.errors import InvalidRequest, NothingToResume
 from gateway.sending import reputation
 from gateway.sending.pause import Pause, PauseGate, Reached
 from gateway.store import queue

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
-from gateway.ops.logs import contact_ref
+from gateway.core.logs import contact_ref
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, StatusChange, database
 from tests.rpc import error_info, rpc_failure, settled, wait_until
@@ -193,7 +193,7 @@ def test_missing_sender_without_default_from_is_invalid(settings, ses):
     from dataclasses import replace
 
     from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-    from gateway.rpc.server import create_server
+    from gateway.process.gateway import create_server
 
     gateway = create_server(replace(settings, default_from=""))
     gateway.start()

@@ -5,7 +5,7 @@ import pytest
 
 from feedback_http.config import FeedbackSettings
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
-from gateway.ops.config import ConfigError, Settings
+from gateway.core.config import ConfigError, Settings
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.models import database
 from tests.rpc import settled

@@ -9,8 +9,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.ops.config import ConfigError, Settings
-from gateway.rpc.server import create_server
+from gateway.core.config import ConfigError, Settings
+from gateway.process.gateway import create_server
 from gateway.store.models import Message, MessageState, database, open_database
 from tests import rpc
 from tests.processes import free_port, start, wait_until

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from feedback_http.app import create_app
 from feedback_http.config import FeedbackSettings
-from gateway.ops.config import ConfigError
+from gateway.core.config import ConfigError
 from tests import ses_samples
 from tests.rpc import wait_until
 from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate, signed_envelope, sns_timestamp

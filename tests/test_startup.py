@@ -16,8 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.ops.config import Settings, masked_url
-from gateway.rpc.server import create_server
+from gateway.core.config import Settings, masked_url
+from gateway.process.gateway import create_server
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, database, open_database
 from tests.conftest import POSTGRES_SERVER_URL
@@ -356,7 +356,7 @@ def test_ctrl_c_stops_mailgw_run_with_exit_code_0(tmp_path):
     assert "Traceback" not in output
     # The gateway was asked once (it heard the terminal's SIGINT, then the SIGTERM forwarded to it).
     [drain] = [line for line in output.splitlines() if "draining in-flight RPCs" in line]
-    assert drain.endswith("gateway.rpc.server signal 15: draining in-flight RPCs and sends")
+    assert drain.endswith("gateway.process.gateway signal 15: draining in-flight RPCs and sends")
 
 
 def test_without_a_public_base_url_links_follow_the_sidecars_address():

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from feedback_http.events import parse_ses_event
-from gateway.ops.config import ConfigError, Settings
+from gateway.core.config import ConfigError, Settings
+from gateway.ses.suppression_list import SesSuppressionList
 from gateway.store.contacts import change_status
 from gateway.store.models import Contact, ContactStatus, MessageState, SesListIntent, database
-from gateway.suppression.ses import SesSuppressionList
 from gateway.suppression.sync import SuppressionSync
 from tests import ses_samples
 from tests.rpc import wait_until

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from gateway.errors import ContactNotFound, InvalidRequest
+from gateway.core.errors import ContactNotFound, InvalidRequest
+from gateway.ses.suppression_list import SesSuppressionList
 from gateway.store import ses_list as store
 from gateway.store.contacts import change_status
 from gateway.store.database import unit_of_work
 from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
 from gateway.suppression.reactivate import Reactivation, SesRemoval, reactivate
-from gateway.suppression.ses import SesSuppressionList
 from gateway.suppression.sync import SuppressionSync
 from tests.processes import ROOT
 

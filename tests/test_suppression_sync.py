@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from gateway.ops.config import Settings
+from gateway.core.config import Settings
+from gateway.ses.suppression_list import SesSuppressionList, SuppressionCallFailed
 from gateway.store import ses_list as store
 from gateway.store.contacts import change_status
 from gateway.store.database import unit_of_work
 from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
-from gateway.suppression.ses import SesSuppressionList, SuppressionCallFailed
 from gateway.suppression.sync import OVERLAP, SYNC_ACTOR, LeaseHeld, SuppressionSync
 from tests import ses_samples
 from tests.sns_signing import signed_envelope

@@ -11,9 +11,9 @@ import pytest
 from feedback_http import languages
 from feedback_http.config import FeedbackSettings
 from gateway.admin.operations import suppress
-from gateway.errors import UndoRefused
-from gateway.ops.config import ConfigError
-from gateway.ops.logs import contact_ref
+from gateway.core.config import ConfigError
+from gateway.core.errors import UndoRefused
+from gateway.core.logs import contact_ref
 from gateway.store.contacts import RECIPIENT, change_status, get_or_create_contact
 from gateway.store.models import Contact, ContactStatus, StatusChange, database, open_database
 from tests import ses_samples

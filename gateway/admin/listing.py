@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import peewee
 
-from gateway.errors import InvalidRequest
+from gateway.core.errors import InvalidRequest
 from gateway.store.database import database, is_postgres
 from gateway.store.models import Contact, ContactStatus, StatusChange
 

@@ -6,9 +6,9 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from gateway.addresses import InvalidAddress, email_key
-from gateway.errors import ContactNotFound, InvalidRequest
-from gateway.ids import new_contact_id
+from gateway.core.addresses import InvalidAddress, email_key
+from gateway.core.errors import ContactNotFound, InvalidRequest
+from gateway.core.ids import new_contact_id
 from gateway.store.contacts import change_status, find_contact, get_or_create_contact
 from gateway.store.database import database
 from gateway.store.models import Contact, ContactStatus

@@ -20,9 +20,9 @@ from botocore.parsers import ResponseParserError
 
 from gateway.aws import ses_side, sns_side, sqs_side
 from gateway.aws.outcome import BootstrapError, Mode, Outcome
-from gateway.ops.config import CONFIGURATION_SET_NAME, ConfigError
-from gateway.ops.logs import error_text
-from gateway.sending.ses import aws_session
+from gateway.core.config import CONFIGURATION_SET_NAME, ConfigError
+from gateway.core.logs import error_text
+from gateway.ses.transport import aws_session
 
 # A few calls in a row, by hand: botocore's standard retries (throttling, 5xx) are welcome; a connection that is
 # refused fails after them with one line.

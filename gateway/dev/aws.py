@@ -14,9 +14,9 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from gateway.core.config import ConfigError
+from gateway.core.startup import AddressInUse, claim_address
 from gateway.dev.ses_standin import MAX_REQUEST, SesStandIn
-from gateway.ops.config import ConfigError
-from gateway.ops.startup import AddressInUse, claim_address
 
 HOST = "127.0.0.1"
 # moto signs SNS envelopes with a certificate that its fixes serve for us-east-1 only (gateway/dev/moto_fixes.py).

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from gateway.aws import sns_side
 from gateway.aws.bootstrap import CLIENT_CONFIG, LastAnswer, aws_errors
 from gateway.aws.outcome import BootstrapError
-from gateway.ops.config import ConfigError, is_loopback
-from gateway.sending.ses import aws_session
+from gateway.core.config import ConfigError, is_loopback
+from gateway.ses.transport import aws_session
 
 SOURCE = "noreply@example.com"
 

@@ -7,19 +7,19 @@ import logging
 import grpc
 from google.protobuf import timestamp_pb2
 
-from gateway import errors
 from gateway.admin import listing, operations
 from gateway.admin.listing import ContactFilter, ContactRow
 from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
+from gateway.core import errors
 from gateway.rpc.auth import AdminAuthenticator
 from gateway.rpc.service import PROTO_STATUS, requested_contact
 from gateway.rpc.status import rpc, rpc_stream
 from gateway.sending import reputation
+from gateway.ses.suppression_list import SesSuppressionList
 from gateway.store import contacts
 from gateway.store.models import Contact, ContactStatus, ReputationLevel
 from gateway.suppression.reactivate import SesRemoval, reactivate
-from gateway.suppression.ses import SesSuppressionList
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import grpc
 
-from gateway.errors import AdminCallerRequired, Unauthenticated
-from gateway.ids import is_name
-from gateway.ops.config import ConfigError, Settings, is_loopback, listen_address
+from gateway.core.config import ConfigError, Settings, is_loopback, listen_address
+from gateway.core.errors import AdminCallerRequired, Unauthenticated
+from gateway.core.ids import is_name
 
 log = logging.getLogger(__name__)
 

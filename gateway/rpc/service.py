@@ -4,11 +4,11 @@ from collections.abc import Callable
 
 import grpc
 
-from gateway import errors
-from gateway.addresses import InvalidAddress, email_key
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.ids import is_contact_id, is_token
+from gateway.core import errors
+from gateway.core.addresses import InvalidAddress, email_key
+from gateway.core.ids import is_contact_id, is_token
 from gateway.rpc.auth import Authenticator
 from gateway.rpc.status import rpc
 from gateway.sending.accept import accept

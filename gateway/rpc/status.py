@@ -8,7 +8,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from gateway import errors
+from gateway.core import errors
 from gateway.store.database import UNAVAILABLE, unit_of_work
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import peewee
 
-from gateway.errors import RequestIdReused
-from gateway.ops.logs import contact_ref, masked
+from gateway.core.errors import RequestIdReused
+from gateway.core.logs import contact_ref, masked
 from gateway.sending import guard
 from gateway.sending.outgoing import OutgoingEmail
 from gateway.store import queue

@@ -8,7 +8,7 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.utils import formataddr, formatdate, make_msgid
 
-from gateway.addresses import Mailbox, sender_name
+from gateway.core.addresses import Mailbox, sender_name
 from gateway.sending.outgoing import OutgoingEmail
 
 TEXT_FOOTER = "\n\n--\nYou receive this email from {sender}. To stop receiving these emails, unsubscribe here: {url}\n"

@@ -15,12 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from gateway.ops import metrics
-from gateway.ops.config import Settings
-from gateway.ops.logs import contact_ref, masked
-from gateway.sending import guard
-from gateway.sending.compose import compose, unsubscribe_url
-from gateway.sending.failures import (
+from gateway.core import metrics
+from gateway.core.config import Settings
+from gateway.core.failures import (
     MESSAGE_EXPIRED,
     RECIPIENT_SUPPRESSED,
     Failure,
@@ -28,6 +25,9 @@ from gateway.sending.failures import (
     SendFailed,
     retry_delay,
 )
+from gateway.core.logs import contact_ref, masked
+from gateway.sending import guard
+from gateway.sending.compose import compose, unsubscribe_url
 from gateway.sending.housekeeping import Housekeeper
 from gateway.sending.outgoing import OutgoingEmail
 from gateway.sending.pacing import Pacer
@@ -46,7 +46,7 @@ BATCH = 16  # messages claimed in one statement, at most
 
 
 class Transport(Protocol):
-    """What hands one composed message to the mail system (sending/ses.py, sending/outbox.py). A transport that is
+    """What hands one composed message to the mail system (ses/transport.py, ses/outbox.py). A transport that is
     paced_by_ses also answers send_quota() (SES's GetAccount), which pacing.py reads."""
 
     paced_by_ses: bool

@@ -3,9 +3,9 @@ SES call, always of the status the database holds at that moment (no cache: a su
 
 import logging
 
-from gateway.errors import RecipientSuppressed
-from gateway.ops import metrics
-from gateway.ops.logs import contact_ref, masked
+from gateway.core import metrics
+from gateway.core.errors import RecipientSuppressed
+from gateway.core.logs import contact_ref, masked
 from gateway.store.contacts import Recipient, ensure_recipient, recipient
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gateway.sending.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
+from gateway.core.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
 from gateway.sending.pacing import Pacer
 from gateway.store import queue
 from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 
-from gateway.addresses import HEADER_UNSAFE, Mailbox, address_key, parse_address
-from gateway.errors import InvalidRequest
-from gateway.ids import is_name
+from gateway.core.addresses import HEADER_UNSAFE, Mailbox, address_key, parse_address
+from gateway.core.errors import InvalidRequest
+from gateway.core.ids import is_name
 from gateway.store.contacts import CONTACT_TAG
 from gateway.store.queue import MESSAGE_TAG
 

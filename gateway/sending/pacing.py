@@ -3,8 +3,8 @@
 import logging
 from collections.abc import Callable
 
-from gateway.ops import metrics
-from gateway.sending.failures import SendFailed
+from gateway.core import metrics
+from gateway.core.failures import SendFailed
 from gateway.store import budget
 from gateway.store.database import database
 

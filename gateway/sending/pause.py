@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.sending.failures import Failure, Outcome
+from gateway.core.failures import Failure, Outcome
 
 log = logging.getLogger(__name__)
 

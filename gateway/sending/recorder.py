@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import peewee
 
-from gateway.ops import metrics
-from gateway.sending.failures import OUTCOME_NOT_STORED
+from gateway.core import metrics
+from gateway.core.failures import OUTCOME_NOT_STORED
 from gateway.store import queue
 from gateway.store.database import unit_of_work
 

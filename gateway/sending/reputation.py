@@ -13,10 +13,10 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from gateway.addresses import HEADER_UNSAFE
-from gateway.errors import InvalidRequest, NothingToResume
-from gateway.ops import metrics
-from gateway.ops.config import Settings
+from gateway.core import metrics
+from gateway.core.addresses import HEADER_UNSAFE
+from gateway.core.config import Settings
+from gateway.core.errors import InvalidRequest, NothingToResume
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause, PauseGate
 from gateway.store import reputation as store

@@ -9,10 +9,10 @@ import secrets
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from gateway.errors import UndoRefused
-from gateway.ids import new_contact_id
-from gateway.ops import contact_metrics
-from gateway.ops.logs import contact_ref, masked
+from gateway.core import contact_metrics
+from gateway.core.errors import UndoRefused
+from gateway.core.ids import new_contact_id
+from gateway.core.logs import contact_ref, masked
 from gateway.store import ses_list
 from gateway.store.database import database, database_now, insert_row, joined_transaction, prepared, utcnow
 from gateway.store.models import Contact, ContactStatus, StatusChange

@@ -14,7 +14,7 @@ import peewee
 from playhouse import db_url, migrate
 from playhouse.pool import PooledPostgresqlDatabase
 
-from gateway.ops.config import masked_url
+from gateway.core.config import masked_url
 
 log = logging.getLogger(__name__)
 database = peewee.DatabaseProxy()

@@ -249,7 +249,7 @@ class SesListIntent(BaseModel):
     state = peewee.CharField(max_length=8, default="pending")  # "pending" | "refused" (SES refused it for good)
     attempts = peewee.IntegerField(default=0)
     due_at = peewee.DateTimeField(default=utcnow)
-    error_reason = peewee.CharField(max_length=64, default="")  # of the last failure, from sending/failures.py
+    error_reason = peewee.CharField(max_length=64, default="")  # of the last failure, from core/failures.py
     updated_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import peewee
 
-from gateway.ids import new_message_id
+from gateway.core.ids import new_message_id
 from gateway.store.database import database, database_now, insert_row, is_postgres, prepared, utcnow
 from gateway.store.models import Contact, FeedbackEvent, Message, MessageState
 

@@ -10,9 +10,9 @@ import logging
 import random
 import threading
 
-from gateway.ops.config import Settings
+from gateway.core.config import Settings
+from gateway.ses.suppression_list import SesSuppressionList, SuppressionCallFailed
 from gateway.store.database import UNAVAILABLE, unit_of_work
-from gateway.suppression.ses import SesSuppressionList, SuppressionCallFailed
 from gateway.suppression.sync import LeaseLost, SuppressionSync, describe
 
 log = logging.getLogger(__name__)

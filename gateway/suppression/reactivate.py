@@ -6,15 +6,15 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from gateway.addresses import HEADER_UNSAFE, InvalidAddress, email_key
-from gateway.errors import ContactNotFound, InvalidRequest
-from gateway.ids import is_contact_id, is_name
-from gateway.ops.logs import contact_ref, masked
+from gateway.core.addresses import HEADER_UNSAFE, InvalidAddress, email_key
+from gateway.core.errors import ContactNotFound, InvalidRequest
+from gateway.core.ids import is_contact_id, is_name
+from gateway.core.logs import contact_ref, masked
+from gateway.ses.suppression_list import SesSuppressionList
 from gateway.store import ses_list as store
 from gateway.store.contacts import change_status, find_contact
 from gateway.store.database import database, unit_of_work
 from gateway.store.models import MAX_REASON, ContactStatus
-from gateway.suppression.ses import SesSuppressionList
 from gateway.suppression.sync import Done, carry_out
 
 log = logging.getLogger(__name__)

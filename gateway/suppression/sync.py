@@ -13,14 +13,14 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from gateway.addresses import InvalidAddress, email_key
-from gateway.ops.logs import masked
-from gateway.sending.failures import retry_delay, suppression_call_retried
+from gateway.core.addresses import InvalidAddress, email_key
+from gateway.core.failures import retry_delay, suppression_call_retried
+from gateway.core.logs import masked
+from gateway.ses.suppression_list import SesSuppressionList, SuppressedDestination, SuppressionCallFailed
 from gateway.store import ses_list as store
 from gateway.store.contacts import change_status, recipient
 from gateway.store.database import database, database_now
 from gateway.store.models import ContactStatus
-from gateway.suppression.ses import SesSuppressionList, SuppressedDestination, SuppressionCallFailed
 
 log = logging.getLogger(__name__)
 

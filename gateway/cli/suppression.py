@@ -1,6 +1,6 @@
 """`mailgw suppression sync`: run where the gateway's environment is (the database and SES credentials of MAILGW_* and
 AWS_* variables), not through the gateway's API. (Reactivating a contact is the admin service's: `mailgw contacts
-reactivate`, gateway/admin/cli.py.)
+reactivate`, gateway/cli/contacts.py.)
 
 Only argparse is imported until it runs: `mailgw send` should not pay for boto3 and the database.
 """
@@ -35,18 +35,18 @@ def add_parsers(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.ops.logs import setup_logging
-    from gateway.ops.startup import exit_code
+    from gateway.core.logs import setup_logging
+    from gateway.core.startup import exit_code
 
     setup_logging("WARNING")  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT; a command by hand: warnings only
     return exit_code(lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.ops.config import ConfigError, Settings
+    from gateway.core.config import ConfigError, Settings
+    from gateway.ses.suppression_list import SesSuppressionList
     from gateway.store.database import UNAVAILABLE, CannotUseDatabase, database_problem
     from gateway.store.models import open_database
-    from gateway.suppression.ses import SesSuppressionList
 
     settings = Settings.from_env()
     if settings.transport != "ses":
@@ -60,8 +60,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace, settings, ses) -> int:
+    from gateway.ses.suppression_list import SuppressionCallFailed
     from gateway.store.database import unit_of_work
-    from gateway.suppression.ses import SuppressionCallFailed
     from gateway.suppression.sync import LeaseHeld, LeaseLost, SuppressionSync, describe
 
     sync = SuppressionSync.from_settings(settings, ses)

@@ -14,11 +14,11 @@ from grpc_status import rpc_status
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.aws import command as aws_command
-from gateway.dev import command as dev_command
-from gateway.ops import dispatch_cli
-from gateway.ops.config import Settings
-from gateway.suppression import commands as suppression_commands
+from gateway.cli import aws as aws_command
+from gateway.cli import dev as dev_command
+from gateway.cli import dispatch as dispatch_cli
+from gateway.cli import suppression as suppression_commands
+from gateway.core.config import Settings
 
 # Request fields as the user typed them on this command line, so an error names the flag, not the proto field.
 FLAGS = {
@@ -46,7 +46,7 @@ FLAGS = {
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
-        from gateway.rpc.server import main as serve
+        from gateway.process.gateway import main as serve
 
         serve()
     elif args.command == "feedback":
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
         feedback_sqs()
     elif args.command == "run":
-        from gateway.ops.startup import run
+        from gateway.core.startup import run
 
         run(run_both)
     elif args.command == "aws":
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{response.email}: {status_name}" + (f" ({response.reason})" if response.reason else ""))
         print(f"  contact_id={response.contact_id} updated_at={response.updated_at.ToJsonString()}")
     elif args.command == "dispatch":
-        from gateway.ops import dispatch_cli
+        from gateway.cli import dispatch as dispatch_cli
 
         return dispatch_cli.run(args)
     elif args.command == "contacts":
@@ -183,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
     dispatch_cli.add_commands(commands)
     suppression_commands.add_parsers(commands)
-    from gateway.admin.cli import add_contacts_commands  # here: it imports this module's client helpers
+    from gateway.cli.contacts import add_contacts_commands  # here: it imports this module's client helpers
 
     add_contacts_commands(commands, client)
     return root
@@ -281,7 +281,7 @@ def run_both() -> int:
     Both settings, both addresses and the database are checked first, so neither starts when the other could not.
     """
     from feedback_http.config import FeedbackSettings
-    from gateway.ops.startup import claim_address
+    from gateway.core.startup import claim_address
     from gateway.store.database import database
     from gateway.store.models import open_database
 

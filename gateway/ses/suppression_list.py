@@ -1,6 +1,6 @@
 """SES's account-level suppression list through boto3's sesv2 client (the credential chain, the region,
 AWS_ENDPOINT_URL_SESV2): listing it page by page, putting an address on it, deleting one. Every error is classified by
-the one failure table (sending/failures.py)."""
+the one failure table (core/failures.py)."""
 
 import datetime
 import logging
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.sending.failures import MAYBE_SENT, RETRY, Failure, classify_ses_error, retry_delay
-from gateway.sending.ses import CLIENT_CONFIG, aws_session
+from gateway.core.failures import MAYBE_SENT, RETRY, Failure, classify_ses_error, retry_delay
+from gateway.ses.transport import CLIENT_CONFIG, aws_session
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from gateway.addresses import parse_address
+from gateway.core.addresses import parse_address
 
 DEFAULT_PORT = 5000  # moto's own default
 
@@ -53,8 +53,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:
         print("mailgw: `mailgw dev aws` needs moto's server: pip install -e '.[dev]'", file=sys.stderr)
         return 2
+    from gateway.core.startup import run as run_process
     from gateway.dev.aws import serve
-    from gateway.ops.startup import run as run_process
 
     run_process(lambda: serve(args.port))  # exits: 0 when stopped, 1 with one line when the port is taken
     return 0
@@ -63,8 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _bounce(args: argparse.Namespace) -> int:
     from gateway.aws.bootstrap import feedback_name
     from gateway.aws.outcome import BootstrapError
+    from gateway.core.config import ConfigError, Settings
     from gateway.dev.bounce import publish_bounce
-    from gateway.ops.config import ConfigError, Settings
 
     try:
         topic = args.topic or feedback_name(Settings.from_env().ses_configuration_set)

@@ -6,13 +6,13 @@ import datetime
 import sys
 from pathlib import Path
 
-from gateway.admin.client import STATUSES, call, contact_filter, status_name, status_value
-from gateway.admin.csvfile import csv_time
-from gateway.admin.transfer import export_file, import_file
 from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as public_pb
 from gateway.cli import client_channel
+from gateway.cli.admin_client import STATUSES, call, contact_filter, status_name, status_value
+from gateway.cli.csvfile import csv_time
+from gateway.cli.transfer import export_file, import_file
 
 SUPPRESSED = STATUSES[1:]
 

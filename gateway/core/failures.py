@@ -20,8 +20,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from gateway.ids import storable_code
-from gateway.ops.logs import error_text
+from gateway.core.ids import storable_code
+from gateway.core.logs import error_text
 
 
 class Outcome(enum.Enum):
@@ -81,7 +81,7 @@ SES_ERRORS: dict[str, tuple[Outcome, str]] = {
     "InvalidNextTokenException": (RETRY, "SES_INVALID_NEXT_TOKEN"),
 }
 # Raised before a byte of the request left the machine, or when no connection was made: nothing was sent. botocore's
-# (GetAccount, and the signer's credentials) and urllib3's (the SendEmail request, sending/ses.py).
+# (GetAccount, and the signer's credentials) and urllib3's (the SendEmail request, ses/transport.py).
 NOT_SENT_ERRORS: dict[type[Exception], str] = {
     EndpointConnectionError: "SES_UNREACHABLE",  # connection refused, DNS failure
     ConnectTimeoutError: "SES_UNREACHABLE",

@@ -22,9 +22,9 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.httpsession import get_cert_path
 from botocore.utils import get_environ_proxies
 
-from gateway.ids import is_token
-from gateway.ops.config import ConfigError
-from gateway.sending.failures import SendFailed, classify_ses_answer, classify_ses_error
+from gateway.core.config import ConfigError
+from gateway.core.failures import SendFailed, classify_ses_answer, classify_ses_error
+from gateway.core.ids import is_token
 
 # botocore's own retries are off: every attempt goes through the dispatcher, so the shared rate limit counts it,
 # and a retry after "maybe sent" is never made behind the dispatcher's back.

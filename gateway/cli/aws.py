@@ -63,7 +63,7 @@ def add_commands(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from gateway.aws.bootstrap import Bootstrap
     from gateway.aws.outcome import BootstrapError, Mode
-    from gateway.ops.config import ConfigError, Settings
+    from gateway.core.config import ConfigError, Settings
 
     try:
         plan = plan_from(args, Settings.from_env())
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 def plan_from(args: argparse.Namespace, settings):
     """The plan the options and settings ask for; ConfigError when they cannot work."""
     from gateway.aws.bootstrap import Plan, feedback_name
-    from gateway.ops.config import ConfigError
+    from gateway.core.config import ConfigError
 
     configuration_set = args.configuration_set or settings.ses_configuration_set
     https = args.https if args.https is not None else settings.public_base_url.startswith("https://")

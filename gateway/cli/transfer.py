@@ -8,11 +8,10 @@ from pathlib import Path
 import grpc
 from tqdm import tqdm
 
-from gateway.admin import csvfile
-from gateway.admin.client import CALL_TIMEOUT, contact_filter, status_name, status_value
 from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
-from gateway.cli import client_channel, describe_error
+from gateway.cli import client_channel, csvfile, describe_error
+from gateway.cli.admin_client import CALL_TIMEOUT, contact_filter, status_name, status_value
 
 BATCH_ROWS = 1000  # rows per ImportContacts call (the service's limit)
 BATCH_BYTES = 1 << 20  # and at most about 1 MB per call, far below gRPC's 4 MB

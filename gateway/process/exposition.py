@@ -19,8 +19,8 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.ops.config import listen_address
-from gateway.ops.startup import AddressInUse, claim_address
+from gateway.core.config import listen_address
+from gateway.core.startup import AddressInUse, claim_address
 from gateway.store import budget, queue
 from gateway.store.database import database, database_now
 

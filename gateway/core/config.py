@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gateway.addresses import parse_address, sender_name
+from gateway.core.addresses import parse_address, sender_name
 
 
 class ConfigError(ValueError):

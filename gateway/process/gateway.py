@@ -15,24 +15,24 @@ from grpc_reflection.v1alpha import reflection
 from gateway.api.mailgateway.v1 import admin_pb2, admin_pb2_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.ops import exposition
-from gateway.ops.config import Settings, host_port, listen_address
-from gateway.ops.logs import setup_logging
-from gateway.ops.startup import AddressInUse, claim_address, claim_port_group, run
+from gateway.core.config import Settings, host_port, listen_address
+from gateway.core.logs import setup_logging
+from gateway.core.startup import AddressInUse, claim_address, claim_port_group, run
+from gateway.process import exposition
 from gateway.rpc.admin_service import MailGatewayAdminServicer
 from gateway.rpc.auth import admin_authenticator, authenticator, check_exposure, server_credentials
 from gateway.rpc.metrics import ServerMetrics
 from gateway.rpc.service import MailGatewayServicer
 from gateway.sending import reputation
 from gateway.sending.dispatch import Dispatcher, Transport
-from gateway.sending.outbox import OutboxTransport
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause
-from gateway.sending.ses import SesTransport
+from gateway.ses.outbox import OutboxTransport
+from gateway.ses.suppression_list import SesSuppressionList
+from gateway.ses.transport import SesTransport
 from gateway.store.database import CannotUseDatabase
 from gateway.store.models import open_database
 from gateway.suppression.job import SuppressionJob
-from gateway.suppression.ses import SesSuppressionList
 
 log = logging.getLogger(__name__)
 

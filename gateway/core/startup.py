@@ -7,7 +7,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-from gateway.ops.config import ConfigError, listen_address
+from gateway.core.config import ConfigError, listen_address
 from gateway.store.database import CannotUseDatabase
 
 log = logging.getLogger(__name__)

@@ -42,13 +42,13 @@ def add_commands(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.ops.startup import exit_code
+    from gateway.core.startup import exit_code
 
     return exit_code(lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.ops.config import Settings
+    from gateway.core.config import Settings
     from gateway.sending import reputation
     from gateway.store.database import UNAVAILABLE, CannotUseDatabase, database, database_problem
     from gateway.store.models import open_database
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(operator: str, reason: str) -> int:
-    from gateway.errors import InvalidRequest, NothingToResume
+    from gateway.core.errors import InvalidRequest, NothingToResume
     from gateway.sending import reputation
 
     try:

@@ -1,1 +1,0 @@
-"""Running it: settings, start-up, logs."""
