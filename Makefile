@@ -30,10 +30,12 @@ test: $(BIN)/.installed node_modules/.package-lock.json system-packages lint
 system-packages:
 	.ci/system-packages
 
+## lint: buf lint, ruff, and the order of layers (import-linter's contracts in pyproject.toml, ARCHITECTURE.md)
 lint: $(BIN)/.installed
 	$(BUF) lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 ## protos: regenerate gateway/api/ from protos/
 protos: $(BIN)/.installed

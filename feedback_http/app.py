@@ -187,7 +187,9 @@ def create_app(settings: FeedbackSettings, *, sns_endpoint_url: str | None = Non
 
 
 async def _resources(app: web.Application):
-    async with intake.opened(app[SETTINGS], sns_endpoint_url=app[SNS_ENDPOINT]) as feedback_intake:
+    async with intake.opened(
+        app[SETTINGS], sns_endpoint_url=app[SNS_ENDPOINT], on_rejected=metrics.verification_failed
+    ) as feedback_intake:
         app[INTAKE], app[WRITER] = feedback_intake, feedback_intake.writer
         yield
 

@@ -6,13 +6,13 @@ import contextlib
 import datetime
 import enum
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import aiohttp
 
-from feedback_http import metrics, sns
+from feedback_http import sns
 from feedback_http.config import FeedbackSettings
 from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
@@ -65,10 +65,18 @@ class Intake:
     """Verifies and applies SNS envelopes; one per process, shared by its transports (one certificate cache, one
     group-commit writer)."""
 
-    def __init__(self, verifier: sns.SnsVerifier, writer: GroupWriter, *, soft_bounce_limit: int = 0) -> None:
+    def __init__(
+        self,
+        verifier: sns.SnsVerifier,
+        writer: GroupWriter,
+        *,
+        soft_bounce_limit: int = 0,
+        on_rejected: Callable[[sns.VerificationFailed], None] = lambda failure: None,
+    ) -> None:
         self.verifier = verifier
         self.writer = writer
         self._soft_bounce_limit = soft_bounce_limit
+        self._on_rejected = on_rejected  # counts verification failures (the process's metrics: app.py, sqs_process.py)
 
     async def take(self, body: bytes, *, from_queue: bool = False) -> Result:
         """Verify, then act; RECORDED only after the commit. Raises only on a bug (an unexpected exception).
@@ -85,7 +93,7 @@ class Intake:
         except sns.MalformedEnvelope as exc:
             return Result(Outcome.MALFORMED, f"not an SNS message: {exc}", kind=kind)
         except sns.VerificationFailed as exc:
-            metrics.verification_failed(exc)
+            self._on_rejected(exc)
             log.warning("SNS message rejected: %s (topic %r)", exc, topic[:200], extra=work)
             return Result(Outcome.REJECTED, f"verification failed: {exc}", kind=kind)
         except sns.CertificateUnavailable as exc:
@@ -137,7 +145,12 @@ class Intake:
 
 
 @contextlib.asynccontextmanager
-async def opened(settings: FeedbackSettings, *, sns_endpoint_url: str | None) -> AsyncIterator[Intake]:
+async def opened(
+    settings: FeedbackSettings,
+    *,
+    sns_endpoint_url: str | None,
+    on_rejected: Callable[[sns.VerificationFailed], None] = lambda failure: None,
+) -> AsyncIterator[Intake]:
     """An Intake with its HTTP client session (certificates, SubscribeURLs) and database threads, closed on exit."""
     max_age = datetime.timedelta(seconds=settings.sns_max_age_seconds) if settings.sns_max_age_seconds else None
     async with aiohttp.ClientSession() as session:
@@ -149,4 +162,4 @@ async def opened(settings: FeedbackSettings, *, sns_endpoint_url: str | None) ->
         workers = 1 if settings.database_url.startswith("sqlite") else 8
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as executor:
             writer = GroupWriter.for_database(executor, settings.database_url, workers=workers)
-            yield Intake(verifier, writer, soft_bounce_limit=settings.soft_bounce_limit)
+            yield Intake(verifier, writer, soft_bounce_limit=settings.soft_bounce_limit, on_rejected=on_rejected)

@@ -4,7 +4,7 @@ the batch under way and exits 0."""
 import asyncio
 import signal
 
-from feedback_http import intake
+from feedback_http import intake, metrics
 from feedback_http.config import FeedbackSettings, sns_endpoint
 from feedback_http.sqs import polling
 from gateway.core.config import ConfigError
@@ -29,7 +29,7 @@ def _start() -> int:
 
 
 async def _poll_until_stopped(settings: FeedbackSettings, endpoint: str | None) -> int:
-    async with intake.opened(settings, sns_endpoint_url=endpoint) as feedback:
+    async with intake.opened(settings, sns_endpoint_url=endpoint, on_rejected=metrics.verification_failed) as feedback:
         async with polling(feedback, settings) as poller:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):

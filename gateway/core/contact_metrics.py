@@ -5,7 +5,7 @@ import threading
 
 from prometheus_client import Counter, disable_created_metrics
 
-from gateway.store.models import ContactStatus
+from gateway.core.states import ContactStatus
 
 # Both processes import this module: a *_created series per counter would double what Prometheus stores, and no
 # panel reads it.

@@ -1,4 +1,9 @@
-"""Domain errors of the gateway; the servicer maps each to one gRPC status with an ErrorInfo reason."""
+"""Domain errors of the gateway; the servicer maps each to one gRPC status with an ErrorInfo reason. Also what stops a
+process before it can work (CannotUseDatabase), which core/startup.py turns into one line."""
+
+from playhouse import db_url
+
+from gateway.core.config import masked_url
 
 
 class GatewayError(Exception):
@@ -86,3 +91,21 @@ class UndoRefused(GatewayError):
     def __init__(self, reason: str):
         super().__init__(f"the unsubscribe cannot be undone here: {reason}")
         self.reason = reason
+
+
+class CannotUseDatabase(Exception):
+    """The database MAILGW_DATABASE_URL names cannot be used: not there, not answering, or refusing us. The message is
+    the one line a process or command prints instead of a traceback: the setting (its password masked), the problem."""
+
+    def __init__(self, url: str, problem: str):
+        password = _password(url)
+        if password:  # a driver's message never quotes it today; should one, it is masked all the same
+            problem = problem.replace(password, "***")
+        super().__init__(f"MAILGW_DATABASE_URL={masked_url(url)}: {problem}")
+
+
+def _password(url: str) -> str:
+    try:
+        return str(db_url.parse(url).get("password") or "")
+    except Exception:  # a URL the driver cannot read has nothing it could quote
+        return ""

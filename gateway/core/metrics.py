@@ -1,6 +1,7 @@
 """What the gateway counts for Prometheus: the metric objects of its work (the guard, dispatch, SES, pacing), updated
-where the work happens. Status changes, which both processes make, are counted in ops/contact_metrics.py; the
-gRPC metrics are in rpc/metrics.py; the listener is process/exposition.py.
+where the work happens. Status changes, which both processes make, are counted in core/contact_metrics.py (the
+sidecar imports that module, not this one, so its /metrics shows none of these); the gRPC metrics are in
+rpc/metrics.py; the listener is process/exposition.py.
 
 Hot paths (a refused SendEmail is ~75 us of handler, SNS ingest ~1,000/s) take a label child that was bound once
 (`.labels()` costs ~2 us a call, an increment of a bound child ~0.3 us), so no update builds a label dict per call.
@@ -10,7 +11,7 @@ Every label's values come from a closed set (enums, the failure table); text fro
 from prometheus_client import Counter, Gauge
 
 from gateway.core.failures import SES_ERRORS, Failure
-from gateway.store.models import ContactStatus, MessageState
+from gateway.core.states import ContactStatus, MessageState
 
 # --- the guard ---------------------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from gateway.core.config import ConfigError, listen_address
-from gateway.store.database import CannotUseDatabase
+from gateway.core.errors import CannotUseDatabase
 
 log = logging.getLogger(__name__)
 

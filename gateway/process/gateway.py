@@ -16,6 +16,7 @@ from gateway.api.mailgateway.v1 import admin_pb2, admin_pb2_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core.config import Settings, host_port, listen_address
+from gateway.core.errors import CannotUseDatabase
 from gateway.core.logs import setup_logging
 from gateway.core.startup import AddressInUse, claim_address, claim_port_group, run
 from gateway.process import exposition
@@ -30,7 +31,6 @@ from gateway.sending.pause import Pause
 from gateway.ses.outbox import OutboxTransport
 from gateway.ses.suppression_list import SesSuppressionList
 from gateway.ses.transport import SesTransport
-from gateway.store.database import CannotUseDatabase
 from gateway.store.models import open_database
 from gateway.suppression.job import SuppressionJob
 

@@ -14,23 +14,12 @@ import peewee
 from playhouse import db_url, migrate
 from playhouse.pool import PooledPostgresqlDatabase
 
-from gateway.core.config import masked_url
+from gateway.core.errors import CannotUseDatabase
 
 log = logging.getLogger(__name__)
 database = peewee.DatabaseProxy()
 # The database did not answer (down, restarting, unreachable): a retry later may succeed.
 UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError)
-
-
-class CannotUseDatabase(Exception):
-    """The database MAILGW_DATABASE_URL names cannot be used: not there, not answering, or refusing us. The message is
-    the one line a process or command prints instead of a traceback: the setting (its password masked), the problem."""
-
-    def __init__(self, url: str, problem: str):
-        password = _password(url)
-        if password:  # a driver's message never quotes it today; should one, it is masked all the same
-            problem = problem.replace(password, "***")
-        super().__init__(f"MAILGW_DATABASE_URL={masked_url(url)}: {problem}")
 
 
 def database_problem(exc: Exception) -> str:
@@ -42,13 +31,6 @@ def database_problem(exc: Exception) -> str:
 
 
 _DRIVER_PREAMBLE = re.compile(r"^(connection to server (at|on) .*? failed: )?((FATAL|ERROR): +)?")
-
-
-def _password(url: str) -> str:
-    try:
-        return str(db_url.parse(url).get("password") or "")
-    except Exception:  # a URL the driver cannot read has nothing it could quote
-        return ""
 
 
 def utcnow() -> datetime.datetime:
