@@ -6,10 +6,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from support.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -98,30 +99,11 @@ def process(args: list[str], env: dict[str, str], ready=None):
                 raise RuntimeError(f"{args} did not start: {line!r}")
             port = int(line.split()[1])
         else:
-            deadline = time.monotonic() + 30
-            while not _ready(ready):
-                if child.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{args} did not become ready")
-                time.sleep(0.1)
+            wait_until(ready, child, timeout=30, interval=0.1)
         yield child, port
     finally:
         child.terminate()
         child.wait(30)
-
-
-def _ready(check) -> bool:
-    try:
-        return bool(check())
-    except Exception:
-        return False
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

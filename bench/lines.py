@@ -201,8 +201,8 @@ def wait_for_arrivals(ses_url: str, count: int, timeout: float = 120.0) -> list[
 
 def sns_ingest(profile: Profile, tmp: Path) -> list[Row]:
     """Line 4: signed bounces through POST /sns (certificate cached, SQLite) vs a bare JSON-parsing handler."""
-    from tests import ses_samples
-    from tests.sns_signing import TOPIC_ARN, SigningCertificate, signed_envelope
+    from support import ses_samples
+    from support.sns_signing import TOPIC_ARN, SigningCertificate, signed_envelope
 
     signer = SigningCertificate()
     pem = tmp / "sns.pem"

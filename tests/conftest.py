@@ -19,8 +19,8 @@ from gateway.core.config import Settings
 from gateway.dev.ses_standin import SesStandIn
 from gateway.process.gateway import Gateway, create_server
 from gateway.store.models import database
-from tests.moto_server import MotoServer
-from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
+from support.moto_server import MotoServer
+from support.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
 from tests.sqs_feedback import FeedbackTopic
 
 # A server where this user may create databases: each test run creates its own and drops it at the end, so two

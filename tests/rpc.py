@@ -48,14 +48,3 @@ def settled(stub, message_id: str, *, timeout: float = 20.0, waiting=IN_FLIGHT, 
         if found.state not in waiting or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
-
-
-def wait_until(condition, *, timeout: float = 20.0, interval: float = 0.05):
-    """Poll `condition()` until it returns something true; that value, or AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if value := condition():
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: {condition.__doc__ or condition}")
-        time.sleep(interval)

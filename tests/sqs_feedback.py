@@ -11,7 +11,7 @@ import boto3
 import psycopg2
 
 from gateway.store.models import Contact, FeedbackEvent, StatusChange, database
-from tests import ses_samples
+from support import ses_samples
 
 REGION = "us-east-1"
 

@@ -11,8 +11,8 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core.config import ConfigError
 from gateway.process.gateway import create_server
 from gateway.store.models import Message, database, open_database
+from support.tls_certs import CertificateAuthority
 from tests.rpc import error_info, rpc_failure, settled
-from tests.tls_certs import CertificateAuthority
 
 BILLING_TOKEN = "billing-token-0123456789abcdef"
 SIGNUP_TOKEN = "signup-token-0123456789abcdef"
@@ -226,7 +226,7 @@ def test_a_token_gateway_without_tls_on_a_public_address_stops_with_one_line(dat
 
 def test_cli_sends_with_a_token_over_tls(settings, pki, ses, database_url):
     """`mailgw send` against a protected gateway, configured the way an operator would."""
-    from tests.processes import free_port, start, wait_until
+    from support.processes import free_port, start, wait_until
 
     ca, cert, key, ca_path = pki
     address = f"localhost:{free_port()}"

@@ -115,8 +115,8 @@ def test_without_admin_callers_nobody_may_and_loopback_may_when_asked(make_gatew
 
 
 def test_a_client_certificate_names_an_admin_by_its_cn(make_gateway, tmp_path):
+    from support.tls_certs import CertificateAuthority
     from tests.admin_rpc import As
-    from tests.tls_certs import CertificateAuthority
 
     ca = CertificateAuthority()
     cert, key = ca.issue("mailgw.internal", server=True).write(tmp_path, "server")

@@ -19,8 +19,8 @@ import pytest
 from gateway.cli import parser
 from gateway.store.contacts import change_status
 from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database
+from support.processes import ROOT
 from tests.admin_rpc import BILLING_TOKEN, OPS_TOKEN, start_admin_gateway
-from tests.processes import ROOT
 
 BOM = "\ufeff".encode()
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")

@@ -9,9 +9,10 @@ from feedback_http.events import parse_ses_event
 from feedback_http.feedback import record_event
 from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.store.models import database
-from tests import ses_samples
+from support import ses_samples
+from support.processes import wait_until
 from tests.admin_rpc import BILLING_TOKEN, OPS_TOKEN, admin_stub, public_stub, start_admin_gateway
-from tests.rpc import error_info, rpc_failure, wait_until
+from tests.rpc import error_info, rpc_failure
 from tests.test_reputation import GUARD, NOT_SERVING, SERVING, dispatch_health, hard_bounce, mailgw, send_all
 
 

@@ -18,8 +18,8 @@ from feedback_http.sns import SnsVerifier, parse_envelope
 from gateway.aws.bootstrap import Bootstrap, Plan
 from gateway.aws.outcome import CREATED, DIFFERS, FIXED, OK, WOULD_CREATE, WOULD_FIX, Mode
 from gateway.store.models import ContactStatus
-from tests import ses_samples
-from tests.processes import ROOT, free_port
+from support import ses_samples
+from support.processes import ROOT, free_port
 
 CONFIGURATION_SET = "app-config"
 TOPIC = "app-config-feedback"

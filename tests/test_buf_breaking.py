@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.processes import ROOT
+from support.processes import ROOT
 
 PROTO = "protos/mailgateway/v1/mail_gateway.proto"
 

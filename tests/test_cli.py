@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from gateway.cli import parser
-from tests.processes import ROOT
-from tests.rpc import wait_until
+from support.processes import ROOT, wait_until
 
 
 @pytest.fixture

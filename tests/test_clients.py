@@ -18,7 +18,7 @@ from gateway.core.config import Settings
 from gateway.process.gateway import create_server
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, database
-from tests.processes import ROOT
+from support.processes import ROOT
 from tests.test_faults import postgres_proxy  # noqa: F401 (a fixture: PostgreSQL behind a proxy a test can cut)
 
 BUF = ["npx", "--yes", "@bufbuild/buf@1.75.0"]

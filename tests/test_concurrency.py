@@ -36,9 +36,9 @@ from gateway.store.models import (
     database,
     open_database,
 )
-from tests import ses_samples
-from tests.processes import free_port, start
-from tests.sns_signing import TOPIC_ARN, signed_envelope
+from support import ses_samples
+from support.processes import free_port, start
+from support.sns_signing import TOPIC_ARN, signed_envelope
 
 ADDRESSES = [f"Reader{i}@Example.org" for i in range(10)]
 # The suppressing feedback each address gets: Unsubscribe (one-click), permanent Bounce, Complaint. Every

@@ -17,11 +17,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from tests import ses_samples
-from tests.processes import free_port, start, wait_until
+from support import ses_samples
+from support.processes import free_port, start, wait_until
+from support.scrape import names, scrape_async, value
+from support.sns_signing import TOPIC_ARN, signed_envelope
 from tests.rpc import rpc_failure, settled
-from tests.scrape import names, scrape_async, value
-from tests.sns_signing import TOPIC_ARN, signed_envelope
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "ops" / "grafana" / "mail-gateway.json"
 GRAFANA_RANGES = ("$__rate_interval", "$__interval", "$__range")

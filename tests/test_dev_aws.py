@@ -14,9 +14,7 @@ import pytest
 from gateway.aws.bootstrap import CLIENT_CONFIG, LastAnswer, aws_errors
 from gateway.aws.outcome import BootstrapError
 from gateway.store.models import database, open_database
-from tests.processes import ROOT, drain, free_port, start
-from tests.processes import wait_until as wait_for_child
-from tests.rpc import wait_until
+from support.processes import ROOT, drain, free_port, start, wait_until
 from tests.sqs_feedback import applied
 
 CONFIGURATION_SET = "my-leads-now-config"  # bootstrap's default: the walk-through names none
@@ -38,7 +36,7 @@ class DevAws:
     def __init__(self, port: int):
         self.port = port
         self.process = start(["-m", "gateway.cli", "dev", "aws", "--port", str(port)], {})
-        wait_for_child(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, self.process)
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, self.process)
         self.banner: list[str] = []
         while len(exports := [line for line in self.banner if line.startswith("export ")]) < 5:
             line = self.process.stdout.readline()

@@ -16,9 +16,8 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.ses.transport import SesTransport
 from gateway.store.database import database, utcnow
 from gateway.store.models import Message
-from tests.processes import free_port, start
-from tests.processes import wait_until as ready
-from tests.rpc import IN_FLIGHT, error_info, message, rpc_failure, settled, wait_until
+from support.processes import free_port, start, wait_until
+from tests.rpc import IN_FLIGHT, error_info, message, rpc_failure, settled
 
 REQUEST = pb.SendEmailRequest(to="alice@example.org", subject="Hi", text_body="Hello")
 
@@ -347,7 +346,7 @@ def test_two_gateway_processes_on_one_database_share_one_rate(database_url, ses,
         for process, address in zip(gateways, addresses, strict=True):
             channel = grpc.insecure_channel(address)
             health = health_pb2_grpc.HealthStub(channel)
-            ready(lambda health=health: health.Check(health_pb2.HealthCheckRequest(), timeout=1), process)
+            wait_until(lambda health=health: health.Check(health_pb2.HealthCheckRequest(), timeout=1), process)
             stubs.append(pb_grpc.MailGatewayServiceStub(channel))
         ids = []
         for n in range(60):  # accepted by both, as a load balancer would spread them

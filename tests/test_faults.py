@@ -22,13 +22,12 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core.config import Settings
 from gateway.process.gateway import create_server
 from gateway.store.models import Contact, ContactStatus, FeedbackEvent, database, open_database
-from tests import ses_samples
+from support import ses_samples
+from support.processes import free_port, start, wait_until
+from support.sns_signing import TOPIC_ARN, signed_envelope
+from support.tcp_proxy import TcpProxy
 from tests.conftest import fresh_postgres
-from tests.processes import free_port, start, wait_until
 from tests.rpc import IN_FLIGHT, error_info, rpc_failure, settled
-from tests.rpc import wait_until as poll
-from tests.sns_signing import TOPIC_ARN, signed_envelope
-from tests.tcp_proxy import TcpProxy
 
 REQUEST = pb.SendEmailRequest(to="a@example.org", subject="Hi", text_body="Hello")
 
@@ -124,7 +123,7 @@ def test_ses_took_the_message_while_the_database_was_away_it_is_recorded_later_a
     try:
         accepted = stub.SendEmail(REQUEST, timeout=10)
         restore.start()
-        poll(lambda: ses.accepted)
+        wait_until(lambda: ses.accepted)
         ses.on_send = None
         restore.join()  # the database is back
         sent = settled(stub, accepted.message_id, timeout=30)
@@ -188,7 +187,7 @@ async def test_sigkill_mid_dispatch_loses_nothing(gateway_env, ses, make_sidecar
     first, stub = await asyncio.to_thread(start_gateway, gateway_env | {"MAILGW_DISPATCH_WORKERS": "4"})
     requests = [pb.SendEmailRequest(to=f"user{n}@example.org", subject="Hi", text_body="x") for n in range(12)]
     ids = [(await asyncio.to_thread(stub.SendEmail, request, timeout=5)).message_id for request in requests]
-    await asyncio.to_thread(poll, lambda: len(ses.accepted) == 4)
+    await asyncio.to_thread(wait_until, lambda: len(ses.accepted) == 4)
     first.kill()  # no cleanup of any kind
     await asyncio.to_thread(first.wait)
     in_flight = ses.accepted_ids()
@@ -197,9 +196,11 @@ async def test_sigkill_mid_dispatch_loses_nothing(gateway_env, ses, make_sidecar
     second, stub = await asyncio.to_thread(start_gateway, gateway_env)
     try:
         unknown = set(in_flight)
-        await asyncio.to_thread(
-            poll, lambda: {m for m in ids if settled(stub, m, timeout=0).state == pb.MESSAGE_STATE_UNKNOWN} == unknown
-        )
+
+        def interrupted() -> bool:
+            return {m for m in ids if settled(stub, m, timeout=0).state == pb.MESSAGE_STATE_UNKNOWN} == unknown
+
+        await asyncio.to_thread(wait_until, interrupted)
         sidecar = await make_sidecar()
         for message_id in in_flight[:2]:  # SES's Send events, through SNS, name the message by its tag
             event = ses_samples.send_event(tags={"message_id": message_id})

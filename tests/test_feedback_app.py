@@ -10,8 +10,8 @@ from gateway.core.logs import contact_ref
 from gateway.store import queue
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.models import Contact, ContactStatus, FeedbackEvent, Message, MessageState, StatusChange, database
-from tests import ses_samples
-from tests.sns_signing import TOPIC_ARN, signed_envelope
+from support import ses_samples
+from support.sns_signing import TOPIC_ARN, signed_envelope
 
 FOREIGN_TOPIC = "arn:aws:sns:us-east-1:999999999999:not-ours"
 

@@ -11,10 +11,10 @@ from feedback_http.metrics import METRICS_PORT
 from gateway.core.config import ConfigError
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.database import database
-from tests import ses_samples
-from tests.processes import free_port, start
-from tests.scrape import names, scrape_async, value
-from tests.sns_signing import signed_envelope
+from support import ses_samples
+from support.processes import free_port, start
+from support.scrape import names, scrape_async, value
+from support.sns_signing import signed_envelope
 
 FOREIGN_TOPIC = "arn:aws:sns:us-east-1:999999999999:not-ours"
 

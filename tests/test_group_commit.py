@@ -12,8 +12,8 @@ import pytest
 from feedback_http.writer import commit_group
 from gateway.store.contacts import change_status
 from gateway.store.models import Contact, ContactStatus, FeedbackEvent, database, open_database
-from tests import ses_samples
-from tests.sns_signing import signed_envelope
+from support import ses_samples
+from support.sns_signing import signed_envelope
 
 
 def bounce(signer, email: str) -> str:

@@ -36,9 +36,9 @@ from feedback_http.config import FeedbackSettings
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.models import Contact, ContactStatus, FeedbackEvent, StatusChange, database
-from tests import ses_samples
+from support import ses_samples
+from support.sns_signing import CERT_URL, SUBSCRIBE_URL, TOPIC_ARN, signed_envelope, sns_timestamp
 from tests.rpc import error_info, rpc_failure, settled
-from tests.sns_signing import CERT_URL, SUBSCRIBE_URL, TOPIC_ARN, signed_envelope, sns_timestamp
 
 # --- hypothesis profiles ---------------------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import pytest
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.core import addresses
 from gateway.store.models import Contact, Message, database
+from support.sns_signing import signed_envelope
 from tests.rpc import error_info, rpc_failure, settled
-from tests.sns_signing import signed_envelope
 
 
 def send_request(**overrides) -> pb.SendEmailRequest:

@@ -19,9 +19,9 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core.logs import contact_ref
 from gateway.store.contacts import change_status, get_or_create_contact
 from gateway.store.models import ContactStatus, database, open_database
-from tests.processes import ROOT, free_port, wait_until
+from support.processes import ROOT, free_port, wait_until
+from support.sns_signing import TOPIC_ARN
 from tests.rpc import rpc_failure, settled
-from tests.sns_signing import TOPIC_ARN
 
 TOKEN = "a-token-of-the-billing-service"
 BODY = "Your one-time code is 913472"

@@ -18,10 +18,9 @@ from gateway.process.gateway import create_server
 from gateway.store.contacts import change_status
 from gateway.store.database import database
 from gateway.store.models import ContactStatus, open_database
-from tests.processes import free_port, start
-from tests.processes import wait_until as wait_for_process
-from tests.rpc import rpc_failure, settled, wait_until
-from tests.scrape import scrape, value
+from support.processes import free_port, start, wait_until
+from support.scrape import scrape, value
+from tests.rpc import rpc_failure, settled
 
 SERVICE = "mailgateway.v1.MailGatewayService"
 SUPPRESSED = "gone@example.org"
@@ -197,7 +196,7 @@ def test_gateway_processes_are_served_as_one_metrics_page(tmp_path):
     }
     process = start(["-m", "gateway"], env)
     try:
-        wait_for_process(lambda: value(scrape(metrics_port), "mailgw_database_up") == 1, process)
+        wait_until(lambda: value(scrape(metrics_port), "mailgw_database_up") == 1, process)
         refused, deadline = 0, time.monotonic() + 30
         while refused < 12 and time.monotonic() < deadline:
             # A connection each, not grpcio's shared one: the kernel spreads connections over the copies. A copy

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from urllib.request import urlopen
 
-from tests.processes import ROOT, free_port, wait_until
+from support.processes import ROOT, free_port, wait_until
 from tests.test_startup import healthy
 
 BIN = Path(sys.executable).parent  # the environment running the tests has mailgw installed beside its python

@@ -28,10 +28,10 @@ from gateway.store import reputation as store
 from gateway.store.contacts import ensure_recipient
 from gateway.store.database import database, utcnow
 from gateway.store.models import Message, MessageState, ReputationLevel, open_database
-from tests import ses_samples
-from tests.processes import ROOT
-from tests.rpc import message, settled, wait_until
-from tests.sns_signing import signed_envelope
+from support import ses_samples
+from support.processes import ROOT, wait_until
+from support.sns_signing import signed_envelope
+from tests.rpc import message, settled
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 PAUSED, SLOWED, NORMAL = ReputationLevel.PAUSED, ReputationLevel.SLOWED, ReputationLevel.NORMAL

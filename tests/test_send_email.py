@@ -9,7 +9,8 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.core.logs import contact_ref
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, StatusChange, database
-from tests.rpc import error_info, rpc_failure, settled, wait_until
+from support.processes import wait_until
+from tests.rpc import error_info, rpc_failure, settled
 
 
 def send_request(**overrides) -> pb.SendEmailRequest:

@@ -12,8 +12,8 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core.config import ConfigError, Settings
 from gateway.process.gateway import create_server
 from gateway.store.models import Message, MessageState, database, open_database
+from support.processes import free_port, start, wait_until
 from tests import rpc
-from tests.processes import free_port, start, wait_until
 from tests.rpc import settled
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from feedback_http.events import MalformedEvent, RecipientOutcome, parse_ses_event
 from gateway.store.models import ContactStatus
-from tests import ses_samples as samples
-from tests.ses_samples import bounced_recipient, message
+from support import ses_samples as samples
+from support.ses_samples import bounced_recipient, message
 
 BOUNCED, COMPLAINED, UNSUBSCRIBED = ContactStatus.BOUNCED, ContactStatus.COMPLAINED, ContactStatus.UNSUBSCRIBED
 CONTACT_ID = "qJIc0f3Xk9aB1cD2eF3gH4"  # the shape of a real one: 22 URL-safe characters

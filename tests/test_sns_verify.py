@@ -22,7 +22,7 @@ from feedback_http.sns import (
     VerificationFailed,
     parse_envelope,
 )
-from tests.sns_signing import (
+from support.sns_signing import (
     CERT_URL,
     SUBSCRIBE_URL,
     TOPIC_ARN,

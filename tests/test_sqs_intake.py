@@ -15,11 +15,11 @@ from aiohttp import web
 from feedback_http.app import create_app
 from feedback_http.config import FeedbackSettings
 from gateway.core.config import ConfigError
-from tests import ses_samples
-from tests.rpc import wait_until
-from tests.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate, signed_envelope, sns_timestamp
+from support import ses_samples
+from support.processes import wait_until
+from support.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate, signed_envelope, sns_timestamp
+from support.tcp_proxy import TcpProxy
 from tests.sqs_feedback import WriteLock, applied, bounces_and_complaints
-from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture

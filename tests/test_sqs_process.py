@@ -9,8 +9,7 @@ import time
 import pytest
 
 from gateway.store.models import open_database
-from tests.processes import ROOT, drain, free_port, start
-from tests.rpc import wait_until
+from support.processes import ROOT, drain, free_port, start, wait_until
 from tests.sqs_feedback import WriteLock, applied, bounces_and_complaints
 
 

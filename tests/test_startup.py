@@ -20,8 +20,8 @@ from gateway.core.config import Settings, masked_url
 from gateway.process.gateway import create_server
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, database, open_database
+from support.processes import ROOT, free_port, start, wait_until
 from tests.conftest import POSTGRES_SERVER_URL
-from tests.processes import ROOT, free_port, start, wait_until
 from tests.rpc import error_info, rpc_failure
 
 REQUEST = pb.SendEmailRequest(to="gone@example.org", subject="Hi", text_body="Hello")

@@ -8,8 +8,8 @@ import psycopg2
 
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.models import Contact, database, open_database
+from support.processes import ROOT
 from tests.conftest import POSTGRES_SERVER_URL, RUN_DATABASE_PREFIX, fresh_postgres
-from tests.processes import ROOT
 
 
 def run_databases() -> set[str]:

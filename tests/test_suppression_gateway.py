@@ -13,9 +13,9 @@ from gateway.ses.suppression_list import SesSuppressionList
 from gateway.store.contacts import change_status
 from gateway.store.models import Contact, ContactStatus, MessageState, SesListIntent, database
 from gateway.suppression.sync import SuppressionSync
-from tests import ses_samples
-from tests.rpc import wait_until
-from tests.sns_signing import signed_envelope
+from support import ses_samples
+from support.processes import wait_until
+from support.sns_signing import signed_envelope
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 # The diagnostic SES gives a bounce of subtype OnAccountSuppressionList.

@@ -18,7 +18,7 @@ from gateway.store.database import unit_of_work
 from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
 from gateway.suppression.reactivate import Reactivation, SesRemoval, reactivate
 from gateway.suppression.sync import SuppressionSync
-from tests.processes import ROOT
+from support.processes import ROOT
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 DELETE = "DeleteSuppressedDestination"

@@ -15,8 +15,8 @@ from gateway.store.contacts import change_status
 from gateway.store.database import unit_of_work
 from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
 from gateway.suppression.sync import OVERLAP, SYNC_ACTOR, LeaseHeld, SuppressionSync
-from tests import ses_samples
-from tests.sns_signing import signed_envelope
+from support import ses_samples
+from support.sns_signing import signed_envelope
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 LIST = "ListSuppressedDestinations"

@@ -18,7 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.models import Contact, ContactStatus, StatusChange, database, open_database
-from tests.processes import free_port, start, wait_until
+from support.processes import free_port, start, wait_until
 
 # A long domain without a hyphen (where a browser would break a line anyway): the address must wrap, not widen the page.
 ADDRESS = "reader@mail.departmentofcustomercorrespondence.exampleorganisation.org"

@@ -16,9 +16,9 @@ from gateway.core.errors import UndoRefused
 from gateway.core.logs import contact_ref
 from gateway.store.contacts import RECIPIENT, change_status, get_or_create_contact
 from gateway.store.models import Contact, ContactStatus, StatusChange, database, open_database
-from tests import ses_samples
-from tests.processes import free_port
-from tests.sns_signing import signed_envelope
+from support import ses_samples
+from support.processes import free_port
+from support.sns_signing import signed_envelope
 from tests.test_startup import one_line, refused_at_start
 
 READER = "reader@example.com"

@@ -3,7 +3,7 @@
 import json
 import urllib.request
 
-from tests.processes import drain, free_port, start, wait_until
+from support.processes import drain, free_port, start, wait_until
 
 
 class MotoServer:

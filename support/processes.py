@@ -30,20 +30,26 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def wait_until(ready, process: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Poll `ready()` until it returns true; fail with the child's output if it exits or time runs out."""
+def wait_until(condition, process: subprocess.Popen | None = None, *, timeout: float = 20.0, interval: float = 0.05):
+    """Poll `condition()` until it returns something true, and return that. With a child `process` (waiting for a
+    server to be ready), its exceptions mean "not yet" and the child exiting fails at once with its output; without
+    one, they propagate. AssertionError (with the child's output) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
+    while True:
+        if process is not None and process.poll() is not None:
             raise AssertionError(f"process exited with {process.returncode}:\n{process.stdout.read()}")
         try:
-            if ready():
-                return
+            if value := condition():
+                return value
         except Exception:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"process not ready after {timeout}s:\n{process.communicate()[0]}")
+            if process is None:
+                raise
+        if time.monotonic() > deadline:
+            if process is None:
+                raise AssertionError(f"not true after {timeout} s: {condition.__doc__ or condition}")
+            process.kill()
+            raise AssertionError(f"process not ready after {timeout}s:\n{process.communicate()[0]}")
+        time.sleep(interval)
 
 
 def drain(process: subprocess.Popen, *, keep: int | None = None) -> collections.deque:
