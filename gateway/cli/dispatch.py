@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(operator: str, reason: str) -> int:
     from gateway.core.errors import InvalidRequest, NothingToResume
+    from gateway.core.loops import PRODUCTION
     from gateway.sending import reputation
 
     try:
@@ -83,7 +84,7 @@ def _resume(operator: str, reason: str) -> int:
         return 1
     print(f"dispatch resumed; it was {ended.level.value}: {ended.reason} ({ended.detail})")
     print(
-        f"  every dispatching gateway follows within {reputation.FOLLOW_SECONDS:g} s; the sends before now are not "
+        f"  every dispatching gateway follows within {PRODUCTION.follow_seconds:g} s; the sends before now are not "
         "judged again"
     )
     return 0

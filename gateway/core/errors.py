@@ -3,13 +3,14 @@ process before it can work (CannotUseDatabase), which core/startup.py turns into
 
 from playhouse import db_url
 
+from gateway.core import failures
 from gateway.core.config import masked_url
 
 
 class GatewayError(Exception):
     """Base of the errors a caller is told about; `reason` is the ErrorInfo reason (AIP-193)."""
 
-    reason = "INTERNAL"
+    reason = failures.INTERNAL
     retry_after: float | None = None  # seconds, for a RetryInfo detail: the call may be repeated after that
 
     def __init__(self, message: str, **metadata: str):
@@ -21,7 +22,7 @@ class GatewayError(Exception):
 class InvalidRequest(GatewayError):
     """One or more request fields are invalid; `violations` maps field name to description."""
 
-    reason = "INVALID_REQUEST"
+    reason = failures.INVALID_REQUEST
 
     def __init__(self, violations: dict[str, str]):
         super().__init__("invalid request: " + "; ".join(f"{f}: {d}" for f, d in violations.items()))
@@ -31,7 +32,7 @@ class InvalidRequest(GatewayError):
 class RequestIdReused(InvalidRequest):
     """A request_id was sent again with a different message."""
 
-    reason = "REQUEST_ID_REUSED"
+    reason = failures.REQUEST_ID_REUSED
 
     def __init__(self):
         super().__init__({"request_id": "already used for a different message; use a new request_id"})
@@ -40,44 +41,44 @@ class RequestIdReused(InvalidRequest):
 class RecipientSuppressed(GatewayError):
     """The recipient unsubscribed, bounced or complained: nothing was sent."""
 
-    reason = "RECIPIENT_SUPPRESSED"
+    reason = failures.RECIPIENT_SUPPRESSED
 
 
 class ContactNotFound(GatewayError):
     """No contact has that address or id."""
 
-    reason = "CONTACT_NOT_FOUND"
+    reason = failures.CONTACT_NOT_FOUND
 
 
 class MessageNotFound(GatewayError):
     """The caller sent no message with that id."""
 
-    reason = "MESSAGE_NOT_FOUND"
+    reason = failures.MESSAGE_NOT_FOUND
 
 
 class NothingToResume(GatewayError):
     """Dispatch is neither paused nor slowed by the reputation guard: a resume changes nothing."""
 
-    reason = "DISPATCH_NOT_PAUSED"
+    reason = failures.DISPATCH_NOT_PAUSED
 
 
 class Unauthenticated(GatewayError):
     """The call carries no valid credentials."""
 
-    reason = "UNAUTHENTICATED"
+    reason = failures.UNAUTHENTICATED
 
 
 class DatabaseUnavailable(GatewayError):
     """The database did not answer; the same call may be repeated (AIP-194)."""
 
-    reason = "DATABASE_UNAVAILABLE"
+    reason = failures.DATABASE_UNAVAILABLE
     retry_after = 1.0
 
 
 class AdminCallerRequired(GatewayError):
     """The caller is not one of the admin callers (MAILGW_ADMIN_CALLERS)."""
 
-    reason = "ADMIN_CALLER_REQUIRED"
+    reason = failures.ADMIN_CALLER_REQUIRED
 
 
 class UndoRefused(GatewayError):

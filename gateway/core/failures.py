@@ -95,8 +95,10 @@ NOT_SENT_ERRORS: dict[type[Exception], str] = {
 }
 # The request left and no answer came: SES may have the message.
 NO_ANSWER_ERRORS = (ReadTimeoutError, urllib3.exceptions.ReadTimeoutError)
-# The SES texts that tell the two throttles apart (developer guide, "Errors related to sending quotas").
+# The SES texts that tell the two throttles apart (developer guide, "Errors related to sending quotas"); the daily one
+# pauses dispatch, as a counted quota that is spent does (sending/pause.py).
 DAILY_QUOTA_TEXT = "daily message quota"
+SES_DAILY_QUOTA_EXCEEDED = "SES_DAILY_QUOTA_EXCEEDED"
 
 
 def classify_ses_error(exc: Exception) -> Failure:
@@ -120,7 +122,7 @@ def classify_ses_answer(http_status: int, code: str, text: str) -> Failure:
     code = storable_code(code)
     outcome, reason = SES_ERRORS.get(code, (None, ""))
     if reason == "SES_THROTTLED" and DAILY_QUOTA_TEXT in text.lower():
-        outcome, reason = PAUSE, "SES_DAILY_QUOTA_EXCEEDED"
+        outcome, reason = PAUSE, SES_DAILY_QUOTA_EXCEEDED
     elif code == "MessageRejected" and "not verified" in text.lower():
         reason = "SES_IDENTITY_NOT_VERIFIED"
     elif outcome is None:
@@ -139,17 +141,58 @@ RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 600.0  # SES's advice after a throttle: wait up to 10 minutes
 
 
-def retry_delay(attempt: int) -> float:
+def retry_delay(attempt: int, base: float = RETRY_BASE_SECONDS) -> float:
     """When to try a "not sent, retry" message again, after its attempt n: exponential backoff with jitter,
-    between half and all of min(1 s x 2^(n-1), 10 min)."""
-    ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    between half and all of min(base x 2^(n-1), 10 min); base 1 s (tests inject less: core/loops.Timings)."""
+    ceiling = min(RETRY_CAP_SECONDS, base * 2 ** (attempt - 1))
     return random.uniform(ceiling / 2, ceiling)
 
 
-# Failures the gateway itself decides, beside SES's.
-LEASE_EXPIRED = Failure(MAYBE_SENT, "DISPATCH_INTERRUPTED", detail="the dispatcher holding it stopped mid-send")
-RECIPIENT_SUPPRESSED = "RECIPIENT_SUPPRESSED"
+# --- the gateway's own reasons, beside SES's ---------------------------------------------------------------------
+
+# Failures of a message the gateway decides itself (GetMessage's last_error.reason).
+RECIPIENT_SUPPRESSED = "RECIPIENT_SUPPRESSED"  # the guard refused it at dispatch
 MESSAGE_EXPIRED = "MESSAGE_EXPIRED"
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # also an RPC's answer (below)
+INTERNAL = "INTERNAL"  # a bug: logged with its traceback
 # The database refused to store an attempt's outcome as it was (a value it cannot hold): the message keeps the state
 # that outcome led to, with this reason instead of SES's details, so it is neither lost nor sent again.
 OUTCOME_NOT_STORED = "OUTCOME_NOT_STORED"
+# Why dispatch pauses, beside SES's PAUSE reasons above: the reputation guard's rates.
+REPUTATION_BOUNCE_RATE = "REPUTATION_BOUNCE_RATE"
+REPUTATION_COMPLAINT_RATE = "REPUTATION_COMPLAINT_RATE"
+
+LEASE_EXPIRED = Failure(MAYBE_SENT, "DISPATCH_INTERRUPTED", detail="the dispatcher holding it stopped mid-send")
+NOT_DISPATCHED = Failure(RETRY, DATABASE_UNAVAILABLE)  # the guard could not look: nothing was sent
+DISPATCH_FAILED = Failure(RETRY, INTERNAL, detail="the gateway failed to dispatch it")  # a bug before the send
+# A bug in the transport: the request may have left.
+TRANSPORT_FAILED = Failure(MAYBE_SENT, INTERNAL, detail="the transport failed unexpectedly")
+EXPIRED = Failure(RETRY, MESSAGE_EXPIRED)
+
+
+def recipient_suppressed(status: str) -> Failure:
+    """The guard's refusal at dispatch: the recipient unsubscribed, bounced or complained since acceptance."""
+    return Failure(REFUSED, RECIPIENT_SUPPRESSED, detail=f"the recipient is {status}")
+
+
+# Every ErrorInfo reason an RPC answers with, and the gRPC status code it comes with (the README's "Errors" table);
+# rpc/status.py answers by this table, core/errors.py names the reasons.
+INVALID_REQUEST = "INVALID_REQUEST"
+REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+CONTACT_NOT_FOUND = "CONTACT_NOT_FOUND"
+MESSAGE_NOT_FOUND = "MESSAGE_NOT_FOUND"
+DISPATCH_NOT_PAUSED = "DISPATCH_NOT_PAUSED"
+UNAUTHENTICATED = "UNAUTHENTICATED"
+ADMIN_CALLER_REQUIRED = "ADMIN_CALLER_REQUIRED"
+RPC_CODES = {  # reason -> the name of its google.rpc.Code
+    INVALID_REQUEST: "INVALID_ARGUMENT",
+    REQUEST_ID_REUSED: "INVALID_ARGUMENT",
+    RECIPIENT_SUPPRESSED: "FAILED_PRECONDITION",
+    DISPATCH_NOT_PAUSED: "FAILED_PRECONDITION",
+    CONTACT_NOT_FOUND: "NOT_FOUND",
+    MESSAGE_NOT_FOUND: "NOT_FOUND",
+    UNAUTHENTICATED: "UNAUTHENTICATED",
+    ADMIN_CALLER_REQUIRED: "PERMISSION_DENIED",
+    DATABASE_UNAVAILABLE: "UNAVAILABLE",
+    INTERNAL: "INTERNAL",
+}

@@ -18,6 +18,7 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core.config import Settings, host_port, listen_address
 from gateway.core.errors import CannotUseDatabase
 from gateway.core.logs import setup_logging
+from gateway.core.loops import PRODUCTION, Loop, Timings
 from gateway.core.startup import AddressInUse, claim_address, claim_port_group, run
 from gateway.process import exposition
 from gateway.rpc.admin_service import MailGatewayAdminServicer
@@ -61,6 +62,11 @@ class Gateway:
     suppression: SuppressionJob | None = None  # the SES suppression-list sync (MAILGW_SES_SUPPRESSION_SYNC_SECONDS)
     metrics: exposition.MetricsListener | None = None  # MAILGW_METRICS_ADDR; None when unset (or in a copy)
 
+    @property
+    def loops(self) -> list[Loop]:
+        """Every background loop this process runs (core/loops.py), in the order they start."""
+        return (self.dispatcher.loops if self.dispatcher else []) + (self.suppression.loops if self.suppression else [])
+
     def start(self) -> None:
         self.server.start()
         if self.dispatcher is not None:
@@ -69,6 +75,8 @@ class Gateway:
             self.dispatcher.start()
         if self.suppression is not None:
             self.suppression.start()
+        if self.loops:
+            log.info("background loops: %s", ", ".join(f"{loop.name} (every {loop.every:g} s)" for loop in self.loops))
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new RPCs and stop claiming; in-flight RPCs and sends get `grace` seconds to finish."""
@@ -83,8 +91,15 @@ class Gateway:
             self.metrics.stop()
 
 
-def create_server(settings: Settings, *, transport: Transport | None = None, shared_port: bool = False) -> Gateway:
-    """A gateway ready to start, bound to settings.grpc_addr; port 0 picks a free port.
+def create_server(
+    settings: Settings,
+    *,
+    transport: Transport | None = None,
+    shared_port: bool = False,
+    timings: Timings = PRODUCTION,
+) -> Gateway:
+    """A gateway ready to start, bound to settings.grpc_addr; port 0 picks a free port. `timings`: the periods of its
+    loops and backoffs (core/loops.py; tests pass shorter ones).
 
     The port has one owner: it must be free (AddressInUse otherwise), unless `shared_port`, which only the copies
     of one `MAILGW_GRPC_PROCESSES` group pass, after their parent claimed the port for them (serve_processes).
@@ -106,10 +121,11 @@ def create_server(settings: Settings, *, transport: Transport | None = None, sha
             Pacer(transport, settings.send_rate),
             settings,
             on_pause=lambda pause: report_pause(health_servicer, pause),
+            timings=timings,
         )
     suppression = None
     if settings.transport == "ses" and settings.dispatch_workers and settings.ses_suppression_sync_seconds:
-        suppression = SuppressionJob(settings)
+        suppression = SuppressionJob(settings, timings=timings)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
         options=[("grpc.so_reuseport", int(shared_port))],

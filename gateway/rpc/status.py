@@ -9,23 +9,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway.core import errors
+from gateway.core.failures import RPC_CODES
 from gateway.store.database import UNAVAILABLE, unit_of_work
 
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "mailgateway"
-
-STATUS_CODES = [  # most specific class first
-    (errors.InvalidRequest, code_pb2.INVALID_ARGUMENT),
-    (errors.RecipientSuppressed, code_pb2.FAILED_PRECONDITION),
-    (errors.NothingToResume, code_pb2.FAILED_PRECONDITION),
-    (errors.Unauthenticated, code_pb2.UNAUTHENTICATED),
-    (errors.AdminCallerRequired, code_pb2.PERMISSION_DENIED),
-    (errors.ContactNotFound, code_pb2.NOT_FOUND),
-    (errors.MessageNotFound, code_pb2.NOT_FOUND),
-    (errors.DatabaseUnavailable, code_pb2.UNAVAILABLE),
-    (errors.GatewayError, code_pb2.INTERNAL),
-]
 
 
 def rich_status(error: errors.GatewayError) -> grpc.Status:
@@ -38,7 +27,7 @@ def rich_status(error: errors.GatewayError) -> grpc.Status:
 def _status(kind: type, reason: str, message: str, metadata: tuple, violations: tuple | None) -> grpc.Status:
     """Built once per distinct error: a recipient refused again and again gets the same status (all parts are
     bounded strings), and building one costs ~20 us."""
-    code = next(code for cls, code in STATUS_CODES if issubclass(kind, cls))
+    code = getattr(code_pb2, RPC_CODES[reason])  # the one table of reasons and their codes (core/failures.py)
     details = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata))]
     if violations is not None:
         field_violations = [

@@ -18,14 +18,18 @@ from typing import Protocol
 from gateway.core import metrics
 from gateway.core.config import Settings
 from gateway.core.failures import (
-    MESSAGE_EXPIRED,
-    RECIPIENT_SUPPRESSED,
+    DISPATCH_FAILED,
+    EXPIRED,
+    NOT_DISPATCHED,
+    TRANSPORT_FAILED,
     Failure,
     Outcome,
     SendFailed,
+    recipient_suppressed,
     retry_delay,
 )
 from gateway.core.logs import contact_ref, masked
+from gateway.core.loops import PRODUCTION, Loop, Timings
 from gateway.sending import guard
 from gateway.sending.compose import compose, unsubscribe_url
 from gateway.sending.housekeeping import Housekeeper
@@ -41,7 +45,6 @@ from gateway.store.models import MessageState
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.5  # an idle dispatcher looks for due messages this often (at once when its own process accepts one)
 BATCH = 16  # messages claimed in one statement, at most
 
 
@@ -65,10 +68,12 @@ class Dispatcher:
         settings: Settings,
         *,
         on_pause: Callable[[Pause | None], None] = lambda pause: None,
+        timings: Timings = PRODUCTION,
     ):
         self._transport = transport
         self._pacer = pacer
         self._settings = settings
+        self._timings = timings
         self._sender_name = settings.sender_name  # every footer names it; derived once, not per message
         self._worker_id = f"{socket.gethostname()}:{os.getpid()}"[:64]
         # Messages this process holds (claimed, handed to a worker or being sent): one per worker, never more, so a
@@ -83,19 +88,35 @@ class Dispatcher:
         self._recorder = Recorder()
         self._wake = threading.Event()
         self._gate = PauseGate(settings.pause_probe_seconds, on_pause)
-        self._threads: list[threading.Thread] = []
         self._workers: list[threading.Thread] = []
-        self._housekeeper = Housekeeper(
+        housekeeper = Housekeeper(
             pacer,
             unknown_resend_seconds=settings.unknown_resend_seconds,
             max_message_age_seconds=settings.max_message_age_seconds,
             retention_days=settings.message_retention_days,
             paused=lambda: self._gate.current is not None,
+            timings=timings,
+            stopping=self._stopping,
         )
+        background = {"stopping": self._stopping, "quiet": UNAVAILABLE}
+        # This process's loops (process/gateway.py lists them with the rest): claiming, housekeeping, the guard.
+        self.loops = [
+            Loop("dispatch-claim", self._claim_once, every=timings.poll_seconds, wake=self._wake, **background),
+            Loop("dispatch-housekeeping", housekeeper.step, every=timings.sweep_seconds, **background),
+        ]
         self.reputation: ReputationGuard | None = None  # read by metrics: .reading
         if settings.reputation_guard:
             limits = Limits.from_settings(settings)
-            self.reputation = ReputationGuard(limits, settings.reputation_check_seconds, pacer=pacer, gate=self._gate)
+            self.reputation = ReputationGuard(
+                limits,
+                settings.reputation_check_seconds,
+                pacer=pacer,
+                gate=self._gate,
+                follow_seconds=timings.follow_seconds,
+            )
+            self.loops.append(
+                Loop("dispatch-reputation", self.reputation.step, every=timings.follow_seconds, **background)
+            )
 
     @property
     def pause(self) -> Pause | None:
@@ -106,24 +127,15 @@ class Dispatcher:
             self._pacer.start()
             if self.reputation is not None:
                 self.reputation.start()  # before the first claim: a stored pause holds from the start
-        self._threads = [
-            threading.Thread(target=self._claim_loop, name="dispatch-claim", daemon=True),
-            threading.Thread(
-                target=self._housekeeper.run, args=(self._stopping,), name="dispatch-housekeeping", daemon=True
-            ),
-        ]
-        if self.reputation is not None:
-            guard = threading.Thread(
-                target=self.reputation.run, args=(self._stopping,), name="dispatch-reputation", daemon=True
-            )
-            self._threads.append(guard)
         self._workers = [
             threading.Thread(target=self._work_loop, name=f"dispatch-{i}", daemon=True)
             for i in range(self._settings.dispatch_workers)
         ]
         self._recorder.start()
-        for thread in self._threads + self._workers:
-            thread.start()
+        for worker in self._workers:
+            worker.start()
+        for loop in self.loops:
+            loop.start()
 
     def wake(self) -> None:
         """A message was just accepted here: look now rather than at the next poll."""
@@ -137,8 +149,8 @@ class Dispatcher:
         self._wake.set()
         with self._room:
             self._room.notify_all()
-        for thread in self._threads:
-            thread.join(max(1.0, deadline - time.monotonic()))
+        for loop in self.loops:
+            loop.join(max(1.0, deadline - time.monotonic()))
         unstarted = []
         while True:
             try:
@@ -156,28 +168,15 @@ class Dispatcher:
 
     # --- claiming ----------------------------------------------------------------------------------------
 
-    def _claim_loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                idle_for = self._claim_once()
-            except UNAVAILABLE as exc:
-                log.warning("dispatch cannot reach the database: %s", type(exc).__name__)
-                idle_for = 1.0
-            except Exception:
-                log.exception("dispatch failed to claim; trying again")
-                idle_for = 1.0
-            if idle_for:
-                self._wake.wait(idle_for)
-                self._wake.clear()
-
     def _claim_once(self) -> float:
-        """Claim what may be sent now; how long to wait before the next look (0: look again at once)."""
+        """One turn of the claim loop: claim what may be sent now; how long to wait before the next look (0: look
+        again at once)."""
         room = self._wait_for_room()
         if room == 0:
             return 0.0
         limit = min(room, self._gate.claim_limit(BATCH, self._quota_freed))  # asked after the wait: a pause may
         if limit == 0:  # have begun meanwhile
-            return min(POLL_SECONDS, max(0.01, self._gate.seconds_to_probe()))
+            return min(self._timings.poll_seconds, max(0.01, self._gate.seconds_to_probe()))
         claimed: list[queue.Claimed] = []
 
         def claim(granted: int) -> int:
@@ -196,9 +195,9 @@ class Dispatcher:
             self._held += len(claimed)
         if grant.quota_spent:
             self._gate.shut(Pause(DAILY_QUOTA, "SES's 24-hour sending quota is used up"))
-            return POLL_SECONDS
+            return self._timings.poll_seconds
         if not claimed:  # no token yet (wait for one), or nothing due (poll)
-            return min(POLL_SECONDS, grant.wait) if grant.wait else POLL_SECONDS
+            return min(self._timings.poll_seconds, grant.wait) if grant.wait else self._timings.poll_seconds
         self._gate.probing_with(claimed[0].pk)
         for message in claimed:
             self._work.put(message)
@@ -210,7 +209,7 @@ class Dispatcher:
         with self._room:
             self._room.wait_for(
                 lambda: self._capacity - self._held >= self._min_batch or self._held == 0 or self._stopping.is_set(),
-                timeout=POLL_SECONDS,
+                timeout=self._timings.poll_seconds,
             )
             return 0 if self._stopping.is_set() else self._capacity - self._held
 
@@ -241,14 +240,14 @@ class Dispatcher:
                     type(exc).__name__,
                     extra={"message_id": message.message_id},
                 )
-                self._record_failure(message, Failure(Outcome.RETRY, "DATABASE_UNAVAILABLE"), attempted=False)
+                self._record_failure(message, NOT_DISPATCHED, attempted=False)
             except Exception:  # a bug before the send: nothing was sent
                 log.exception(
                     "dispatch of %s failed unexpectedly; it is retried later",
                     message.message_id,
                     extra={"message_id": message.message_id},
                 )
-                failure = Failure(Outcome.RETRY, "INTERNAL", detail="the gateway failed to dispatch it")
+                failure = DISPATCH_FAILED
                 self._record_failure(message, failure, attempted=False)
             finally:
                 self._gate.after_attempt(message.pk, failure, reached)
@@ -257,8 +256,7 @@ class Dispatcher:
     def _deliver(self, message: queue.Claimed) -> tuple[Failure | None, Reached]:
         """Guard, compose, send, hand the outcome to the recorder; the failure (None: sent) and how far it got."""
         if self._too_old(message):
-            expired = Failure(Outcome.RETRY, MESSAGE_EXPIRED)
-            self._record(message, self._expired_state(message), expired, attempted=False)
+            self._record(message, self._expired_state(message), EXPIRED, attempted=False)
             return None, Reached.NOT_TRIED
         with unit_of_work():
             contact = guard.recheck(message.contact_pk)  # right before the SES call, as the database holds it now
@@ -267,7 +265,7 @@ class Dispatcher:
             metrics.guard_refused(contact.status if contact else None, "dispatch")
             work = {"message_id": message.message_id, "contact": contact_ref(contact.contact_id) if contact else ""}
             log.info("dispatch refused %s: the recipient is %s now", message.message_id, status, extra=work)
-            failure = Failure(Outcome.REFUSED, RECIPIENT_SUPPRESSED, detail=f"the recipient is {status}")
+            failure = recipient_suppressed(status)
             self._record(message, MessageState.SUPPRESSED, failure, attempted=False)
             return None, Reached.NOT_TRIED
 
@@ -287,7 +285,7 @@ class Dispatcher:
                 message.message_id,
                 extra={"message_id": message.message_id},
             )
-            failure = Failure(Outcome.MAYBE_SENT, "INTERNAL", detail="the transport failed unexpectedly")
+            failure = TRANSPORT_FAILED
         else:
             # SES has it: from here on only the bookkeeping is retried (recorder.py), never the send.
             self._recorder.put(queue.AttemptOutcome(message.pk, MessageState.SENT, ses_message_id=ses_message_id))
@@ -322,7 +320,7 @@ class Dispatcher:
         if failure.outcome is Outcome.RETRY or failure.outcome is Outcome.PAUSE:
             # A pause backs its message off too: a refusal of one sender's messages only (an IAM condition on the
             # sender, say) must not bring that message back at every probe.
-            due = now + datetime.timedelta(seconds=retry_delay(message.attempts + 1))
+            due = now + datetime.timedelta(seconds=retry_delay(message.attempts + 1, self._timings.retry_base_seconds))
             state = self._expired_state(message) if self._too_old(message, at=due) else MessageState.QUEUED
             self._record(message, state, failure, due_at=due, attempted=attempted)
             if failure.outcome is Outcome.PAUSE:

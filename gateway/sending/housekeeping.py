@@ -8,15 +8,13 @@ import time
 from collections.abc import Callable
 
 from gateway.core.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
+from gateway.core.loops import PRODUCTION, Timings
 from gateway.sending.pacing import Pacer
 from gateway.store import queue
-from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow
+from gateway.store.database import unit_of_work, utcnow
 
 log = logging.getLogger(__name__)
 
-SWEEP_SECONDS = 1.0
-ACCOUNT_REFRESH_SECONDS = 300.0
-PURGE_SECONDS = 3600.0
 PURGE_SLICE_SECONDS = 0.5  # purging between two sweeps, at most: a long purge does not hold up expired leases
 
 
@@ -31,34 +29,31 @@ class Housekeeper:
         max_message_age_seconds: float,
         retention_days: float,
         paused: Callable[[], bool],
+        timings: Timings = PRODUCTION,
+        stopping: threading.Event | None = None,
     ):
         self._pacer = pacer
         self._resend = datetime.timedelta(seconds=unknown_resend_seconds)
         self._max_age = datetime.timedelta(seconds=max_message_age_seconds)
         self._retention = datetime.timedelta(days=retention_days)
         self._paused = paused
+        self._timings = timings
+        self._stopping = stopping or threading.Event()
+        self._next_refresh = time.monotonic() + timings.quota_refresh_seconds
+        self._next_purge = time.monotonic()  # at start, then every purge_seconds
 
-    def run(self, stopping: threading.Event) -> None:
-        """Sweep every second until `stopping` is set; purge at start, then hourly, a slice of batches between two
-        sweeps; re-read SES's quotas every five minutes (a paused dispatch probes them itself)."""
-        next_refresh = time.monotonic() + ACCOUNT_REFRESH_SECONDS
-        next_purge = time.monotonic()
-        while True:
-            try:
-                with unit_of_work():
-                    self.sweep()
-                    if time.monotonic() >= next_purge and self.purge(stopping, PURGE_SLICE_SECONDS):
-                        next_purge = time.monotonic() + PURGE_SECONDS
-                if time.monotonic() >= next_refresh and not self._paused():
-                    with unit_of_work():
-                        self._pacer.refresh()
-                    next_refresh = time.monotonic() + ACCOUNT_REFRESH_SECONDS
-            except UNAVAILABLE as exc:
-                log.warning("dispatch housekeeping cannot reach the database: %s", type(exc).__name__)
-            except Exception:
-                log.exception("dispatch housekeeping failed; trying again")
-            if stopping.wait(SWEEP_SECONDS):
-                return
+    def step(self) -> float:
+        """One turn of its loop: a sweep; a slice of the purge when one is due (at start, then hourly); SES's quotas
+        read again every five minutes (a paused dispatch probes them itself)."""
+        with unit_of_work():
+            self.sweep()
+            if time.monotonic() >= self._next_purge and self.purge(self._stopping, PURGE_SLICE_SECONDS):
+                self._next_purge = time.monotonic() + self._timings.purge_seconds
+        if time.monotonic() >= self._next_refresh and not self._paused():
+            with unit_of_work():
+                self._pacer.refresh()
+            self._next_refresh = time.monotonic() + self._timings.quota_refresh_seconds
+        return self._timings.sweep_seconds
 
     def sweep(self) -> None:
         interrupted = queue.end_expired_leases(

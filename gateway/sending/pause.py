@@ -9,11 +9,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.core.failures import SES_DAILY_QUOTA_EXCEEDED as DAILY_QUOTA
 from gateway.core.failures import Failure, Outcome
 
 log = logging.getLogger(__name__)
-
-DAILY_QUOTA = "SES_DAILY_QUOTA_EXCEEDED"
 
 
 class Reached(enum.Enum):

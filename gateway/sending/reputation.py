@@ -9,7 +9,6 @@ MAILGW_REPUTATION_WINDOW_SENDS: whichever holds fewer sends. Nothing is judged b
 
 import datetime
 import logging
-import threading
 import time
 from dataclasses import dataclass, replace
 
@@ -17,18 +16,17 @@ from gateway.core import metrics
 from gateway.core.addresses import HEADER_UNSAFE
 from gateway.core.config import Settings
 from gateway.core.errors import InvalidRequest, NothingToResume
+from gateway.core.failures import REPUTATION_BOUNCE_RATE, REPUTATION_COMPLAINT_RATE
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause, PauseGate
 from gateway.store import reputation as store
-from gateway.store.database import UNAVAILABLE, database_now, unit_of_work
+from gateway.store.database import database_now, unit_of_work
 from gateway.store.models import MAX_REASON, ReputationLevel
 
 log = logging.getLogger(__name__)
 
-BOUNCE_RATE = "REPUTATION_BOUNCE_RATE"
-COMPLAINT_RATE = "REPUTATION_COMPLAINT_RATE"
+BOUNCE_RATE, COMPLAINT_RATE = REPUTATION_BOUNCE_RATE, REPUTATION_COMPLAINT_RATE
 REASONS = frozenset({BOUNCE_RATE, COMPLAINT_RATE})
-FOLLOW_SECONDS = 1.0  # how often a gateway reads the stored decision (one primary-key read), to follow the others
 MAX_OPERATOR = 128
 
 
@@ -156,9 +154,10 @@ def _decision(hold: store.Hold) -> dict:
 
 
 def resume(operator: str, reason: str) -> store.Hold:
-    """An operator resumes dispatch: full pace on every gateway within FOLLOW_SECONDS, and a new window from now, so
-    the sends that caused the pause are not judged again (nothing is judged until MIN_SENDS new sends). The decision
-    it ended; InvalidRequest for a missing reason or operator, NothingToResume when dispatch runs at full pace."""
+    """An operator resumes dispatch: full pace on every gateway within a second (Timings.follow_seconds), and a new
+    window from now, so the sends that caused the pause are not judged again (nothing is judged until MIN_SENDS new
+    sends). The decision it ended; InvalidRequest for a missing reason or operator, NothingToResume when dispatch
+    runs at full pace."""
     operator, reason = operator.strip(), reason.strip()
     violations = {}
     if not operator or len(operator) > MAX_OPERATOR or not operator.isprintable():
@@ -183,9 +182,13 @@ class ReputationGuard:
     """One per dispatching gateway: recomputes the rates every `check_seconds`, stores what they call for, and applies
     the stored decision (its own or another gateway's) to this gateway's pace and pause gate."""
 
-    def __init__(self, limits: Limits, check_seconds: float, *, pacer: Pacer, gate: PauseGate):
+    def __init__(
+        self, limits: Limits, check_seconds: float, *, pacer: Pacer, gate: PauseGate, follow_seconds: float = 1.0
+    ):
         self._limits = limits
         self._check_seconds = check_seconds
+        self._follow_seconds = follow_seconds  # how soon another gateway's decision, or a resume, is applied here
+        self._next_check = time.monotonic() + check_seconds
         self._pacer = pacer
         self._gate = gate
         self._applied: tuple[ReputationLevel, int] | None = None  # (level, generation) as last applied
@@ -198,6 +201,7 @@ class ReputationGuard:
         """The stored row exists, and the first check is made (and applied)."""
         store.ensure()
         self.check()
+        self._next_check = time.monotonic() + self._check_seconds
 
     def check(self) -> None:
         """Read the window, store the decision it calls for (see store.decide), apply the stored one."""
@@ -214,23 +218,17 @@ class ReputationGuard:
         """Apply the stored decision without recomputing: another gateway's, or an operator's resume."""
         self._apply(store.load())
 
-    def run(self, stopping: threading.Event) -> None:
-        """Follow the stored decision every FOLLOW_SECONDS and check the rates every `check_seconds`, until stopping.
-        The first check is made before dispatch starts (Dispatcher.start), so a restarted gateway sends nothing
-        while the guard's pause holds."""
-        next_check = time.monotonic() + self._check_seconds
-        while not stopping.wait(min(FOLLOW_SECONDS, self._check_seconds)):
-            try:
-                with unit_of_work():
-                    if time.monotonic() >= next_check:
-                        next_check = time.monotonic() + self._check_seconds
-                        self.check()
-                    else:
-                        self.follow()
-            except UNAVAILABLE as exc:  # the last decision stays applied until the database answers
-                log.warning("the reputation guard cannot reach the database: %s", type(exc).__name__)
-            except Exception:
-                log.exception("the reputation guard failed; trying again")
+    def step(self) -> float:
+        """One turn of its loop: check the rates when `check_seconds` have passed since the last check, else follow the
+        stored decision; the first check is made before dispatch starts (start()), so a restarted gateway sends nothing
+        while the guard's pause holds. The last decision stays applied while the database does not answer."""
+        with unit_of_work():
+            if time.monotonic() >= self._next_check:
+                self._next_check = time.monotonic() + self._check_seconds
+                self.check()
+            else:
+                self.follow()
+        return min(self._follow_seconds, self._check_seconds)
 
     def _apply(self, hold: store.Hold) -> None:
         if (hold.level, hold.generation) == self._applied:

@@ -8,12 +8,15 @@ calls an hour, goes through boto3 as usual.
 """
 
 import base64
+import functools
 import json
 import logging
 import os
 from dataclasses import dataclass
 
 import boto3
+import botocore.loaders
+import botocore.session
 import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -53,11 +56,21 @@ class SendQuota:
         return max(0, self.max_24_hour_send - self.sent_last_24_hours)
 
 
-def aws_session() -> boto3.session.Session:
-    """boto3's conventions: the credential chain, the profile, AWS_REGION or AWS_DEFAULT_REGION."""
+@functools.cache
+def _data_loader() -> botocore.loaders.Loader:
+    """botocore's loader of its service models, one per process: each new session would read and parse the same JSON
+    files again (~50-100 ms of CPU a session); the models are read-only, and each session keeps its own credentials,
+    region and endpoints."""
+    return botocore.loaders.create_loader()
+
+
+def aws_session(region: str | None = None) -> boto3.session.Session:
+    """boto3's conventions: the credential chain, the profile, AWS_REGION or AWS_DEFAULT_REGION (or `region`)."""
     # botocore reads AWS_DEFAULT_REGION (and the config file); AWS_REGION is what the other AWS SDKs and
     # Lambda set, so it is honoured too.
-    session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _data_loader())
+    session = boto3.session.Session(botocore_session=core, region_name=region or os.environ.get("AWS_REGION") or None)
     if not session.region_name:  # checked here: with an endpoint URL set, botocore would go on without one
         raise ConfigError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) for the SES transport")
     return session

@@ -11,43 +11,53 @@ import random
 import threading
 
 from gateway.core.config import Settings
+from gateway.core.loops import PRODUCTION, Loop, Timings
 from gateway.ses.suppression_list import SesSuppressionList, SuppressionCallFailed
 from gateway.store.database import UNAVAILABLE, unit_of_work
 from gateway.suppression.sync import LeaseLost, SuppressionSync, describe
 
 log = logging.getLogger(__name__)
 
-CHECK_SECONDS = 60.0  # how often an idle job asks whether a pass is due
-START_JITTER_SECONDS = 5.0  # gateways started together do not all ask at once
-
 
 class SuppressionJob:
-    """Runs SuppressionSync passes on a thread of its own until stopped."""
+    """Runs SuppressionSync passes in a loop of its own (core/loops.py) until stopped."""
 
-    def __init__(self, settings: Settings, ses: SesSuppressionList | None = None):
+    def __init__(self, settings: Settings, ses: SesSuppressionList | None = None, *, timings: Timings = PRODUCTION):
         self._stopping = threading.Event()
         self._every = settings.ses_suppression_sync_seconds
         ses = ses or SesSuppressionList(stopping=self._stopping)
         self._sync = SuppressionSync.from_settings(settings, ses, stopping=self._stopping)
-        self._thread: threading.Thread | None = None
+        # An idle job asks every suppression_check_seconds whether a pass is due (after a failed one, a whole period);
+        # gateways started together do not all ask at once.
+        self._check = min(self._every, timings.suppression_check_seconds)
+        first = random.uniform(0, min(timings.suppression_jitter_seconds, self._every))
+        self.loops = [
+            Loop(
+                "suppression-sync",
+                self._step,
+                every=self._every,
+                stopping=self._stopping,
+                first_wait=first,
+                quiet=UNAVAILABLE,
+            )  # fmt: skip
+        ]
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="suppression-sync", daemon=True)
-        self._thread.start()
+        for loop in self.loops:
+            loop.start()
 
     def stop(self, grace: float) -> None:
         """Stop after the current SES call; a pass cut short is done again by the next one."""
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(max(grace, 1.0))
+        for loop in self.loops:
+            loop.join(max(grace, 1.0))
 
-    def _run(self) -> None:
-        wait = random.uniform(0, min(START_JITTER_SECONDS, self._every))
-        while not self._stopping.wait(wait):
-            wait = min(self._every, CHECK_SECONDS) if self.run_once() else self._every
+    def _step(self) -> float:
+        return self._check if self.run_once() else self._every
 
     def run_once(self) -> bool:
-        """A pass if one is due; False when it failed (the next try waits a whole period)."""
+        """A pass if one is due; False when SES failed it (the next try waits a whole period, as after a database that
+        did not answer or a bug, which the loop logs)."""
         try:
             with unit_of_work():
                 report = self._sync.run(every=datetime.timedelta(seconds=self._every))
@@ -60,8 +70,4 @@ class SuppressionJob:
         except LeaseLost as exc:
             if not self._stopping.is_set():
                 log.warning("SES suppression list sync stopped: %s", exc)
-        except UNAVAILABLE as exc:
-            log.warning("SES suppression list sync cannot reach the database: %s", type(exc).__name__)
-        except Exception:
-            log.exception("SES suppression list sync failed; trying again later")
         return False
