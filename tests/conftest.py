@@ -21,6 +21,7 @@ from gateway.process.gateway import Gateway, create_server
 from gateway.store.models import database
 from support.moto_server import MotoServer
 from support.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
+from support.timings import FAST
 from tests.sqs_feedback import FeedbackTopic
 
 # A server where this user may create databases: each test run creates its own and drops it at the end, so two
@@ -149,6 +150,7 @@ def settings(database_url, tmp_path):
         public_base_url="https://mail.example.com",
         default_from="Example App <noreply@example.com>",
         outbox_dir=str(tmp_path / "outbox"),
+        ses_suppression_sync_seconds=0,  # the sync's own tests turn it on
     )
 
 
@@ -156,7 +158,7 @@ def settings(database_url, tmp_path):
 def served(settings, ses):
     """A running gateway (gRPC server and dispatcher) whose SES transport reaches the stand-in through
     AWS_ENDPOINT_URL_SESV2; stopped at the end."""
-    gateway = create_server(settings)
+    gateway = create_server(settings, timings=FAST)
     gateway.start()
     yield gateway
     gateway.stop(None)
@@ -168,8 +170,8 @@ def make_gateway(settings, ses):
     transport, if any); each is a (Gateway, stub) pair, stopped at the end."""
     started = []
 
-    def make(*, with_transport=None, **changes) -> tuple[Gateway, pb_grpc.MailGatewayServiceStub]:
-        gateway = create_server(replace(settings, **changes), transport=with_transport)
+    def make(*, with_transport=None, timings=FAST, **changes) -> tuple[Gateway, pb_grpc.MailGatewayServiceStub]:
+        gateway = create_server(replace(settings, **changes), transport=with_transport, timings=timings)
         gateway.start()
         started.append(gateway)
         return gateway, pb_grpc.MailGatewayServiceStub(grpc.insecure_channel(f"127.0.0.1:{gateway.port}"))

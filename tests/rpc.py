@@ -48,3 +48,16 @@ def settled(stub, message_id: str, *, timeout: float = 20.0, waiting=IN_FLIGHT, 
         if found.state not in waiting or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
+
+
+def quiet_for(gateway, *loop_names: str, turns: int = 5, timeout: float = 20.0) -> None:
+    """Wait until each named loop of `gateway` (core/loops.py) has done `turns` more steps: what would have happened
+    by then (a retry, a resend, a probe) has happened. A test that checks that nothing more happens waits for this,
+    not for the clock."""
+    loops = {loop.name: loop for loop in gateway.loops}
+    targets = {name: loops[name].turns + turns for name in loop_names}
+    deadline = time.monotonic() + timeout
+    while any(loops[name].turns < target for name, target in targets.items()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the loops {loop_names} did not turn {turns} times in {timeout} s")
+        time.sleep(0.01)

@@ -17,9 +17,11 @@ from gateway.ses.transport import SesTransport
 from gateway.store.database import database, utcnow
 from gateway.store.models import Message
 from support.processes import free_port, start, wait_until
-from tests.rpc import IN_FLIGHT, error_info, message, rpc_failure, settled
+from support.timings import FAST
+from tests.rpc import IN_FLIGHT, error_info, message, quiet_for, rpc_failure, settled
 
 REQUEST = pb.SendEmailRequest(to="alice@example.org", subject="Hi", text_body="Hello")
+PROBE = 0.1  # MAILGW_PAUSE_PROBE_SECONDS of the pause tests (production: 60)
 
 
 def send(stub, count: int = 1, **fields) -> list[str]:
@@ -52,7 +54,7 @@ def hanging_transport(read_timeout: float = 1.0) -> SesTransport:
 
 def test_send_email_returns_while_ses_hangs_and_the_silence_is_an_unknown_outcome(make_gateway, ses):
     ses.delay = 30  # SES takes the message and never answers
-    _, stub = make_gateway(with_transport=hanging_transport(), unknown_resend_seconds=0)
+    gateway, stub = make_gateway(with_transport=hanging_transport(), unknown_resend_seconds=0)
 
     started = time.monotonic()
     accepted = stub.SendEmail(REQUEST, timeout=2)
@@ -62,14 +64,14 @@ def test_send_email_returns_while_ses_hangs_and_the_silence_is_an_unknown_outcom
     unknown = settled(stub, accepted.message_id)
     assert unknown.state == pb.MESSAGE_STATE_UNKNOWN  # maybe sent: never retried behind the caller's back
     assert (unknown.attempts, unknown.last_error.reason) == (1, "SES_NO_ANSWER")
-    time.sleep(1.5)
+    quiet_for(gateway, "dispatch-claim", "dispatch-housekeeping")
     assert len(ses.sent) == 1  # MAILGW_UNKNOWN_RESEND_SECONDS=0: left to an operator
     assert payload_of(accepted.message_id) is not None  # kept: it may yet be sent once more
 
 
 def test_an_unknown_outcome_is_sent_once_more_when_no_event_settles_it(make_gateway, ses):
     ses.delay = 30
-    _, stub = make_gateway(with_transport=hanging_transport(), unknown_resend_seconds=1)
+    gateway, stub = make_gateway(with_transport=hanging_transport(), unknown_resend_seconds=0.2)
     accepted = stub.SendEmail(REQUEST, timeout=2)
     assert settled(stub, accepted.message_id).state == pb.MESSAGE_STATE_UNKNOWN
 
@@ -79,7 +81,7 @@ def test_an_unknown_outcome_is_sent_once_more_when_no_event_settles_it(make_gate
     assert (resent.state, resent.attempts) == (pb.MESSAGE_STATE_SENT, 2)
     # At least once: SES took the first request too (its answer was lost). Documented, and only once more.
     assert ses.accepted_ids() == [accepted.message_id] * 2
-    time.sleep(1.5)
+    quiet_for(gateway, "dispatch-claim", "dispatch-housekeeping")
     assert len(ses.sent) == 2
 
 
@@ -110,7 +112,8 @@ def test_ses_server_errors_are_retried_with_backoff_until_sent(make_gateway, ses
 
     assert (sent.state, sent.attempts, sent.last_error.reason) == (pb.MESSAGE_STATE_SENT, 3, "SES_UNAVAILABLE")
     gaps = [later.at - earlier.at for earlier, later in zip(ses.sent, ses.sent[1:], strict=False)]
-    assert 0.5 <= gaps[0] and 1.0 <= gaps[1]  # 1 s then 2 s, each drawn between half and all of it
+    base = FAST.retry_base_seconds  # production: 1 s
+    assert base / 2 <= gaps[0] and base <= gaps[1]  # base, then twice that, each drawn between half and all of it
 
 
 def test_an_unreachable_ses_is_retried_and_never_taken_for_maybe_sent(make_gateway, ses, monkeypatch):
@@ -166,7 +169,7 @@ def test_a_message_that_cannot_be_sent_in_time_expires(make_gateway, ses):
 )  # fmt: skip
 def test_a_refusal_for_good_fails_the_message_with_the_ses_code(make_gateway, ses, status, code, text, reason):
     ses.fail(status, code, text)
-    _, stub = make_gateway()
+    gateway, stub = make_gateway()
 
     [message_id] = send(stub)
     failed = settled(stub, message_id)
@@ -175,7 +178,7 @@ def test_a_refusal_for_good_fails_the_message_with_the_ses_code(make_gateway, se
     assert (failed.last_error.reason, failed.last_error.ses_error_code, failed.attempts) == (reason, code, 1)
     assert text in failed.last_error.description
     assert payload_of(message_id) is None
-    time.sleep(1.5)
+    quiet_for(gateway, "dispatch-claim", "dispatch-housekeeping")
     assert len(ses.sent) == 1  # never retried
 
 
@@ -193,14 +196,14 @@ def test_a_refusal_for_good_fails_the_message_with_the_ses_code(make_gateway, se
 def test_an_account_refusal_pauses_dispatch_and_a_probe_resumes_it(make_gateway, ses, caplog, status, code, reason):
     caplog.set_level("INFO")
     ses.fail(status, code, "no", times=1000)
-    gateway, stub = make_gateway(pause_probe_seconds=1)
+    gateway, stub = make_gateway(pause_probe_seconds=PROBE)
 
     ids = send(stub, 12)
     wait_until(lambda: dispatch_health(gateway) == health_pb2.HealthCheckResponse.NOT_SERVING)
     during_pause = len(ses.sent)  # the attempts already in flight when the first refusal came
-    time.sleep(3)
+    time.sleep(3 * PROBE)  # three probe periods: what the pause is about is the rate of probes
 
-    # The queue waits instead of failing one message after another: a single probe a second, nothing failed.
+    # The queue waits instead of failing one message after another: a single probe a period, nothing failed.
     assert 1 <= len(ses.sent) - during_pause <= 4
     assert {message(stub, m).state for m in ids} <= {pb.MESSAGE_STATE_QUEUED, pb.MESSAGE_STATE_SENDING}
     assert any(message(stub, m).last_error.reason == reason for m in ids)
@@ -215,11 +218,11 @@ def test_an_account_refusal_pauses_dispatch_and_a_probe_resumes_it(make_gateway,
 
 def test_a_spent_daily_quota_holds_messages_until_ses_frees_some(make_gateway, ses):
     ses.max_24_hour_send, ses.sent_before = 3, 3  # GetAccount: the 24-hour quota is used up
-    gateway, stub = make_gateway(pause_probe_seconds=1)
+    gateway, stub = make_gateway(pause_probe_seconds=PROBE)
 
     ids = send(stub, 3)
     wait_until(lambda: dispatch_health(gateway) == health_pb2.HealthCheckResponse.NOT_SERVING)
-    time.sleep(1.5)
+    quiet_for(gateway, "dispatch-claim")
     assert ses.sent == []
     assert {message(stub, m).state for m in ids} == {pb.MESSAGE_STATE_QUEUED}  # waiting, not failed
 
@@ -233,7 +236,7 @@ def test_a_quota_pause_without_permission_to_read_the_quota_is_probed_with_a_mes
     a message probes whether the window has freed some."""
     ses.account_error = (400, "AccessDeniedException")
     ses.fail(429, "TooManyRequestsException", "Daily message quota exceeded.", times=3)
-    gateway, stub = make_gateway(pause_probe_seconds=1, send_rate=50)
+    gateway, stub = make_gateway(pause_probe_seconds=PROBE, send_rate=50)
 
     ids = send(stub, 3)
     wait_until(lambda: dispatch_health(gateway) == health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -244,10 +247,11 @@ def test_a_quota_pause_without_permission_to_read_the_quota_is_probed_with_a_mes
 
 def test_the_daily_quota_read_from_ses_is_not_overrun(make_gateway, ses):
     ses.max_24_hour_send, ses.sent_before = 5, 3  # two more today
-    _, stub = make_gateway(pause_probe_seconds=60)
+    gateway, stub = make_gateway(pause_probe_seconds=60)
 
     ids = send(stub, 4)
-    time.sleep(2)
+    wait_until(lambda: len(ses.sent) == 2)
+    quiet_for(gateway, "dispatch-claim", "dispatch-housekeeping")
 
     assert len(ses.sent) == 2
     assert sorted(message(stub, m).state for m in ids) == [pb.MESSAGE_STATE_QUEUED] * 2 + [pb.MESSAGE_STATE_SENT] * 2
@@ -255,7 +259,7 @@ def test_the_daily_quota_read_from_ses_is_not_overrun(make_gateway, ses):
 
 def test_the_ses_daily_quota_error_pauses_instead_of_failing(make_gateway, ses):
     ses.fail(429, "TooManyRequestsException", "Daily message quota exceeded.", times=2)
-    gateway, stub = make_gateway(pause_probe_seconds=1)
+    gateway, stub = make_gateway(pause_probe_seconds=PROBE)
 
     [message_id] = send(stub)
     wait_until(lambda: dispatch_health(gateway) == health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -289,7 +293,7 @@ def test_an_accept_only_replica_dispatches_nothing_and_reports_no_dispatch_healt
     gateway, stub = make_gateway(dispatch_workers=0)
 
     [message_id] = send(stub)
-    time.sleep(1.5)
+    time.sleep(10 * FAST.poll_seconds)  # no loop to wait for: this replica has none (it would have claimed by now)
 
     assert message(stub, message_id).state == pb.MESSAGE_STATE_QUEUED and ses.sent == []
     with pytest.raises(grpc.RpcError) as unknown:

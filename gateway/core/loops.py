@@ -52,6 +52,7 @@ class Loop:
         self._wake = wake
         self._first_wait = first_wait
         self._quiet = quiet
+        self.turns = 0  # steps done so far: how a test waits for "a few more turns" instead of for the clock
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -74,6 +75,7 @@ class Loop:
                 wait = None
             if wait is None:
                 wait = self.every
+            self.turns += 1
 
     def _wait(self, seconds: float) -> bool:
         """Wait `seconds` (less when woken); whether the loop is to stop."""

@@ -1,0 +1,14 @@
+"""The timings tests run the gateway with."""
+
+from gateway.core.loops import Timings
+
+# The gateway's loops and backoffs in milliseconds (production: seconds, core/loops.py): a test sees at once what
+# takes a second or more in production. Tests of those periods themselves pass their own.
+FAST = Timings(
+    poll_seconds=0.02,
+    sweep_seconds=0.05,
+    retry_base_seconds=0.05,
+    follow_seconds=0.05,
+    suppression_check_seconds=0.05,
+    suppression_jitter_seconds=0.0,
+)
