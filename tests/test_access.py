@@ -205,6 +205,7 @@ def test_tokens_never_cross_the_network_in_clear(settings, ses, caplog):
     assert "bearer tokens cross the network in clear" in warning.getMessage()
 
 
+@pytest.mark.slow
 def test_a_token_gateway_without_tls_on_a_public_address_stops_with_one_line(database_url, tmp_path):
     from tests.test_startup import one_line, refused_at_start
 
@@ -224,6 +225,7 @@ def test_a_token_gateway_without_tls_on_a_public_address_stops_with_one_line(dat
     assert BILLING_TOKEN not in line
 
 
+@pytest.mark.slow
 def test_cli_sends_with_a_token_over_tls(settings, pki, ses, database_url):
     """`mailgw send` against a protected gateway, configured the way an operator would."""
     from support.processes import free_port, start, wait_until

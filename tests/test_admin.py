@@ -507,6 +507,7 @@ def test_export_streams_every_contact_once_from_one_snapshot(admin_gateway):
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.fresh_schema
 def test_a_database_from_before_the_admin_service_upgrades_in_place(database_url, make_gateway):
     """The history gains its actor column and the contacts their listing indexes when the new version starts."""
     from tests.test_upgrade import OLD, connect

@@ -99,6 +99,7 @@ SPREADSHEET_FILE = (
 )
 
 
+@pytest.mark.slow
 def test_import_then_export_round_trip_through_spreadsheet_files(address, tmp_path):
     source, report, exported = tmp_path / "old-system.csv", tmp_path / "report.csv", tmp_path / "contacts.csv"
     source.write_bytes(BOM + SPREADSHEET_FILE.encode())
@@ -161,6 +162,7 @@ def test_import_then_export_round_trip_through_spreadsheet_files(address, tmp_pa
     ]
 
 
+@pytest.mark.slow
 def test_contacts_commands_print_what_an_operator_needs(address):
     suppress = mailgw("contacts", "suppress", "--addr", address, "Ada@Example.org", "--status", "bounced",
                       "--reason", "bounced in the old system")  # fmt: skip
@@ -218,6 +220,7 @@ def suppressed(email: str, status: ContactStatus = ContactStatus.BOUNCED) -> Non
         change_status(status, source="ses:Bounce", reason="Permanent/General", email=email)
 
 
+@pytest.mark.slow
 def test_mailgw_contacts_reactivate_takes_the_address_off_ses_list(make_gateway, ses):
     # The gateway's own sync is off: what SES's list sees here is the reactivation's doing alone.
     address = f"127.0.0.1:{start_admin_gateway(make_gateway, ses_suppression_sync_seconds=0).port}"
@@ -256,6 +259,7 @@ def test_mailgw_contacts_reactivate_takes_the_address_off_ses_list(make_gateway,
     ])  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gateway_settings", [{"transport": "outbox"}, {"dispatch_workers": 0}])
 def test_mailgw_contacts_reactivate_through_a_gateway_that_does_not_call_ses_leaves_the_removal_to_the_sync(
     make_gateway, ses, gateway_settings
@@ -276,6 +280,7 @@ def test_mailgw_contacts_reactivate_through_a_gateway_that_does_not_call_ses_lea
     assert (intent.action, intent.state) == ("delete", "pending")  # recorded for a gateway that syncs
 
 
+@pytest.mark.slow
 def test_mailgw_contacts_reactivate_refuses_unknown_contacts_and_missing_reasons(address):
     unknown = mailgw("contacts", "reactivate", "--addr", address, "nobody@example.org", "--reason", "x")
     no_reason = mailgw("contacts", "reactivate", "--addr", address, "nobody@example.org")
@@ -288,6 +293,7 @@ def test_mailgw_contacts_reactivate_refuses_unknown_contacts_and_missing_reasons
     assert contact("nobody@example.org") is None
 
 
+@pytest.mark.slow
 def test_progress_shows_on_a_terminal_and_nowhere_else(address, tmp_path):
     rows = "".join(f"user{i}@example.org,bounced,old system\r\n" for i in range(3000))
     source, exported = tmp_path / "many.csv", tmp_path / "many-out.csv"
@@ -306,6 +312,8 @@ def test_progress_shows_on_a_terminal_and_nowhere_else(address, tmp_path):
     assert len(exported.read_text(encoding="utf-8-sig").splitlines()) == 3001
 
 
+@pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "content, complaint",
     [

@@ -22,6 +22,7 @@ def guarded(make_gateway):
     return start_admin_gateway(make_gateway, **GUARD)
 
 
+@pytest.mark.slow
 def test_an_admin_reads_the_pause_and_resumes_dispatch(guarded, database_url):
     sent = send_all(public_stub(guarded, OPS_TOKEN), range(20))
     with database.connection_context():

@@ -5,6 +5,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from gateway.api.__main__ import generate
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 
@@ -44,6 +46,7 @@ def test_contract_names_are_the_documented_ones():
     ]
 
 
+@pytest.mark.slow
 def test_generated_code_imports_from_an_installed_wheel(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, ROOT],

@@ -89,6 +89,7 @@ def subscription_arn(aws, topic_arn: str, protocol: str) -> str:
     return found
 
 
+@pytest.mark.slow
 def test_a_first_run_creates_everything_and_a_second_finds_it_all_right(aws, ses):
     first, runner = bootstrap()
 
@@ -318,6 +319,7 @@ def mailgw_aws(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
+@pytest.mark.slow
 def test_the_command_creates_then_checks_and_prints_the_settings_to_use(aws):
     dry = mailgw_aws("bootstrap", "--dry-run")
     assert dry.returncode == 3, dry.stderr  # something would change
@@ -359,6 +361,7 @@ def test_the_command_creates_then_checks_and_prints_the_settings_to_use(aws):
     assert f"MAILGW_SNS_TOPIC_ARNS=arn:aws:sns:eu-west-1:123456789012:older-topic,{topic_arn}" in lines
 
 
+@pytest.mark.slow
 def test_unreachable_aws_is_one_line_and_exit_code_1(aws):
     closed = f"http://127.0.0.1:{free_port()}"
     env = os.environ | {
@@ -377,6 +380,7 @@ def test_unreachable_aws_is_one_line_and_exit_code_1(aws):
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 def test_missing_credentials_are_one_line_and_exit_code_1(aws, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     env |= {
@@ -393,6 +397,7 @@ def test_missing_credentials_are_one_line_and_exit_code_1(aws, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_refused_call_is_named_in_one_line_with_exit_code_1(aws, ses):
     message = "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: ses:GetConfigurationSet"
     ses.configuration_sets.refusal = (403, "AccessDeniedException", message)
@@ -403,6 +408,7 @@ def test_a_refused_call_is_named_in_one_line_with_exit_code_1(aws, ses):
     assert done.stderr == f"mailgw: GetConfigurationSet refused: AccessDeniedException: {message}\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "error"),
     [

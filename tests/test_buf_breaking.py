@@ -43,6 +43,7 @@ def edit(repo, old: str, new: str) -> None:
     proto.write_text(text.replace(old, new))
 
 
+@pytest.mark.slow
 def test_a_changed_field_type_fails_the_check_and_names_the_field(repo):
     edit(repo, "  string reply_to = 6;", "  int32 reply_to = 6;")
     commit(repo, "reply_to becomes a number")
@@ -56,6 +57,7 @@ def test_a_changed_field_type_fails_the_check_and_names_the_field(repo):
     )
 
 
+@pytest.mark.slow
 def test_a_removed_rpc_fails_the_check(repo):
     edit(repo, "  rpc GetMessage(GetMessageRequest) returns (GetMessageResponse);\n", "")
     commit(repo, "GetMessage goes")
@@ -66,6 +68,7 @@ def test_a_removed_rpc_fails_the_check(repo):
     assert 'Previously present RPC "GetMessage" on service "MailGatewayService" was deleted.' in done.stdout
 
 
+@pytest.mark.slow
 def test_an_added_field_passes_in_a_shallow_clone_too(repo, tmp_path):
     tags = "  map<string, string> tags = 8;\n"
     edit(repo, tags, tags + "  // A new field.\n  bool priority = 9;\n")
@@ -79,6 +82,7 @@ def test_an_added_field_passes_in_a_shallow_clone_too(repo, tmp_path):
     assert done.stdout.startswith("buf breaking: protos/ is wire-compatible with HEAD~1 (")
 
 
+@pytest.mark.slow
 def test_a_first_commit_has_nothing_to_compare_with(repo):
     done = check(repo)
 

@@ -53,6 +53,7 @@ def test_every_command_and_option_has_a_help_line(capsys):
         lines(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_send_calls_the_gateway_named_by_addr_and_prints_the_unsubscribe_link(address, ses):
     done = mailgw(
         "send", "--addr", address, "--to", "Dev@Example.org", "--subject", "Hi", "--text", "Hello",
@@ -74,6 +75,7 @@ def test_send_calls_the_gateway_named_by_addr_and_prints_the_unsubscribe_link(ad
     assert last.startswith(f"  contact_id={contact_id} created_at=")
 
 
+@pytest.mark.slow
 def test_addr_defaults_to_mailgw_grpc_addr(address):
     done = mailgw("status", "nobody@example.org", MAILGW_GRPC_ADDR=address)
 
@@ -84,6 +86,7 @@ def test_addr_defaults_to_mailgw_grpc_addr(address):
     ]
 
 
+@pytest.mark.slow
 def test_errors_name_the_flags_the_user_typed(address, ses):
     done = mailgw(
         "send", "--addr", address, "--to", "not-an-address", "--subject", " ", "--text", "x",
@@ -100,6 +103,7 @@ def test_errors_name_the_flags_the_user_typed(address, ses):
     assert ses.sent == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tag", ["campaign", "=value"])
 def test_a_tag_without_a_name_and_equals_sign_is_refused_before_any_call(address, ses, tag):
     done = mailgw("send", "--addr", address, "--to", "a@example.org", "--subject", "Hi", "--text", "x", "--tag", tag)

@@ -67,6 +67,7 @@ def address(served):
     return f"127.0.0.1:{served.port}"
 
 
+@pytest.mark.slow
 def test_example_sends_then_follows_the_message_until_ses_took_it(example, address, ses):
     done = send(example, address, "Ada <ada@example.org>")
 
@@ -79,6 +80,7 @@ def test_example_sends_then_follows_the_message_until_ses_took_it(example, addre
     assert followed == f"message: state=SENT ses_message_id={received.message_id} attempts=1"
 
 
+@pytest.mark.slow
 def test_example_reads_the_error_info_of_a_suppressed_recipient(example, address, ses):
     with database.connection_context():
         contact = change_status(ContactStatus.UNSUBSCRIBED, source="test", email="ada@example.org").contact
@@ -95,6 +97,7 @@ def test_example_reads_the_error_info_of_a_suppressed_recipient(example, address
     assert ses.sent == []
 
 
+@pytest.mark.slow
 def test_example_reads_the_field_violations_of_a_bad_address(example, address, ses):
     done = send(example, address, "not-an-address")
 
@@ -106,6 +109,7 @@ def test_example_reads_the_field_violations_of_a_bad_address(example, address, s
     assert ses.sent == []
 
 
+@pytest.mark.slow
 def test_example_reads_the_retry_info_while_the_database_is_down(example, postgres_proxy, ses):  # noqa: F811
     proxy, url = postgres_proxy
     gateway = create_server(Settings(database_url=url, grpc_addr="127.0.0.1:0", default_from="noreply@example.com"))
@@ -125,6 +129,7 @@ def test_example_reads_the_retry_info_while_the_database_is_down(example, postgr
     ]
 
 
+@pytest.mark.slow
 def test_example_help_lists_the_flags_and_the_environment(example):
     done = example("--help")
 
@@ -137,6 +142,7 @@ def test_example_help_lists_the_flags_and_the_environment(example):
     assert not STACK_TRACE.search(done.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -163,6 +169,7 @@ def readme_go_command() -> list[str]:
     return shlex.split(line)
 
 
+@pytest.mark.slow
 def test_the_readmes_offline_go_command_builds_and_sends_without_a_module_proxy(go_example, address, ses):
     command = readme_go_command()
     assert README_ADDRESS in command
@@ -185,6 +192,7 @@ def test_reflection_serves_the_error_detail_types_that_grpcurl_prints(served):
             assert pool.FindMessageTypeByName(name).full_name == name
 
 
+@pytest.mark.slow
 def test_committed_client_code_is_what_make_clients_generates(tmp_path):
     require_node_packages()
     if shutil.which("protoc-gen-go-grpc") is None:

@@ -346,6 +346,7 @@ def stored_state(database_url: str):
 # --- the test ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_two_gateways_and_two_sidecars_race_on_one_database(cluster, ses, signer, database_url):
     rng = random.Random(SEED)
     sends = [(address, f"rid-{i}-{j}") for i, address in enumerate(ADDRESSES) for j in range(REQUEST_IDS_PER_ADDRESS)]

@@ -85,6 +85,7 @@ def sqlite_url(tmp_path):
     database.close_all()
 
 
+@pytest.mark.slow
 def test_the_walk_through_bootstraps_a_local_aws_and_a_published_bounce_reaches_the_sidecar(dev_aws, sqlite_url):
     url = f"http://127.0.0.1:{dev_aws.port}"
     assert dev_aws.exports == {
@@ -143,6 +144,7 @@ def test_the_walk_through_bootstraps_a_local_aws_and_a_published_bounce_reaches_
     assert "Traceback" not in "".join(sidecar_output)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_it_with_exit_code_0_and_no_traceback(dev_aws):
     sqs = boto3.client(
         "sqs",
@@ -160,6 +162,7 @@ def test_ctrl_c_stops_it_with_exit_code_0_and_no_traceback(dev_aws):
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_a_taken_port_is_one_line_and_exit_code_1(aws_env):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -172,6 +175,7 @@ def test_a_taken_port_is_one_line_and_exit_code_1(aws_env):
     assert done.stderr == f"mailgw: --port=127.0.0.1:{port}: the address is in use by another process\n"
 
 
+@pytest.mark.slow
 def test_without_moto_it_says_what_to_install_and_exits_2(aws_env, tmp_path):
     (tmp_path / "moto").mkdir()  # a Python where moto is not installed: importing it fails as a missing module does
     (tmp_path / "moto" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'moto'\")\n")
@@ -182,6 +186,7 @@ def test_without_moto_it_says_what_to_install_and_exits_2(aws_env, tmp_path):
     assert done.stderr == "mailgw: `mailgw dev aws` needs moto's server: pip install -e '.[dev]'\n"
 
 
+@pytest.mark.slow
 def test_a_bounce_is_never_published_to_a_real_aws(aws_env):
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
 
@@ -197,6 +202,7 @@ def test_a_bounce_is_never_published_to_a_real_aws(aws_env):
 # --- An endpoint that lacks an operation -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bootstrap_against_plain_moto_names_the_missing_sesv2_operation_in_one_line(moto):
     # moto has CreateConfigurationSet but none of the event-destination calls: it answers them with an HTML 404.
     env = os.environ | {"AWS_ENDPOINT_URL": moto.url}

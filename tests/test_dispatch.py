@@ -336,6 +336,7 @@ def test_dispatch_paces_to_ses_max_send_rate(make_gateway, ses):
     assert rate_over(ses.sent) <= 5 * 1.15
 
 
+@pytest.mark.slow
 def test_two_gateway_processes_on_one_database_share_one_rate(database_url, ses, tmp_path):
     """Each would send at 10/s on its own; together they stay within 10/s, and no message goes out twice."""
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]

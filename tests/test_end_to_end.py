@@ -81,6 +81,7 @@ async def post_json(url, envelope):
             return response.status
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "feedback, status, state",
     [
@@ -107,6 +108,7 @@ async def test_feedback_through_the_sidecar_blocks_the_next_send(processes, ses,
     assert (await asyncio.to_thread(settled, stub, accepted.message_id)).state == state
 
 
+@pytest.mark.slow
 async def test_a_caller_holding_the_contact_id_cannot_lift_the_recipients_unsubscribe(processes, ses, signer):
     """The trust gap of issue 16, as it was reproduced: caller A sends to alice, alice unsubscribes with one click,
     A reads the contact id from the refusal and posts the undo itself. The undo is the recipient's alone."""

@@ -4,7 +4,6 @@ SIGTERM mid-work."""
 import asyncio
 import json
 import signal
-import threading
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -119,16 +118,16 @@ def test_ses_took_the_message_while_the_database_was_away_it_is_recorded_later_a
     gateway.start()
     stub = pb_grpc.MailGatewayServiceStub(grpc.insecure_channel(f"127.0.0.1:{gateway.port}"))
     ses.on_send = lambda _request: proxy.cut()  # SES has the message; the database is gone before its answer lands
-    restore = threading.Timer(3.0, proxy.restore)
     try:
         accepted = stub.SendEmail(REQUEST, timeout=10)
-        restore.start()
         wait_until(lambda: ses.accepted)
         ses.on_send = None
-        restore.join()  # the database is back
+        wait_until(lambda: "cannot record the outcome of 1 message yet" in caplog.text)  # the recorder tries again
+    finally:
+        proxy.restore()  # the database is back
+    try:
         sent = settled(stub, accepted.message_id, timeout=30)
     finally:
-        restore.join()
         gateway.stop(None)
 
     assert (sent.state, sent.attempts) == (pb.MESSAGE_STATE_SENT, 1)
@@ -179,6 +178,7 @@ def start_gateway(env):
     return process, pb_grpc.MailGatewayServiceStub(channel)
 
 
+@pytest.mark.slow
 async def test_sigkill_mid_dispatch_loses_nothing(gateway_env, ses, make_sidecar, signer):
     """12 messages; the gateway dies (SIGKILL) while SES holds 4 of them, answers lost. Another gateway sends the 8
     it never attempted; the 4 turn UNKNOWN when their leases end; a Send event settles 2; the other 2 are sent once
@@ -232,6 +232,7 @@ async def test_sigkill_mid_dispatch_loses_nothing(gateway_env, ses, make_sidecar
 # --- SIGTERM under load: the sidecar finishes what it took, acknowledges only what it committed ------------
 
 
+@pytest.mark.slow
 async def test_sidecar_sigterm_under_load_loses_nothing_it_acknowledged(database_url, signer, sns_host):
     port = free_port()
     env = {

@@ -87,6 +87,7 @@ def test_the_sidecars_metrics_address_must_be_its_own():
         )
 
 
+@pytest.mark.slow
 def test_a_taken_metrics_address_stops_the_sidecar_with_one_line(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

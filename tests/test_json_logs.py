@@ -66,6 +66,7 @@ def the_line(lines: list[dict], starts: str) -> dict:
     return line
 
 
+@pytest.mark.slow
 def test_the_gateway_logs_one_json_object_a_line_with_the_ids_of_the_work(database_url, ses):
     open_database(database_url)
     with database.connection_context():
@@ -120,6 +121,7 @@ def test_the_gateway_logs_one_json_object_a_line_with_the_ids_of_the_work(databa
         assert secret not in logged
 
 
+@pytest.mark.slow
 def test_the_sidecar_logs_json_with_the_sns_message_id_and_the_contact(database_url):
     open_database(database_url)
     with database.connection_context():
@@ -166,6 +168,7 @@ def test_the_sidecar_logs_json_with_the_sns_message_id_and_the_contact(database_
     assert "reader@example.org" not in logged and reader.contact_id not in logged
 
 
+@pytest.mark.slow
 def test_an_unknown_log_format_stops_the_process_with_one_line():
     process = subprocess.run(
         [sys.executable, "-m", "gateway"],
@@ -179,6 +182,7 @@ def test_an_unknown_log_format_stops_the_process_with_one_line():
     assert process.stderr.strip() == "mailgw: MAILGW_LOG_FORMAT must be text or json, not 'xml'"
 
 
+@pytest.mark.slow
 def test_mailgw_run_writes_only_json_lines_and_names_every_listener(tmp_path):
     grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     env = {
@@ -207,6 +211,7 @@ HTML_403 = "<!DOCTYPE html>\n<html><body><h1>403 Forbidden</h1><p>Request blocke
 MARKUP = re.compile(r"<[!?/]?[A-Za-z]")
 
 
+@pytest.mark.slow
 def test_an_html_error_page_from_ses_is_logged_as_its_status_and_code_never_its_markup(database_url, ses):
     """A proxy or load balancer in front of SES answers with a page: the log names the status and the code."""
     ses.account_error = (403, "AccessDeniedException", HTML_403)  # GetAccount (boto3), at start
@@ -236,6 +241,7 @@ def test_an_html_error_page_from_ses_is_logged_as_its_status_and_code_never_its_
     assert send.endswith("failed: SES_UNAVAILABLE (502): HTTP 502 (a markup body, not shown); not sent, retry")
 
 
+@pytest.mark.slow
 def test_botocore_says_nothing_at_info(database_url, ses):
     """boto3 and botocore log where they found credentials and endpoints at INFO, for every client made."""
     address = f"127.0.0.1:{free_port()}"
@@ -254,6 +260,7 @@ def test_botocore_says_nothing_at_info(database_url, ses):
     assert [line for line in lines if line["logger"].startswith(("botocore", "boto3"))] == []
 
 
+@pytest.mark.slow
 def test_text_logs_mask_an_address_in_ses_error_text_too(database_url, ses):
     """SES's own error text may name an address (an identity, a recipient): the default text format masks it, as
     the JSON format does."""

@@ -179,6 +179,7 @@ def test_a_taken_metrics_address_stops_the_gateway(settings):
             create_server(replace(settings, metrics_addr=address, dispatch_workers=0))
 
 
+@pytest.mark.slow
 def test_gateway_processes_are_served_as_one_metrics_page(tmp_path):
     """MAILGW_GRPC_PROCESSES=2: the copies' counts add up on the parent's page (prometheus multiprocess mode)."""
     database_url = f"sqlite:///{tmp_path}/mailgw.db"

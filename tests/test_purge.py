@@ -64,14 +64,14 @@ def test_the_purge_takes_what_is_past_its_retention_in_batches_and_nothing_else(
 
 
 def test_a_long_purge_never_holds_sqlites_lock_long_enough_to_fail_a_waiting_writer(tmp_path):
-    """200,000 settled rows (one transaction took several seconds to delete them); meanwhile a writer that waits at
+    """100,000 settled rows (one transaction took over two seconds to delete them); meanwhile a writer that waits at
     most one second for the lock, as any SendEmail or notification does for ten, inserts row after row."""
     path = tmp_path / "mailgw.db"
     open_database(f"sqlite:///{path}")
     with database.connection_context():
         Contact.insert(id=1, contact_id="c" * 22, email="a@example.org").execute()
         database.execute_sql(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) "
             "INSERT INTO message (message_id, contact_id, caller, state, attempts, resends, due_at, error_reason, "
             "error_code, error_detail, created_at, updated_at, settled_at) "
             "SELECT 'old-' || i, 1, '', 'sent', 1, 0, t, '', '', '', t, t, t "

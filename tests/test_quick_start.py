@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from urllib.request import urlopen
 
+import pytest
+
 from support.processes import ROOT, free_port, wait_until
 from tests.test_startup import healthy
 
@@ -21,6 +23,7 @@ def mailgw(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_make_run_is_ready_to_explore_and_ctrl_c_stops_it_cleanly(tmp_path):
     grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     env = {

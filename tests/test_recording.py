@@ -4,6 +4,8 @@ good, leases ended, and every later message reached SES twice)."""
 
 from collections import Counter
 
+import pytest
+
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.store.database import database, is_postgres
 from tests.rpc import settled
@@ -31,6 +33,7 @@ def test_over_long_values_from_ses_are_stored_bounded_and_nothing_is_sent_twice(
     assert len(ses.sent) == 8  # and nothing tried twice
 
 
+@pytest.mark.fresh_schema
 def test_an_outcome_the_database_refuses_is_recorded_without_details_and_the_recorder_goes_on(make_gateway, ses):
     """A database trigger stands for any value the database cannot hold: it refuses to store the outcome of the send
     SES answered with the code "Poison". That message alone is stored without SES's details; the others as usual."""

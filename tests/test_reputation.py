@@ -305,6 +305,7 @@ def rate_over(requests) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
+@pytest.mark.slow
 async def test_bounces_slow_dispatch_then_pause_it_across_a_restart_until_an_operator_resumes(
     make_gateway, ses, make_sidecar, signer, database_url, caplog
 ):
@@ -414,6 +415,7 @@ async def test_complaints_pause_every_gateway_on_the_database_and_one_resume_res
         await asyncio.to_thread(wait_until, lambda gateway=gateway: dispatch_health(gateway) == SERVING)
 
 
+@pytest.mark.slow
 def test_resume_from_the_command_line_refuses_what_would_change_nothing(database_url):
     open_database(database_url)  # as a gateway leaves it: the command opens the database, it never makes one
     env = {"MAILGW_DATABASE_URL": database_url}

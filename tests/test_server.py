@@ -13,7 +13,6 @@ from gateway.core.config import ConfigError, Settings
 from gateway.process.gateway import create_server
 from gateway.store.models import Message, MessageState, database, open_database
 from support.processes import free_port, start, wait_until
-from tests import rpc
 from tests.rpc import settled
 
 
@@ -54,6 +53,7 @@ def gateway_process(database_url, ses):
     process.wait()
 
 
+@pytest.mark.slow
 def test_python_m_gateway_reads_its_config_and_boto3_endpoint_from_the_environment(gateway_process, ses):
     _, stub = gateway_process
 
@@ -65,6 +65,7 @@ def test_python_m_gateway_reads_its_config_and_boto3_endpoint_from_the_environme
     assert "us-east-1" in ses.sent[0].headers["Authorization"]  # AWS_REGION reached the SigV4 scope
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_in_flight_send_finish_then_exits_zero(gateway_process, ses, database_url):
     process, stub = gateway_process
     ses.delay = 1.5
@@ -92,6 +93,7 @@ def test_bad_settings_are_refused_with_a_clear_message():
     assert Settings.from_env({}).ses_configuration_set == "my-leads-now-config"
 
 
+@pytest.mark.slow
 def test_local_mode_cli_send_writes_an_eml_and_status_reads_it_back(tmp_path, database_url):
     """What a newcomer does after `make run`: send with the CLI, read the outbox, ask for the status."""
     address = f"127.0.0.1:{free_port()}"
@@ -119,7 +121,7 @@ def test_local_mode_cli_send_writes_an_eml_and_status_reads_it_back(tmp_path, da
         accepted, link = out.splitlines()
         contact_id = accepted.split("contact_id=")[1]
 
-        [eml] = rpc.wait_until(lambda: list((tmp_path / "outbox").glob("*.eml")))  # dispatched from the queue
+        [eml] = wait_until(lambda: list((tmp_path / "outbox").glob("*.eml")))  # dispatched from the queue
         assert link == f"unsubscribe link: http://127.0.0.1:8080/unsubscribe/{contact_id}"
         assert f"<http://127.0.0.1:8080/unsubscribe/{contact_id}>" in eml.read_text()  # List-Unsubscribe
 

@@ -48,6 +48,7 @@ class Child:
         return self.output
 
 
+@pytest.mark.slow
 def test_nothing_published_while_the_intake_is_stopped_is_lost(topic, intake_env):
     intake = Child(["-m", "gateway.cli", "feedback-sqs"], intake_env)
     before = bounces_and_complaints(2, "before")
@@ -84,6 +85,7 @@ def test_nothing_published_while_the_intake_is_stopped_is_lost(topic, intake_env
     )
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_batch_under_way(topic, intake_env, database_url):
     # At DEBUG too, no body reaches the log (botocore's DEBUG lines would carry every message received).
     intake = Child(["-m", "gateway.cli", "feedback-sqs"], intake_env | {"MAILGW_LOG_LEVEL": "DEBUG"})
@@ -112,6 +114,7 @@ def test_sigterm_finishes_the_batch_under_way(topic, intake_env, database_url):
     assert not [address for address in events if address in output]
 
 
+@pytest.mark.slow
 def test_feedback_sqs_without_a_queue_says_so_in_one_line(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "feedback-sqs"],

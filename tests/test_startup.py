@@ -66,6 +66,7 @@ def stop_afterwards():
 # --- one owner per port ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_stale_gateway_cannot_share_the_port_of_a_running_one(tmp_path, ses, stop_afterwards):
     """grpcio sets SO_REUSEPORT: a second gateway on another database took 2 of 6 calls to an unsubscribed recipient."""
     address = f"127.0.0.1:{free_port()}"
@@ -88,6 +89,7 @@ def test_a_stale_gateway_cannot_share_the_port_of_a_running_one(tmp_path, ses, s
     assert ses.sent == []
 
 
+@pytest.mark.slow
 def test_gateway_processes_share_their_port_with_each_other_only(tmp_path, ses, stop_afterwards):
     address = f"127.0.0.1:{free_port()}"
     group = start(["-m", "gateway"], gateway_env(tmp_path, "group", address, MAILGW_GRPC_PROCESSES="2"))
@@ -101,6 +103,7 @@ def test_gateway_processes_share_their_port_with_each_other_only(tmp_path, ses, 
         assert expected in one_line(output)
 
 
+@pytest.mark.slow
 def test_the_sidecar_stops_with_one_line_when_its_port_is_taken(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         address = f"127.0.0.1:{taken.getsockname()[1]}"
@@ -111,6 +114,7 @@ def test_the_sidecar_stops_with_one_line_when_its_port_is_taken(tmp_path):
     assert one_line(output) == f"mailgw: MAILGW_HTTP_ADDR={address}: the address is in use by another process"
 
 
+@pytest.mark.slow
 def test_mailgw_run_starts_neither_server_when_the_sidecars_port_is_taken(tmp_path):
     grpc_address = f"127.0.0.1:{free_port()}"
     with socket.create_server(("127.0.0.1", 0)) as taken:
@@ -126,6 +130,7 @@ def test_mailgw_run_starts_neither_server_when_the_sidecars_port_is_taken(tmp_pa
 # --- configuration mistakes: one line naming the variable, exit code 2 --------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module, env, expected",
     [
@@ -165,6 +170,7 @@ def test_an_http_unsubscribe_link_on_a_public_host_is_warned_about(settings, ses
     assert "RFC 8058" in caplog.text
 
 
+@pytest.mark.slow
 def test_gateways_and_sidecars_starting_at_once_on_a_new_sqlite_file_all_start(tmp_path):
     """The first connection of each process turns WAL on for a new file, which needs the file to itself: processes
     starting at the same moment (mailgw run, replicas) wait for each other instead of exiting 'database is locked'."""
@@ -191,6 +197,7 @@ def test_gateways_and_sidecars_starting_at_once_on_a_new_sqlite_file_all_start(t
     assert codes == [0] * len(processes)
 
 
+@pytest.mark.slow
 def test_a_password_in_a_bad_database_url_is_never_printed(tmp_path):
     url = "postgresql:/mailgw:hunter2@db.internal/mail"  # one slash short
     code, output = refused_at_start(["-m", "gateway"], {"MAILGW_DATABASE_URL": url, "MAILGW_TRANSPORT": "outbox"})
@@ -252,6 +259,7 @@ def database_problem_line(output: str, url: str, problem: str) -> None:
     assert "hunter2" not in output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["no such database", "nothing listening", "unknown role", "missing folder"])
 def test_a_database_that_cannot_be_used_stops_the_gateway_with_one_line(tmp_path, case):
     url, problem = unusable_databases(tmp_path)[case]
@@ -274,6 +282,7 @@ PROCESSES_AND_COMMANDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PROCESSES_AND_COMMANDS)
 def test_every_process_and_command_says_so_in_one_line_and_never_shows_the_password(tmp_path, aws_env, name):
     url, problem = unusable_databases(tmp_path)["nothing listening"]
@@ -298,6 +307,7 @@ COMMANDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMMANDS)
 def test_a_command_run_where_no_database_is_never_makes_one(tmp_path, aws_env, name):
     """Run in a folder without the gateway's database (MAILGW_DATABASE_URL unset: ./mailgw.db), a command that reads
@@ -320,6 +330,7 @@ def test_a_command_run_where_no_database_is_never_makes_one(tmp_path, aws_env, n
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMMANDS)
 def test_a_command_against_a_postgresql_database_that_is_not_there_says_so(tmp_path, aws_env, name):
     url, problem = unusable_databases(tmp_path)["no such database"]
@@ -332,6 +343,7 @@ def test_a_command_against_a_postgresql_database_that_is_not_there_says_so(tmp_p
 # --- mailgw run and Ctrl-C ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_mailgw_run_with_exit_code_0(tmp_path):
     """A terminal's Ctrl-C signals every process of the foreground group: `mailgw run` exited 241 (a child's -15)."""
     grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"

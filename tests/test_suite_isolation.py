@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import psycopg2
+import pytest
 
 from gateway.store.contacts import get_or_create_contact
 from gateway.store.models import Contact, database, open_database
@@ -20,6 +21,7 @@ def run_databases() -> set[str]:
     return names
 
 
+@pytest.mark.slow
 def test_a_second_run_at_the_same_time_leaves_this_runs_database_alone(postgres_url):
     fresh_postgres(postgres_url)
     open_database(postgres_url)

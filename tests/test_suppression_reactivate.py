@@ -126,6 +126,7 @@ def mailgw(*args: str, database_url: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_mailgw_suppression_sync(db, ses, database_url):
     ses.suppression.add("one@example.org", "BOUNCE")
     ses.suppression.add("two@example.org", "COMPLAINT")

@@ -14,8 +14,9 @@ from gateway.store import ses_list as store
 from gateway.store.contacts import change_status
 from gateway.store.database import unit_of_work
 from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
-from gateway.suppression.sync import OVERLAP, SYNC_ACTOR, LeaseHeld, SuppressionSync
+from gateway.suppression.sync import OVERLAP, SYNC_ACTOR, LeaseHeld, LeaseLost, SuppressionSync
 from support import ses_samples
+from support.processes import wait_until
 from support.sns_signing import signed_envelope
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
@@ -330,3 +331,39 @@ def test_a_lease_whose_holder_died_is_taken_over(db, ses):
     time.sleep(1.1)  # the lease runs out: its holder never renewed it
 
     assert sync.run().full is True
+
+
+def test_a_long_pass_renews_its_lease_and_stops_once_another_process_took_it(db, ses):
+    """A pass renews its lease after every page, so it can outlast the lease's first term; and once another process
+    has taken the lease over (it took this one for dead), the pass stops at its next page instead of running on
+    beside the new holder."""
+    for n in range(6):
+        ses.suppression.add(f"p{n}@example.org")
+    ses.suppression.delay = 0.2  # each page takes a while: time to look at the lease between two
+    sync = make_sync(page_size=1)
+    outcome: dict = {}
+
+    def run():
+        with unit_of_work():
+            try:
+                outcome["report"] = sync.run(full=True)
+            except LeaseLost as exc:
+                outcome["lost"] = exc
+
+    passing = threading.Thread(target=run)
+    passing.start()
+    wait_until(lambda: len(ses.suppression.called(LIST)) >= 2)
+    _, first_term = store.lease_holder()
+    wait_until(lambda: len(ses.suppression.called(LIST)) >= 3)
+    holder, renewed = store.lease_holder()
+    assert holder == sync.holder and renewed > first_term  # renewed after a page
+
+    store.release_lease(sync.holder)  # another process takes it, as it would from a holder taken for dead
+    assert store.acquire_lease("other-process", 300.0) is not None
+    passing.join(30)
+
+    assert "lost" in outcome and "report" not in outcome
+    listed = len(ses.suppression.called(LIST))
+    assert listed < 6  # it stopped at its next page
+    assert Contact.select().where(Contact.email == "p5@example.org").count() == 0
+    assert store.lease_holder()[0] == "other-process"  # and left the new holder's lease alone

@@ -144,6 +144,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+@pytest.mark.slow
 def test_confirm_done_undo_on_a_phone_with_javascript_off(database_url, tmp_path):
     with running_sidecar(database_url) as base_url, chromium(tmp_path / "profile") as driver:
         # JavaScript is really off: a page script does not run (so every step below works without one).
@@ -189,6 +190,7 @@ def test_confirm_done_undo_on_a_phone_with_javascript_off(database_url, tmp_path
         assert len(status_and_history(ADDRESS)[1]) == 2
 
 
+@pytest.mark.slow
 def test_a_form_on_another_site_cannot_undo_even_with_the_secret(database_url, tmp_path):
     """The undo's secret is only in the done page of the browser that unsubscribed; should another site learn it, its
     form is still refused (the browser's Sec-Fetch-Site says the request is not the page's own)."""
@@ -213,6 +215,7 @@ def test_a_form_on_another_site_cannot_undo_even_with_the_secret(database_url, t
         assert status_and_history(ADDRESS)[0] is ContactStatus.ACTIVE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "accept_language, html_lang, confirm, done, undo",
     [

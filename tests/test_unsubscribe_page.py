@@ -480,6 +480,7 @@ async def test_an_operators_template_replaces_ours_by_name(make_sidecar, tmp_pat
     assert "<h1>You are unsubscribed</h1>" in done  # our done.html
 
 
+@pytest.mark.slow
 def test_a_broken_template_stops_the_sidecar_with_one_line(tmp_path):
     templates = tmp_path / "templates"
     templates.mkdir()

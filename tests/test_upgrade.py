@@ -12,6 +12,8 @@ from gateway.sending.outgoing import outgoing_email
 from gateway.store import queue
 from gateway.store.models import FeedbackEvent, Message, MessageState, database, open_database
 
+pytestmark = pytest.mark.fresh_schema  # each test builds an old version's tables
+
 OLD = peewee.DatabaseProxy()
 NOW = datetime.datetime(2026, 11, 20, 12, 0, 0)
 
