@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BUF := npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run test lint protos bench system-packages
+.PHONY: run test check lint protos bench system-packages
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,18 @@ run: $(BIN)/.installed
 	  "$$MAILGW_AUTH_TOKENS$$MAILGW_AUTH_TOKENS_FILE$$MAILGW_TLS_CLIENT_CA$$MAILGW_ADMIN_CALLERS" || echo true)} \
 	$(BIN)/mailgw run
 
-## test: lint the API with buf, then the whole suite (SQLite and the PostgreSQL server at 127.0.0.1:5432)
+## test: lint (buf, ruff, the order of layers), then the whole suite on several workers (pytest-xdist: each its own
+## PostgreSQL database at 127.0.0.1:5432, ports and files); the browser, Node and Go tests included
 test: $(BIN)/.installed node_modules/.package-lock.json system-packages lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
+
+## check: the fast tier, every test that starts no process, browser or other language's toolchain (pytest -m slow
+## is the rest): what to run after each change
+check: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not slow" -n $(WORKERS) --dist loadgroup -q
+
+# Workers: the tests mostly wait (on the database, loopback servers, child processes), so one more than the cores.
+WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 ## system-packages: the Debian packages the tests need (Go and its gRPC libraries, Chromium), installed when missing
 system-packages:

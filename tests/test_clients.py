@@ -21,6 +21,9 @@ from gateway.store.models import ContactStatus, database
 from support.processes import ROOT
 from tests.test_faults import postgres_proxy  # noqa: F401 (a fixture: PostgreSQL behind a proxy a test can cut)
 
+# One worker builds the Go example once and runs the Node and buf tools (their caches are the machine's).
+pytestmark = pytest.mark.xdist_group("clients")
+
 BUF = ["npx", "--yes", "@bufbuild/buf@1.75.0"]
 GENERATED = {"clients/node/gen": "*_pb.*", "clients/go/mailgateway": "*.pb.go"}
 GO_EXAMPLE = ROOT / "examples" / "go" / "run.sh"
