@@ -1,55 +1,20 @@
-"""The `mailgw` command: run the servers, send a mail, follow it, ask a recipient's status."""
+"""The `mailgw` command: run the servers, send a mail, follow it, ask a recipient's status, administer the gateway.
+Each command module adds its commands to the parser, each with the function that runs it."""
 
 import argparse
 import os
 import sys
 
-from gateway.cli import aws as aws_command
-from gateway.cli import dev as dev_command
-from gateway.cli import dispatch as dispatch_cli
-from gateway.cli import messages, servers
-from gateway.cli import suppression as suppression_commands
-from gateway.cli.contacts import add_contacts_commands
+from gateway.cli import aws, contacts, dev, dispatch, messages, servers, suppression
 from gateway.core.config import Settings
+
+# In the order `mailgw --help` lists them.
+COMMAND_MODULES = (servers, aws, dev, messages, dispatch, suppression, contacts)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "serve":
-        from gateway.process.gateway import main as serve
-
-        serve()
-    elif args.command == "feedback":
-        from feedback_http.app import main as feedback
-
-        feedback()
-    elif args.command == "feedback-sqs":
-        from feedback_http.sqs_process import main as feedback_sqs
-
-        feedback_sqs()
-    elif args.command == "run":
-        from gateway.core.startup import run
-
-        run(servers.run_both)
-    elif args.command == "aws":
-        return aws_command.run(args)
-    elif args.command == "dev":
-        return dev_command.run(args)
-    elif args.command in suppression_commands.COMMANDS:
-        return suppression_commands.run(args)
-    elif args.command == "send":
-        return messages.send_email(args)
-    elif args.command == "message":
-        return messages.show_message(args)
-    elif args.command == "status":
-        return messages.show_status(args)
-    elif args.command == "dispatch":
-        from gateway.cli import dispatch as dispatch_cli
-
-        return dispatch_cli.run(args)
-    elif args.command == "contacts":
-        return args.run(args)
-    return 0
+    return args.run(args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,11 +23,6 @@ def parser() -> argparse.ArgumentParser:
         description="Mail gateway for Amazon SES. The servers read their settings from MAILGW_* variables (README).",
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    servers.add_commands(commands)
-
-    aws_command.add_commands(commands)
-    dev_command.add_commands(commands)
-
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument(
         "--addr",
@@ -70,10 +30,8 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the gateway to call (default: $MAILGW_GRPC_ADDR or %(default)s)",
     )
-    messages.add_commands(commands, client)
-    dispatch_cli.add_commands(commands)
-    suppression_commands.add_parsers(commands)
-    add_contacts_commands(commands, client)
+    for module in COMMAND_MODULES:
+        module.add_commands(commands, client)
     return root
 
 

@@ -8,8 +8,8 @@ import sys
 EXIT_DIFFERS = 3  # something is not as bootstrap wants it, and this run did not change it
 
 
-def add_commands(commands) -> None:
-    """The `aws` command and its `bootstrap` subcommand, on mailgw's subparsers."""
+def add_commands(commands, client: argparse.ArgumentParser) -> None:
+    """The `aws` command and its `bootstrap` subcommand, on mailgw's subparsers (no gateway called: no `client`)."""
     aws = commands.add_parser(
         "aws",
         help="set up the AWS side (SES configuration set, SNS topic, SQS queue)",
@@ -58,9 +58,10 @@ def add_commands(commands) -> None:
         default="feedback",
         help="the configuration set's event destination, when none publishes to the topic yet (default: %(default)s)",
     )
+    bootstrap.set_defaults(run=run_bootstrap)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_bootstrap(args: argparse.Namespace) -> int:
     from gateway.aws.bootstrap import Bootstrap
     from gateway.aws.outcome import BootstrapError, Mode
     from gateway.core.config import ConfigError, Settings

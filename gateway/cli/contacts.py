@@ -27,7 +27,7 @@ REFUSALS_SHOWN = 20
 EXPORT_TIMEOUT = 3600.0
 
 
-def add_contacts_commands(commands, client: argparse.ArgumentParser) -> None:
+def add_commands(commands, client: argparse.ArgumentParser) -> None:
     """`mailgw contacts ACTION`, beside the other commands; `client` holds the shared --addr option."""
     contacts = commands.add_parser(
         "contacts",

@@ -11,7 +11,7 @@ import sys
 FLAGS = {"reason": "--reason", "operator": "--operator"}
 
 
-def add_commands(commands) -> None:
+def add_commands(commands, client: argparse.ArgumentParser) -> None:
     """The `dispatch` command and its subcommands, on mailgw's subparsers."""
     dispatch = commands.add_parser(
         "dispatch",
@@ -19,6 +19,7 @@ def add_commands(commands) -> None:
         description="The reputation guard of every gateway on MAILGW_DATABASE_URL: its rates, and resuming dispatch "
         "after it paused.",
     )
+    dispatch.set_defaults(run=run)
     actions = dispatch.add_subparsers(dest="action", required=True, metavar="ACTION", help="status or resume")
     actions.add_parser(
         "status",

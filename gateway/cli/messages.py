@@ -42,6 +42,7 @@ def add_commands(commands, client: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="an SES message tag; repeat for more",
     )
+    send.set_defaults(run=send_email)
     message = commands.add_parser(
         "message",
         parents=[client],
@@ -49,6 +50,7 @@ def add_commands(commands, client: argparse.ArgumentParser) -> None:
         description="Show an accepted message's state, its SES id, its last error and the SES events about it.",
     )
     message.add_argument("message_id", metavar="MESSAGE_ID", help="the message_id that send printed")
+    message.set_defaults(run=show_message)
     status = commands.add_parser(
         "status",
         parents=[client],
@@ -56,6 +58,7 @@ def add_commands(commands, client: argparse.ArgumentParser) -> None:
         description="Show whether a recipient may be mailed, and why not.",
     )
     status.add_argument("contact", metavar="CONTACT", help="an email address or a contact id")
+    status.set_defaults(run=show_status)
 
 
 def send_email(args: argparse.Namespace) -> int:

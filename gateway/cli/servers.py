@@ -1,5 +1,6 @@
 """`mailgw serve`, `feedback`, `feedback-sqs` and `run`: the servers, each in its own process."""
 
+import argparse
 import signal
 import subprocess
 import sys
@@ -8,26 +9,59 @@ import time
 from gateway.core.config import Settings
 
 
-def add_commands(commands) -> None:
-    """`serve`, `feedback`, `feedback-sqs` and `run`, on mailgw's subparsers."""
-    commands.add_parser("serve", help="run the gRPC gateway", description="Run the gRPC gateway.")
+def add_commands(commands, client: argparse.ArgumentParser) -> None:
+    """`serve`, `feedback`, `feedback-sqs` and `run`, on mailgw's subparsers (they call no gateway: no `client`)."""
+    commands.add_parser("serve", help="run the gRPC gateway", description="Run the gRPC gateway.").set_defaults(
+        run=serve
+    )
     commands.add_parser(
         "feedback",
         help="run the feedback sidecar (SNS webhook, unsubscribe pages)",
         description="Run the feedback sidecar: the SNS webhook for SES events and the unsubscribe pages.",
-    )
+    ).set_defaults(run=feedback)
     commands.add_parser(
         "feedback-sqs",
         help="take SES events from the SQS queue in MAILGW_SQS_QUEUE_URL (no HTTP server)",
         description="Long-poll the SQS queue subscribed to the SES feedback topic (MAILGW_SQS_QUEUE_URL, raw message "
         "delivery off): verify each SNS envelope as POST /sns does, apply it, delete it after the commit. SIGTERM or "
         "Ctrl-C finishes the batch under way and exits 0.",
-    )
+    ).set_defaults(run=feedback_sqs)
     commands.add_parser(
         "run",
         help="run the gateway and the sidecar together until Ctrl-C",
         description="Run the gateway and the feedback sidecar together; Ctrl-C or SIGTERM stops both.",
-    )
+    ).set_defaults(run=run_servers)
+
+
+# Each server is imported when it runs, not when mailgw builds its parser: `mailgw send` needs none of them.
+
+
+def serve(args: argparse.Namespace) -> int:
+    from gateway.process.gateway import main
+
+    main()  # exits with the gateway's code
+    return 0
+
+
+def feedback(args: argparse.Namespace) -> int:
+    from feedback_http.app import main
+
+    main()  # exits with the sidecar's code
+    return 0
+
+
+def feedback_sqs(args: argparse.Namespace) -> int:
+    from feedback_http.sqs_process import main
+
+    main()  # exits with the intake's code
+    return 0
+
+
+def run_servers(args: argparse.Namespace) -> int:
+    from gateway.core.startup import run
+
+    run(run_both)  # exits with run_both's code
+    return 0
 
 
 def run_both() -> int:
