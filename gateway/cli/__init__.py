@@ -2,11 +2,12 @@
 Each command module adds its commands to the parser, each with the function that runs it."""
 
 import argparse
-import os
 import sys
 
 from gateway.cli import aws, contacts, dev, dispatch, messages, servers, suppression
-from gateway.core.config import Settings
+from gateway.cli.client import CallFailed, address_option
+
+EXIT_FAILED = 1  # the gateway refused a call, or did not answer
 
 # In the order `mailgw --help` lists them.
 COMMAND_MODULES = (servers, aws, dev, messages, dispatch, suppression, contacts)
@@ -14,7 +15,11 @@ COMMAND_MODULES = (servers, aws, dev, messages, dispatch, suppression, contacts)
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except CallFailed as failed:
+        print(failed, file=sys.stderr)
+        return EXIT_FAILED
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,13 +28,7 @@ def parser() -> argparse.ArgumentParser:
         description="Mail gateway for Amazon SES. The servers read their settings from MAILGW_* variables (README).",
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    client = argparse.ArgumentParser(add_help=False)
-    client.add_argument(
-        "--addr",
-        default=os.environ.get("MAILGW_GRPC_ADDR", Settings.grpc_addr),
-        metavar="HOST:PORT",
-        help="the gateway to call (default: $MAILGW_GRPC_ADDR or %(default)s)",
-    )
+    client = address_option()
     for module in COMMAND_MODULES:
         module.add_commands(commands, client)
     return root

@@ -1,15 +1,17 @@
-"""Talking to the gateway from the command line: the channel with the MAILGW_CLIENT_* credentials, calls, and what a
-user reads of a refused call."""
+"""Talking to the gateway from the command line, for every command that does: the --addr option, the channel with the
+MAILGW_CLIENT_* credentials, one way to make a call, and what a user reads of a refused one."""
 
+import argparse
 import contextlib
 import os
-import sys
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.core.config import Settings
+
+CALL_TIMEOUT = 60.0  # seconds; an import's batch of 1,000 rows is the longest unary call
 
 # Request fields as the user typed them on this command line, so an error names the flag, not the proto field.
 FLAGS = {
@@ -34,24 +36,40 @@ FLAGS = {
 }
 
 
-def call(address: str, method: str, request):
-    """One RPC; a failure prints its code, its reason and what was wrong with which flag, and exits 1.
+def address_option() -> argparse.ArgumentParser:
+    """The --addr option of every command that calls the gateway, as a parent parser."""
+    option = argparse.ArgumentParser(add_help=False)
+    option.add_argument(
+        "--addr",
+        default=os.environ.get("MAILGW_GRPC_ADDR", Settings.grpc_addr),
+        metavar="HOST:PORT",
+        help="the gateway to call (default: $MAILGW_GRPC_ADDR or %(default)s)",
+    )
+    return option
 
-    Against a protected gateway: MAILGW_CLIENT_TOKEN (bearer token), MAILGW_CLIENT_CA (CA of the server's TLS
-    certificate), MAILGW_CLIENT_CERT and MAILGW_CLIENT_KEY (client certificate for mutual TLS).
-    """
-    with client_channel(address) as (channel, metadata):
-        stub = pb_grpc.MailGatewayServiceStub(channel)
-        try:
-            return getattr(stub, method)(request, timeout=30, metadata=metadata)
-        except grpc.RpcError as err:
-            print("\n".join(describe_error(err)), file=sys.stderr)
-            raise SystemExit(1) from None
+
+class CallFailed(Exception):
+    """The gateway refused a call, or did not answer; the text is what the user reads of it (describe_error)."""
+
+    def __init__(self, err: grpc.RpcError):
+        super().__init__("\n".join(describe_error(err)))
+
+
+def call(method, request, metadata, *, timeout: float = CALL_TIMEOUT):
+    """One unary RPC: `method` of a stub on client_channel's channel, with its metadata; CallFailed when it fails."""
+    try:
+        return method(request, timeout=timeout, metadata=metadata)
+    except grpc.RpcError as err:
+        raise CallFailed(err) from None
 
 
 @contextlib.contextmanager
 def client_channel(address: str):
-    """A channel to the gateway with the MAILGW_CLIENT_* credentials, and the metadata every call carries."""
+    """A channel to the gateway with the MAILGW_CLIENT_* credentials, and the metadata every call carries.
+
+    Against a protected gateway: MAILGW_CLIENT_TOKEN (bearer token), MAILGW_CLIENT_CA (CA of the server's TLS
+    certificate), MAILGW_CLIENT_CERT and MAILGW_CLIENT_KEY (client certificate for mutual TLS).
+    """
     env = os.environ
     if env.get("MAILGW_CLIENT_CA"):
         ca, key, cert = (

@@ -15,8 +15,7 @@ from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as public_pb
 from gateway.cli import csvfile
-from gateway.cli.admin_client import CALL_TIMEOUT, call
-from gateway.cli.client import client_channel, describe_error
+from gateway.cli.client import CallFailed, call, client_channel
 from gateway.cli.csvfile import csv_time
 
 STATUSES = ("active", "unsubscribed", "bounced", "complained")
@@ -227,10 +226,10 @@ def import_file(args) -> int:
             for batch in _batches(_rows(args.file)):
                 request = pb.ImportContactsRequest(rows=[_request_row(row) for row in batch])
                 try:
-                    answer = stub.ImportContacts(request, timeout=CALL_TIMEOUT, metadata=metadata)
-                except grpc.RpcError as err:
+                    answer = call(stub.ImportContacts, request, metadata)
+                except CallFailed as failed:
                     progress.close()
-                    print("\n".join(describe_error(err)), file=sys.stderr)
+                    print(failed, file=sys.stderr)
                     print(
                         f"stopped at line {batch[0].line}: the rows before it were imported; importing the file "
                         "again is safe (they come back unchanged)",
@@ -289,10 +288,8 @@ def export_file(args) -> int:
                     for contact in chunk.contacts:
                         csvfile.write_row(out, _export_cells(contact))
                     progress.update(len(chunk.contacts))
-            except grpc.RpcError as err:
-                progress.close()
-                print("\n".join(describe_error(err)), file=sys.stderr)
-                return 1
+            except grpc.RpcError as err:  # a stream: not call's
+                raise CallFailed(err) from None
         if file:
             file.close()
             os.replace(partial, args.output)

@@ -4,7 +4,8 @@ status."""
 import argparse
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
-from gateway.cli.client import call
+from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+from gateway.cli.client import call, client_channel
 
 
 def add_commands(commands, client: argparse.ArgumentParser) -> None:
@@ -72,21 +73,26 @@ def send_email(args: argparse.Namespace) -> int:
         request_id=args.request_id,
         tags=dict(args.tag),
     )
-    response = call(args.addr, "SendEmail", request)
+    with client_channel(args.addr) as (channel, metadata):
+        response = call(pb_grpc.MailGatewayServiceStub(channel).SendEmail, request, metadata)
     print(f"accepted: message_id={response.message_id} contact_id={response.contact_id}")
     print(f"unsubscribe link: {response.unsubscribe_url}")  # the gateway's, as in the mail
     return 0
 
 
 def show_message(args: argparse.Namespace) -> int:
-    response = call(args.addr, "GetMessage", pb.GetMessageRequest(message_id=args.message_id))
+    request = pb.GetMessageRequest(message_id=args.message_id)
+    with client_channel(args.addr) as (channel, metadata):
+        response = call(pb_grpc.MailGatewayServiceStub(channel).GetMessage, request, metadata)
     print("\n".join(describe_message(response)))
     return 0
 
 
 def show_status(args: argparse.Namespace) -> int:
     field = "email" if "@" in args.contact else "contact_id"
-    response = call(args.addr, "GetContactStatus", pb.GetContactStatusRequest(**{field: args.contact}))
+    request = pb.GetContactStatusRequest(**{field: args.contact})
+    with client_channel(args.addr) as (channel, metadata):
+        response = call(pb_grpc.MailGatewayServiceStub(channel).GetContactStatus, request, metadata)
     status_name = pb.ContactStatus.Name(response.status).removeprefix("CONTACT_STATUS_").lower()
     print(f"{response.email}: {status_name}" + (f" ({response.reason})" if response.reason else ""))
     print(f"  contact_id={response.contact_id} updated_at={response.updated_at.ToJsonString()}")
