@@ -6,6 +6,7 @@ import sys
 
 from gateway.cli import aws, contacts, dev, dispatch, messages, servers, suppression
 from gateway.cli.client import CallFailed, address_option
+from gateway.core.startup import exit_code
 
 EXIT_FAILED = 1  # the gateway refused a call, or did not answer
 
@@ -14,9 +15,11 @@ COMMAND_MODULES = (servers, aws, dev, messages, dispatch, suppression, contacts)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; what stops one before it can work (a bad setting, a taken address, a database that cannot be
+    used) is one line and exit_code's code, and a failed call to the gateway is its lines and EXIT_FAILED."""
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
+        return exit_code(lambda: args.run(args))
     except CallFailed as failed:
         print(failed, file=sys.stderr)
         return EXIT_FAILED

@@ -46,30 +46,29 @@ def add_commands(commands, client: argparse.ArgumentParser) -> None:
 
 
 def serve_local_aws(args: argparse.Namespace) -> int:
+    from gateway.core.config import ConfigError
+
     try:
         import moto.server  # noqa: F401  (the dev extra; not a dependency of the gateway)
     except ImportError:
-        print("mailgw: `mailgw dev aws` needs moto's server: pip install -e '.[dev]'", file=sys.stderr)
-        return 2
-    from gateway.core.startup import run as run_process
+        raise ConfigError("`mailgw dev aws` needs moto's server: pip install -e '.[dev]'") from None
     from gateway.dev.aws import serve
 
-    run_process(lambda: serve(args.port))  # exits: 0 when stopped, 1 with one line when the port is taken
-    return 0
+    return serve(args.port)  # 0 when stopped; a taken port is AddressInUse (one line, exit 1)
 
 
 def publish_local_bounce(args: argparse.Namespace) -> int:
     from gateway.aws.bootstrap import feedback_name
     from gateway.aws.outcome import BootstrapError
-    from gateway.core.config import ConfigError, Settings
+    from gateway.core.config import Settings
     from gateway.dev.bounce import publish_bounce
 
+    topic = args.topic or feedback_name(Settings.from_env().ses_configuration_set)
     try:
-        topic = args.topic or feedback_name(Settings.from_env().ses_configuration_set)
         arn = publish_bounce(args.address, topic)
-    except (BootstrapError, ConfigError) as exc:
+    except BootstrapError as exc:
         print(f"mailgw: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
+        return 1
     print(f"published a bounce of {args.address} to {arn}")
     return 0
 

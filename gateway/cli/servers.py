@@ -30,7 +30,7 @@ def add_commands(commands, client: argparse.ArgumentParser) -> None:
         "run",
         help="run the gateway and the sidecar together until Ctrl-C",
         description="Run the gateway and the feedback sidecar together; Ctrl-C or SIGTERM stops both.",
-    ).set_defaults(run=run_servers)
+    ).set_defaults(run=run_both)
 
 
 # Each server is imported when it runs, not when mailgw builds its parser: `mailgw send` needs none of them.
@@ -57,14 +57,7 @@ def feedback_sqs(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_servers(args: argparse.Namespace) -> int:
-    from gateway.core.startup import run
-
-    run(run_both)  # exits with run_both's code
-    return 0
-
-
-def run_both() -> int:
+def run_both(args: argparse.Namespace) -> int:
     """The gateway and the sidecar as two processes; Ctrl-C (or SIGTERM, SIGHUP) stops both, and exits 0.
 
     Both settings, both addresses and the database are checked first, so neither starts when the other could not.

@@ -35,19 +35,13 @@ def add_commands(commands, client: argparse.ArgumentParser) -> None:
 
 
 def sync_now(args: argparse.Namespace) -> int:
-    from gateway.core.logs import setup_logging
-    from gateway.core.startup import exit_code
-
-    setup_logging("WARNING")  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT; a command by hand: warnings only
-    return exit_code(lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
     from gateway.core.config import ConfigError, Settings
+    from gateway.core.logs import setup_logging
     from gateway.ses.suppression_list import SesSuppressionList
     from gateway.store.database import UNAVAILABLE, CannotUseDatabase, database_problem
     from gateway.store.models import open_database
 
+    setup_logging("WARNING")  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT; a command by hand: warnings only
     settings = Settings.from_env()
     if settings.transport != "ses":
         raise ConfigError("MAILGW_TRANSPORT=outbox: there is no SES suppression list to sync")
