@@ -36,7 +36,13 @@ def test_an_admin_reads_the_pause_and_resumes_dispatch(guarded, database_url):
     assert (status.level, status.reason) == (pb.DISPATCH_LEVEL_PAUSED, "REPUTATION_BOUNCE_RATE")
     assert status.detail.startswith("bounce rate 50 % (10 of the last 20 sends) is at or above the pause threshold")
     assert (status.sends, status.bounce_rate, status.complaint_rate, status.judged) == (20, 0.5, 0.0, True)
+    assert (status.bounces, status.complaints) == (10, 0)
     assert status.HasField("changed_at") and status.window_start.ToDatetime() <= status.changed_at.ToDatetime()
+    assert status.thresholds == pb.DispatchThresholds(
+        slow_bounce_rate=0.06, slow_complaint_rate=0.05, pause_bounce_rate=0.30, pause_complaint_rate=0.10,
+        slow_fraction=0.25, min_sends=20,
+    )  # fmt: skip
+    assert not status.HasField("resumed_at") and (status.resumed_by, status.resume_reason) == ("", "")
 
     resumed = admin.ResumeDispatch(pb.ResumeDispatchRequest(reason="removed the list that bounced"))
 
@@ -46,6 +52,8 @@ def test_an_admin_reads_the_pause_and_resumes_dispatch(guarded, database_url):
     after = admin.GetDispatchStatus(pb.GetDispatchStatusRequest())
     assert (after.level, after.reason, after.sends, after.judged) == (pb.DISPATCH_LEVEL_FULL_PACE, "", 0, False)
     assert after.window_start.ToDatetime() >= status.changed_at.ToDatetime()  # the old sends are not judged again
+    assert (after.resumed_by, after.resume_reason) == ("ops", "removed the list that bounced")  # the admin caller
+    assert after.resumed_at.ToDatetime() >= status.changed_at.ToDatetime()
     # Recorded with the admin caller as the one who resumed, as the gateway host's command shows it.
     shown = mailgw("dispatch", "status", MAILGW_DATABASE_URL=database_url).stdout.splitlines()
     assert shown[0] == "dispatch: full pace"
