@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 
 ## run: the gateway and the feedback sidecar, SQLite, .eml files in ./outbox instead of SES; Ctrl-C stops both.
 ## Unless set, MAILGW_ADMIN_ALLOW_UNAUTHENTICATED=true when no tokens, client CA or admin callers are set, so that
-## `mailgw contacts` works against it (the gateway allows that on a loopback address only)
+## `mailgw contacts` and `mailgw dispatch` work against it (the gateway allows that on a loopback address only)
 run: $(BIN)/.installed
 	@MAILGW_TRANSPORT=$${MAILGW_TRANSPORT:-outbox} \
 	MAILGW_DEFAULT_FROM="$${MAILGW_DEFAULT_FROM:-Mail Gateway <noreply@example.com>}" \

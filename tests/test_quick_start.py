@@ -1,5 +1,5 @@
 """The README's Quick start as a new user follows it: `make run`, `mailgw send`, the link it prints, the page and the
-mail naming the sender, an admin command, then Ctrl-C; on the sidecar port the user chose, not 8080."""
+mail naming the sender, the admin commands, then Ctrl-C; on the sidecar port the user chose, not 8080."""
 
 import os
 import re
@@ -61,6 +61,9 @@ def test_make_run_is_ready_to_explore_and_ctrl_c_stops_it_cleanly(tmp_path):
         listed = mailgw("contacts", "list", "--addr", grpc_address)  # an admin command, on loopback
         assert listed.returncode == 0, listed.stderr
         assert "ada@example.org" in listed.stdout
+        guard = mailgw("dispatch", "status", "--addr", grpc_address)  # another
+        assert guard.returncode == 0, guard.stderr
+        assert guard.stdout.splitlines()[0] == "dispatch: full pace"
     finally:
         os.killpg(make.pid, signal.SIGINT)
         output, _ = make.communicate(timeout=60)

@@ -353,24 +353,24 @@ async def test_bounces_slow_dispatch_then_pause_it_across_a_restart_until_an_ope
     assert len(ses.sent) == sent_before_pause
     assert {message(stub, m).state for m in waiting} == {pb.MESSAGE_STATE_QUEUED}
 
-    # A restart does not end it: the pause is the database's, not the process's.
+    # A restart does not end it: the pause is the database's, not the process's. (Admins: anyone on loopback, as on
+    # `make run`.)
     await asyncio.to_thread(gateway.stop, None)
-    restarted, restarted_stub = await asyncio.to_thread(make_gateway, **GUARD)
+    restarted, restarted_stub = await asyncio.to_thread(make_gateway, **GUARD, admin_allow_unauthenticated=True)
     assert await asyncio.to_thread(dispatch_health, restarted) == NOT_SERVING
     await asyncio.sleep(1)
     assert len(ses.sent) == sent_before_pause
 
-    env = {"MAILGW_DATABASE_URL": database_url, "MAILGW_REPUTATION_MIN_SENDS": "20"}
-    status = await asyncio.to_thread(mailgw, "dispatch", "status", **env)
+    address = f"127.0.0.1:{restarted.port}"
+    status = await asyncio.to_thread(mailgw, "dispatch", "status", "--addr", address)
     assert status.returncode == 0, status.stderr
     shown = status.stdout.splitlines()
     assert shown[0].startswith("dispatch: paused since ") and shown[0].endswith(": REPUTATION_BOUNCE_RATE")
     assert shown[1].startswith("  bounce rate 31.2 % (10 of the last 32 sends)")
     assert "window: 32 sends since " in status.stdout and ": 10 bounces (31.2 %), 0 complaints (0 %)" in status.stdout
 
-    done = await asyncio.to_thread(
-        mailgw, "dispatch", "resume", "--reason", "the bad list is removed", "--operator", "alice", **env
-    )
+    resume = ("dispatch", "resume", "--addr", address, "--reason", "the bad list is removed")
+    done = await asyncio.to_thread(mailgw, *resume)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("dispatch resumed; it was paused: REPUTATION_BOUNCE_RATE (bounce rate 31.2 %")
 
@@ -380,7 +380,7 @@ async def test_bounces_slow_dispatch_then_pause_it_across_a_restart_until_an_ope
     await asyncio.sleep(1)  # five checks of a window that now starts at the resume: no pause again
     assert await asyncio.to_thread(dispatch_health, restarted) == SERVING
     assert await asyncio.to_thread(guard_health, restarted) == SERVING
-    assert "dispatch at full pace: alice resumed it (the bad list is removed)" in caplog.text
+    assert "dispatch at full pace: unauthenticated resumed it (the bad list is removed)" in caplog.text
 
 
 async def test_complaints_pause_every_gateway_on_the_database_and_one_resume_resumes_them(
@@ -416,22 +416,27 @@ async def test_complaints_pause_every_gateway_on_the_database_and_one_resume_res
 
 
 @pytest.mark.slow
-def test_resume_from_the_command_line_refuses_what_would_change_nothing(database_url):
-    open_database(database_url)  # as a gateway leaves it: the command opens the database, it never makes one
-    env = {"MAILGW_DATABASE_URL": database_url}
-    nothing = mailgw("dispatch", "resume", "--reason", "just in case", "--operator", "alice", **env)
+def test_resume_from_the_command_line_refuses_what_would_change_nothing(make_gateway):
+    gateway, _ = make_gateway(admin_allow_unauthenticated=True)
+    address = f"127.0.0.1:{gateway.port}"
+    nothing = mailgw("dispatch", "resume", "--addr", address, "--reason", "just in case")
 
     assert nothing.returncode == 1
     assert nothing.stderr.splitlines() == [
-        "error: dispatch is neither paused nor slowed by the reputation guard: nothing to resume"
+        "error: FAILED_PRECONDITION: dispatch is neither paused nor slowed by the reputation guard: nothing to resume",
+        "  reason=DISPATCH_NOT_PAUSED",
     ]
 
     with database.connection_context():
         store.ensure()
         store.decide(PAUSED, reason="REPUTATION_BOUNCE_RATE", detail="d", generation=0)
-    blank = mailgw("dispatch", "resume", "--reason", " ", "--operator", "alice", **env)
+    blank = mailgw("dispatch", "resume", "--addr", address, "--reason", " ")
 
-    assert blank.returncode == 2
-    assert blank.stderr.splitlines()[1] == "  --reason: required: why dispatch may resume, 1-1000 characters"
+    assert blank.returncode == 1
+    assert blank.stderr.splitlines() == [
+        "error: INVALID_ARGUMENT: the request is invalid",
+        "  --reason: required: why dispatch may resume, 1-1000 characters",
+        "  reason=INVALID_REQUEST",
+    ]
     with database.connection_context():
         assert store.load().level is PAUSED

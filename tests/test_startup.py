@@ -276,8 +276,6 @@ PROCESSES_AND_COMMANDS = {
     "python -m feedback_http": None,
     "mailgw feedback-sqs": ["feedback-sqs"],
     "mailgw run": ["run"],
-    "mailgw dispatch status": ["dispatch", "status"],
-    "mailgw dispatch resume": ["dispatch", "resume", "--reason", "checked", "--operator", "ops"],
     "mailgw suppression sync": ["suppression", "sync"],
 }
 
@@ -301,8 +299,6 @@ def test_every_process_and_command_says_so_in_one_line_and_never_shows_the_passw
 
 
 COMMANDS = {
-    "dispatch status": ["dispatch", "status"],
-    "dispatch resume": ["dispatch", "resume", "--reason", "checked", "--operator", "ops"],
     "suppression sync": ["suppression", "sync"],
 }
 

@@ -5,11 +5,12 @@ import argparse
 import os
 import sys
 
+EXIT_AWS_FAILED = 1  # AWS refused or failed; a bad setting or option is 2, as everywhere (startup.exit_code)
 EXIT_DIFFERS = 3  # something is not as bootstrap wants it, and this run did not change it
 
 
-def add_commands(commands) -> None:
-    """The `aws` command and its `bootstrap` subcommand, on mailgw's subparsers."""
+def add_commands(commands, client: argparse.ArgumentParser) -> None:
+    """The `aws` command and its `bootstrap` subcommand, on mailgw's subparsers (no gateway called: no `client`)."""
     aws = commands.add_parser(
         "aws",
         help="set up the AWS side (SES configuration set, SNS topic, SQS queue)",
@@ -58,27 +59,24 @@ def add_commands(commands) -> None:
         default="feedback",
         help="the configuration set's event destination, when none publishes to the topic yet (default: %(default)s)",
     )
+    bootstrap.set_defaults(run=run_bootstrap)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_bootstrap(args: argparse.Namespace) -> int:
     from gateway.aws.bootstrap import Bootstrap
     from gateway.aws.outcome import BootstrapError, Mode
-    from gateway.core.config import ConfigError, Settings
+    from gateway.core.config import Settings
 
-    try:
-        plan = plan_from(args, Settings.from_env())
-    except ConfigError as exc:
-        print(f"mailgw: {exc}", file=sys.stderr)
-        return 2
+    plan = plan_from(args, Settings.from_env())
     bootstrap = Bootstrap(plan, Mode(dry_run=args.dry_run, fix=args.fix))
     outcomes = []
     try:
         for outcome in bootstrap.run():
             outcomes.append(outcome)
             print(outcome.line(), flush=True)
-    except (BootstrapError, ConfigError) as exc:
+    except BootstrapError as exc:
         print(f"mailgw: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
+        return EXIT_AWS_FAILED
     print("\n# Settings (the sidecar, and `mailgw feedback-sqs` for the queue):")
     print("\n".join(bootstrap.settings_lines(os.environ.get("MAILGW_SNS_TOPIC_ARNS", ""))))
     return 0 if all(outcome.settled for outcome in outcomes) else EXIT_DIFFERS

@@ -8,8 +8,8 @@ from gateway.core.addresses import parse_address
 DEFAULT_PORT = 5000  # moto's own default
 
 
-def add_commands(commands) -> None:
-    """The `dev` command and its subcommands, on mailgw's subparsers."""
+def add_commands(commands, client: argparse.ArgumentParser) -> None:
+    """The `dev` command and its subcommands, on mailgw's subparsers (no gateway called: no `client`)."""
     dev = commands.add_parser(
         "dev",
         help="development aids: a local AWS (SES, SNS, SQS) and bounces to feed it",
@@ -27,6 +27,7 @@ def add_commands(commands) -> None:
     aws.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, metavar="N", help="the port to serve (default: %(default)s)"
     )
+    aws.set_defaults(run=serve_local_aws)
     bounce = actions.add_parser(
         "bounce",
         help="publish a permanent bounce of ADDRESS to the feedback topic of the local AWS",
@@ -41,37 +42,33 @@ def add_commands(commands) -> None:
         metavar="NAME",
         help="the SNS topic (default: bootstrap's, CONFIGURATION_SET-feedback from $MAILGW_SES_CONFIGURATION_SET)",
     )
+    bounce.set_defaults(run=publish_local_bounce)
 
 
-def run(args: argparse.Namespace) -> int:
-    return _serve(args) if args.dev_command == "aws" else _bounce(args)
+def serve_local_aws(args: argparse.Namespace) -> int:
+    from gateway.core.config import ConfigError
 
-
-def _serve(args: argparse.Namespace) -> int:
     try:
         import moto.server  # noqa: F401  (the dev extra; not a dependency of the gateway)
     except ImportError:
-        print("mailgw: `mailgw dev aws` needs moto's server: pip install -e '.[dev]'", file=sys.stderr)
-        return 2
-    from gateway.core.startup import run as run_process
+        raise ConfigError("`mailgw dev aws` needs moto's server: pip install -e '.[dev]'") from None
     from gateway.dev.aws import serve
 
-    run_process(lambda: serve(args.port))  # exits: 0 when stopped, 1 with one line when the port is taken
-    return 0
+    return serve(args.port)  # 0 when stopped; a taken port is AddressInUse (one line, exit 1)
 
 
-def _bounce(args: argparse.Namespace) -> int:
+def publish_local_bounce(args: argparse.Namespace) -> int:
     from gateway.aws.bootstrap import feedback_name
     from gateway.aws.outcome import BootstrapError
-    from gateway.core.config import ConfigError, Settings
+    from gateway.core.config import Settings
     from gateway.dev.bounce import publish_bounce
 
+    topic = args.topic or feedback_name(Settings.from_env().ses_configuration_set)
     try:
-        topic = args.topic or feedback_name(Settings.from_env().ses_configuration_set)
         arn = publish_bounce(args.address, topic)
-    except (BootstrapError, ConfigError) as exc:
+    except BootstrapError as exc:
         print(f"mailgw: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
+        return 1
     print(f"published a bounce of {args.address} to {arn}")
     return 0
 

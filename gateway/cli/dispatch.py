@@ -1,130 +1,96 @@
-"""`mailgw dispatch status|resume`: the reputation guard for an operator on a gateway host, straight against the
-database that MAILGW_DATABASE_URL names (no gateway needs to answer)."""
+"""`mailgw dispatch status|resume`: the reputation guard through the admin service's GetDispatchStatus and
+ResumeDispatch (callers named in MAILGW_ADMIN_CALLERS; credentials as for `mailgw send`)."""
 
 import argparse
-import getpass
-import sys
 
-# The guard and its store are imported when a dispatch command runs, not when mailgw builds its parser: they bring
-# boto3 (through pacing), which `mailgw send` does not need.
+from gateway.api.mailgateway.v1 import admin_pb2 as pb
+from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
+from gateway.cli.client import call, client_channel
 
-FLAGS = {"reason": "--reason", "operator": "--operator"}
+# The guard's wording (percent, the follow period) is imported when a dispatch command runs, not when mailgw builds its
+# parser: it brings boto3 (through pacing), which `mailgw send` does not need.
 
 
-def add_commands(commands) -> None:
-    """The `dispatch` command and its subcommands, on mailgw's subparsers."""
+def add_commands(commands, client: argparse.ArgumentParser) -> None:
+    """The `dispatch` command and its subcommands, on mailgw's subparsers; `client` holds the shared --addr option."""
     dispatch = commands.add_parser(
         "dispatch",
-        help="the reputation guard: show the bounce and complaint rates, resume a paused dispatch",
-        description="The reputation guard of every gateway on MAILGW_DATABASE_URL: its rates, and resuming dispatch "
-        "after it paused.",
+        help="the reputation guard: show the bounce and complaint rates, resume a paused dispatch (admin callers only)",
+        description="The reputation guard of every gateway on the gateway's database, through its admin service: its "
+        "rates, and resuming dispatch after it paused. The caller must be named in the gateway's MAILGW_ADMIN_CALLERS; "
+        "credentials as for `mailgw send` (MAILGW_CLIENT_*).",
     )
     actions = dispatch.add_subparsers(dest="action", required=True, metavar="ACTION", help="status or resume")
-    actions.add_parser(
+    status = actions.add_parser(
         "status",
+        parents=[client],
         help="show the rates over the window and what the guard does",
         description="Show the bounce and complaint rates over the window of recent sends, the thresholds, and "
         "whether dispatch runs at full pace, slowed or paused (and why).",
     )
+    status.set_defaults(run=show_status)
     resume = actions.add_parser(
         "resume",
+        parents=[client],
         help="resume dispatch that the reputation guard paused or slowed",
         description="Resume dispatch on every gateway (within a second). The sends before now are not judged again: "
-        "the window restarts, and nothing is judged until MAILGW_REPUTATION_MIN_SENDS new sends.",
+        "the window restarts, and nothing is judged until MAILGW_REPUTATION_MIN_SENDS new sends. Your caller name is "
+        "recorded as who resumed it.",
     )
     resume.add_argument("--reason", required=True, metavar="TEXT", help="why it may resume (recorded)")
-    resume.add_argument(
-        "--operator",
-        default=_login(),
-        metavar="NAME",
-        help="who resumes it (recorded; default: your login name, %(default)s)",
-    )
+    resume.set_defaults(run=resume_dispatch)
 
 
-def run(args: argparse.Namespace) -> int:
-    from gateway.core.startup import exit_code
-
-    return exit_code(lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
-    from gateway.core.config import Settings
-    from gateway.sending import reputation
-    from gateway.store.database import UNAVAILABLE, CannotUseDatabase, database, database_problem
-    from gateway.store.models import open_database
-
-    settings = Settings.from_env()
-    open_database(settings.database_url, existing=True)  # never an empty one made here, read as "full pace"
-    try:
-        with database.connection_context():
-            if args.action == "resume":
-                return _resume(args.operator, args.reason)
-            limits = reputation.Limits.from_settings(settings)
-            reading, _, _ = reputation.read(limits)
-            print("\n".join(describe(reading, limits)))
-            return 0
-    except UNAVAILABLE as exc:
-        problem = f"did not answer: {database_problem(exc)}; nothing changed"
-        raise CannotUseDatabase(settings.database_url, problem) from None
-
-
-def _resume(operator: str, reason: str) -> int:
-    from gateway.core.errors import InvalidRequest, NothingToResume
-    from gateway.core.loops import PRODUCTION
-    from gateway.sending import reputation
-
-    try:
-        ended = reputation.resume(operator, reason)
-    except InvalidRequest as exc:
-        lines = ["error: nothing changed"] + [f"  {FLAGS[f]}: {d}" for f, d in exc.violations.items()]
-        print("\n".join(lines), file=sys.stderr)
-        return 2
-    except NothingToResume as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    print(f"dispatch resumed; it was {ended.level.value}: {ended.reason} ({ended.detail})")
-    print(
-        f"  every dispatching gateway follows within {PRODUCTION.follow_seconds:g} s; the sends before now are not "
-        "judged again"
-    )
+def show_status(args: argparse.Namespace) -> int:
+    request = pb.GetDispatchStatusRequest()
+    with client_channel(args.addr) as (channel, metadata):
+        status = call(pb_grpc.MailGatewayAdminServiceStub(channel).GetDispatchStatus, request, metadata)
+    print("\n".join(describe(status)))
     return 0
 
 
-def describe(reading, limits) -> list[str]:
-    """What `mailgw dispatch status` prints, of a reputation.Reading and reputation.Limits."""
-    from gateway.sending import reputation
-    from gateway.store.models import ReputationLevel
+def resume_dispatch(args: argparse.Namespace) -> int:
+    from gateway.core.loops import PRODUCTION
 
-    if reading.level is ReputationLevel.NORMAL:
-        lines = ["dispatch: full pace"]
-    else:
-        lines = [f"dispatch: {reading.level.value} since {_time(reading.changed_at)}: {reading.reason}"]
-        lines.append(f"  {reading.detail}")
-        if reading.level is ReputationLevel.PAUSED:
+    request = pb.ResumeDispatchRequest(reason=args.reason)
+    with client_channel(args.addr) as (channel, metadata):
+        ended = call(pb_grpc.MailGatewayAdminServiceStub(channel).ResumeDispatch, request, metadata)
+    print(f"dispatch resumed; it was {_level(ended.previous_level)}: {ended.previous_reason} ({ended.previous_detail})")
+    follows = f"{PRODUCTION.follow_seconds:g} s"
+    print(f"  every dispatching gateway follows within {follows}; the sends before now are not judged again")
+    return 0
+
+
+def describe(status: pb.GetDispatchStatusResponse) -> list[str]:
+    """What `mailgw dispatch status` prints of the guard's reading."""
+    from gateway.sending.reputation import percent
+
+    if status.level in (pb.DISPATCH_LEVEL_SLOWED, pb.DISPATCH_LEVEL_PAUSED):
+        lines = [f"dispatch: {_level(status.level)} since {_time(status, 'changed_at')}: {status.reason}"]
+        lines.append(f"  {status.detail}")
+        if status.level == pb.DISPATCH_LEVEL_PAUSED:
             lines.append('  resume with: mailgw dispatch resume --reason "…"')
-    rates = reputation.percent(reading.bounce_rate), reputation.percent(reading.complaint_rate)
+    else:
+        lines = ["dispatch: full pace"]
+    limits = status.thresholds
     lines.append(
-        f"window: {reading.sends:,} sends since {_time(reading.window_start)}: {reading.bounces:,} bounces "
-        f"({rates[0]}), {reading.complaints:,} complaints ({rates[1]})"
-        + ("" if reading.judged else f"; too few to judge (fewer than {limits.min_sends:,})")
+        f"window: {status.sends:,} sends since {_time(status, 'window_start')}: {status.bounces:,} bounces "
+        f"({percent(status.bounce_rate)}), {status.complaints:,} complaints ({percent(status.complaint_rate)})"
+        + ("" if status.judged else f"; too few to judge (fewer than {limits.min_sends:,})")
     )
-    percent = reputation.percent
     lines.append(
-        f"thresholds: slow to {percent(limits.slow_fraction)} of the pace at {percent(limits.slow_bounce)} bounces "
-        f"or {percent(limits.slow_complaint)} complaints; pause at {percent(limits.pause_bounce)} bounces or "
-        f"{percent(limits.pause_complaint)} complaints; judged from {limits.min_sends:,} sends"
+        f"thresholds: slow to {percent(limits.slow_fraction)} of the pace at {percent(limits.slow_bounce_rate)} "
+        f"bounces or {percent(limits.slow_complaint_rate)} complaints; pause at {percent(limits.pause_bounce_rate)} "
+        f"bounces or {percent(limits.pause_complaint_rate)} complaints; judged from {limits.min_sends:,} sends"
     )
-    if reading.resumed_at is not None:
-        lines.append(f"last resumed: {_time(reading.resumed_at)} by {reading.resumed_by}: {reading.resume_reason}")
+    if status.HasField("resumed_at"):
+        lines.append(f"last resumed: {_time(status, 'resumed_at')} by {status.resumed_by}: {status.resume_reason}")
     return lines
 
 
-def _time(moment) -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment is not None else "?"
+def _level(level: int) -> str:
+    return pb.DispatchLevel.Name(level).removeprefix("DISPATCH_LEVEL_").lower()
 
 
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in this environment: --operator is then needed
-        return ""
+def _time(status: pb.GetDispatchStatusResponse, field: str) -> str:
+    return f"{getattr(status, field).ToDatetime():%Y-%m-%d %H:%M:%S} UTC" if status.HasField(field) else "?"

@@ -8,12 +8,11 @@ Only argparse is imported until it runs: `mailgw send` should not pay for boto3 
 import argparse
 import sys
 
-COMMANDS = ("suppression",)
 EXIT_FAILED = 1
 
 
-def add_parsers(commands) -> None:
-    """The command, under the `mailgw` parser's subcommands."""
+def add_commands(commands, client: argparse.ArgumentParser) -> None:
+    """The `suppression` command and its `sync` subcommand, on mailgw's subparsers (no gateway called: no `client`)."""
     suppression = commands.add_parser(
         "suppression",
         help="sync SES's account suppression list now",
@@ -32,22 +31,17 @@ def add_parsers(commands) -> None:
         action="store_true",
         help="list SES's whole list and settle contacts it no longer holds (a reconcile)",
     )
+    sync.set_defaults(run=sync_now)
 
 
-def run(args: argparse.Namespace) -> int:
-    from gateway.core.logs import setup_logging
-    from gateway.core.startup import exit_code
-
-    setup_logging("WARNING")  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT; a command by hand: warnings only
-    return exit_code(lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
+def sync_now(args: argparse.Namespace) -> int:
     from gateway.core.config import ConfigError, Settings
+    from gateway.core.logs import setup_logging
     from gateway.ses.suppression_list import SesSuppressionList
     from gateway.store.database import UNAVAILABLE, CannotUseDatabase, database_problem
     from gateway.store.models import open_database
 
+    setup_logging("WARNING")  # masked, MAILGW_LOG_LEVEL and MAILGW_LOG_FORMAT; a command by hand: warnings only
     settings = Settings.from_env()
     if settings.transport != "ses":
         raise ConfigError("MAILGW_TRANSPORT=outbox: there is no SES suppression list to sync")

@@ -1,8 +1,6 @@
 """Domain errors of the gateway; the servicer maps each to one gRPC status with an ErrorInfo reason. Also what stops a
 process before it can work (CannotUseDatabase), which core/startup.py turns into one line."""
 
-from playhouse import db_url
-
 from gateway.core import failures
 from gateway.core.config import masked_url
 
@@ -106,6 +104,8 @@ class CannotUseDatabase(Exception):
 
 
 def _password(url: str) -> str:
+    from playhouse import db_url  # here: every mailgw command imports this module (startup), and most need no peewee
+
     try:
         return str(db_url.parse(url).get("password") or "")
     except Exception:  # a URL the driver cannot read has nothing it could quote

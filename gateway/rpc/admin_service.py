@@ -140,6 +140,7 @@ class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
         self, request: pb.GetDispatchStatusRequest, context: grpc.ServicerContext, caller: str
     ) -> pb.GetDispatchStatusResponse:
         reading, _, _ = reputation.read(self._limits)
+        limits = self._limits
         response = pb.GetDispatchStatusResponse(
             level=PROTO_LEVEL[reading.level],
             reason=reading.reason,
@@ -148,10 +149,23 @@ class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
             bounce_rate=reading.bounce_rate,
             complaint_rate=reading.complaint_rate,
             judged=reading.judged,
+            bounces=reading.bounces,
+            complaints=reading.complaints,
+            thresholds=pb.DispatchThresholds(
+                slow_bounce_rate=limits.slow_bounce,
+                slow_complaint_rate=limits.slow_complaint,
+                pause_bounce_rate=limits.pause_bounce,
+                pause_complaint_rate=limits.pause_complaint,
+                slow_fraction=limits.slow_fraction,
+                min_sends=limits.min_sends,
+            ),
+            resumed_by=reading.resumed_by,
+            resume_reason=reading.resume_reason,
         )
         response.window_start.FromDatetime(reading.window_start)
-        if reading.changed_at is not None:
-            response.changed_at.FromDatetime(reading.changed_at)
+        for field, moment in (("changed_at", reading.changed_at), ("resumed_at", reading.resumed_at)):
+            if moment is not None:
+                getattr(response, field).FromDatetime(moment)
         return response
 
     @rpc

@@ -219,7 +219,7 @@ class GetDispatchStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetDispatchStatusResponse(_message.Message):
-    __slots__ = ("level", "reason", "detail", "changed_at", "sends", "bounce_rate", "complaint_rate", "window_start", "judged")
+    __slots__ = ("level", "reason", "detail", "changed_at", "sends", "bounce_rate", "complaint_rate", "window_start", "judged", "bounces", "complaints", "thresholds", "resumed_at", "resumed_by", "resume_reason")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +229,12 @@ class GetDispatchStatusResponse(_message.Message):
     COMPLAINT_RATE_FIELD_NUMBER: _ClassVar[int]
     WINDOW_START_FIELD_NUMBER: _ClassVar[int]
     JUDGED_FIELD_NUMBER: _ClassVar[int]
+    BOUNCES_FIELD_NUMBER: _ClassVar[int]
+    COMPLAINTS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_BY_FIELD_NUMBER: _ClassVar[int]
+    RESUME_REASON_FIELD_NUMBER: _ClassVar[int]
     level: DispatchLevel
     reason: str
     detail: str
@@ -238,7 +244,29 @@ class GetDispatchStatusResponse(_message.Message):
     complaint_rate: float
     window_start: _timestamp_pb2.Timestamp
     judged: bool
-    def __init__(self, level: _Optional[_Union[DispatchLevel, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sends: _Optional[int] = ..., bounce_rate: _Optional[float] = ..., complaint_rate: _Optional[float] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judged: _Optional[bool] = ...) -> None: ...
+    bounces: int
+    complaints: int
+    thresholds: DispatchThresholds
+    resumed_at: _timestamp_pb2.Timestamp
+    resumed_by: str
+    resume_reason: str
+    def __init__(self, level: _Optional[_Union[DispatchLevel, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sends: _Optional[int] = ..., bounce_rate: _Optional[float] = ..., complaint_rate: _Optional[float] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judged: _Optional[bool] = ..., bounces: _Optional[int] = ..., complaints: _Optional[int] = ..., thresholds: _Optional[_Union[DispatchThresholds, _Mapping]] = ..., resumed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resumed_by: _Optional[str] = ..., resume_reason: _Optional[str] = ...) -> None: ...
+
+class DispatchThresholds(_message.Message):
+    __slots__ = ("slow_bounce_rate", "slow_complaint_rate", "pause_bounce_rate", "pause_complaint_rate", "slow_fraction", "min_sends")
+    SLOW_BOUNCE_RATE_FIELD_NUMBER: _ClassVar[int]
+    SLOW_COMPLAINT_RATE_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_BOUNCE_RATE_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_COMPLAINT_RATE_FIELD_NUMBER: _ClassVar[int]
+    SLOW_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MIN_SENDS_FIELD_NUMBER: _ClassVar[int]
+    slow_bounce_rate: float
+    slow_complaint_rate: float
+    pause_bounce_rate: float
+    pause_complaint_rate: float
+    slow_fraction: float
+    min_sends: int
+    def __init__(self, slow_bounce_rate: _Optional[float] = ..., slow_complaint_rate: _Optional[float] = ..., pause_bounce_rate: _Optional[float] = ..., pause_complaint_rate: _Optional[float] = ..., slow_fraction: _Optional[float] = ..., min_sends: _Optional[int] = ...) -> None: ...
 
 class ResumeDispatchRequest(_message.Message):
     __slots__ = ("reason",)

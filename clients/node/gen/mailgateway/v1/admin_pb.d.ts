@@ -696,6 +696,49 @@ export declare type GetDispatchStatusResponse = Message<"mailgateway.v1.GetDispa
    * @generated from field: bool judged = 9;
    */
   judged: boolean;
+
+  /**
+   * How many of the window's sends hard-bounced.
+   *
+   * @generated from field: int64 bounces = 10;
+   */
+  bounces: bigint;
+
+  /**
+   * How many of the window's sends were complained about.
+   *
+   * @generated from field: int64 complaints = 11;
+   */
+  complaints: bigint;
+
+  /**
+   * The thresholds the guard judges the rates by: the answering gateway's
+   * MAILGW_REPUTATION_* settings.
+   *
+   * @generated from field: mailgateway.v1.DispatchThresholds thresholds = 12;
+   */
+  thresholds?: DispatchThresholds | undefined;
+
+  /**
+   * When an admin last resumed dispatch; unset when nobody ever did.
+   *
+   * @generated from field: google.protobuf.Timestamp resumed_at = 13;
+   */
+  resumedAt?: Timestamp | undefined;
+
+  /**
+   * Who last resumed it: the admin caller; empty when nobody ever did.
+   *
+   * @generated from field: string resumed_by = 14;
+   */
+  resumedBy: string;
+
+  /**
+   * Why it was last resumed; empty when nobody ever did.
+   *
+   * @generated from field: string resume_reason = 15;
+   */
+  resumeReason: string;
 };
 
 /**
@@ -703,6 +746,62 @@ export declare type GetDispatchStatusResponse = Message<"mailgateway.v1.GetDispa
  * Use `create(GetDispatchStatusResponseSchema)` to create a new message.
  */
 export declare const GetDispatchStatusResponseSchema: GenMessage<GetDispatchStatusResponse>;
+
+/**
+ * DispatchThresholds are the rates at which the reputation guard slows or
+ * pauses dispatch, as shares of the window's sends from 0 to 1.
+ *
+ * @generated from message mailgateway.v1.DispatchThresholds
+ */
+export declare type DispatchThresholds = Message<"mailgateway.v1.DispatchThresholds"> & {
+  /**
+   * Dispatch slows at or above this bounce rate.
+   *
+   * @generated from field: double slow_bounce_rate = 1;
+   */
+  slowBounceRate: number;
+
+  /**
+   * Dispatch slows at or above this complaint rate.
+   *
+   * @generated from field: double slow_complaint_rate = 2;
+   */
+  slowComplaintRate: number;
+
+  /**
+   * Dispatch pauses at or above this bounce rate.
+   *
+   * @generated from field: double pause_bounce_rate = 3;
+   */
+  pauseBounceRate: number;
+
+  /**
+   * Dispatch pauses at or above this complaint rate.
+   *
+   * @generated from field: double pause_complaint_rate = 4;
+   */
+  pauseComplaintRate: number;
+
+  /**
+   * The share of the send rate that slowed dispatch runs at, from 0 to 1.
+   *
+   * @generated from field: double slow_fraction = 5;
+   */
+  slowFraction: number;
+
+  /**
+   * The fewest sends the window must hold for the rates to be judged.
+   *
+   * @generated from field: int64 min_sends = 6;
+   */
+  minSends: bigint;
+};
+
+/**
+ * Describes the message mailgateway.v1.DispatchThresholds.
+ * Use `create(DispatchThresholdsSchema)` to create a new message.
+ */
+export declare const DispatchThresholdsSchema: GenMessage<DispatchThresholds>;
 
 /**
  * ResumeDispatchRequest is an admin's resume of a paused or slowed dispatch.
