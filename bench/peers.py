@@ -3,7 +3,6 @@
 import asyncio
 import json
 import sys
-import time
 import uuid
 from concurrent import futures
 
@@ -11,6 +10,7 @@ import grpc
 from aiohttp import web
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+from gateway.dev.ses_standin import MAX_REQUEST, SesStandIn
 
 ECHO_METHOD = "/bench.v1.EchoService/Echo"
 
@@ -30,27 +30,21 @@ def run_http(app: web.Application) -> None:
     asyncio.run(serve())
 
 
-ARRIVALS: list[float] = []  # when each SendEmail arrived (time.monotonic), for the dispatch line's rate
+def ses_peer() -> None:
+    """The SES v2 stand-in the tests use (gateway/dev/ses_standin.py), answering at once, plus the bench's own route:
+    the arrival times of the sends so far, then forgotten (the dispatch line's rate)."""
+    standin = SesStandIn()
+    standin.max_send_rate = 1_000_000.0  # a production account that paces nobody (the benchmarks set MAILGW_SEND_RATE)
 
+    async def arrivals(request: web.Request) -> web.Response:
+        times = [sent.at for sent in standin.sent]
+        standin.requests.clear()
+        return web.json_response(times)
 
-async def ses_send_email(request: web.Request) -> web.Response:
-    """SES v2 SendEmail that answers at once: reads the body, returns a fresh MessageId."""
-    await request.read()
-    ARRIVALS.append(time.monotonic())
-    return web.json_response({"MessageId": f"0100019{uuid.uuid4().hex}-000000"})
-
-
-async def ses_get_account(request: web.Request) -> web.Response:
-    """SES v2 GetAccount: a production account that paces nobody (the benchmarks set MAILGW_SEND_RATE)."""
-    quota = {"Max24HourSend": -1.0, "MaxSendRate": 1_000_000.0, "SentLast24Hours": 0.0}
-    return web.json_response({"SendQuota": quota, "SendingEnabled": True, "ProductionAccessEnabled": True})
-
-
-async def ses_arrivals(request: web.Request) -> web.Response:
-    """The bench's own route: the arrival times so far, then forgotten."""
-    times = list(ARRIVALS)
-    ARRIVALS.clear()
-    return web.json_response(times)
+    app = web.Application(client_max_size=MAX_REQUEST)
+    standin.register(app)
+    app.router.add_post("/_bench/arrivals", arrivals)
+    run_http(app)
 
 
 async def bare_sns_handler(request: web.Request) -> web.Response:
@@ -84,11 +78,7 @@ def cert_host(pem_path: str) -> None:
 if __name__ == "__main__":
     name, args = sys.argv[1], sys.argv[2:]
     if name == "ses":
-        app = web.Application(client_max_size=50 * 1024 * 1024)
-        app.router.add_post("/v2/email/outbound-emails", ses_send_email)
-        app.router.add_get("/v2/email/account", ses_get_account)
-        app.router.add_post("/_bench/arrivals", ses_arrivals)
-        run_http(app)
+        ses_peer()
     elif name == "echo-http":
         app = web.Application()
         app.router.add_post("/sns", bare_sns_handler)
