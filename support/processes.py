@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +65,16 @@ def drain(process: subprocess.Popen, *, keep: int | None = None) -> collections.
 
     threading.Thread(target=read, daemon=True).start()
     return lines
+
+
+def mailgw(*args: str, environ: Mapping[str, str] | None = None, timeout: float = 120.0, **env: str):
+    """`mailgw ARGS…` run as a user runs it (`python -m gateway.cli` from the checkout), with this process's
+    environment (or `environ`) plus `env`; the finished process, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ if environ is None else environ) | env,
+        cwd=ROOT,
+        timeout=timeout,
+    )

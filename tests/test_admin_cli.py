@@ -19,7 +19,7 @@ import pytest
 from gateway.cli import parser
 from gateway.store.contacts import change_status
 from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database
-from support.processes import ROOT
+from support.processes import ROOT, mailgw
 from tests.admin_rpc import BILLING_TOKEN, OPS_TOKEN, start_admin_gateway
 
 BOM = "\ufeff".encode()
@@ -33,15 +33,8 @@ def address(make_gateway) -> str:
     return f"127.0.0.1:{start_admin_gateway(make_gateway).port}"
 
 
-def mailgw(*args: str, token: str = OPS_TOKEN) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ | {"MAILGW_CLIENT_TOKEN": token},
-        cwd=ROOT,
-        timeout=120,
-    )
+def run_mailgw(*args: str, token: str = OPS_TOKEN):
+    return mailgw(*args, MAILGW_CLIENT_TOKEN=token)
 
 
 def mailgw_on_a_terminal(*args: str) -> tuple[subprocess.CompletedProcess, str]:
@@ -104,7 +97,7 @@ def test_import_then_export_round_trip_through_spreadsheet_files(address, tmp_pa
     source, report, exported = tmp_path / "old-system.csv", tmp_path / "report.csv", tmp_path / "contacts.csv"
     source.write_bytes(BOM + SPREADSHEET_FILE.encode())
 
-    first = mailgw("contacts", "import", "--addr", address, str(source), "--report", str(report))
+    first = run_mailgw("contacts", "import", "--addr", address, str(source), "--report", str(report))
 
     assert first.returncode == 1  # rows were refused
     assert first.stdout == f"{source}: 4 created, 0 changed, 0 unchanged, 2 refused\n"
@@ -129,10 +122,10 @@ def test_import_then_export_round_trip_through_spreadsheet_files(address, tmp_pa
     with database.connection_context():
         assert {c.actor for c in StatusChange.select()} == {"ops"}
 
-    again = mailgw("contacts", "import", "--addr", address, str(source))
+    again = run_mailgw("contacts", "import", "--addr", address, str(source))
     assert again.stdout == f"{source}: 0 created, 0 changed, 4 unchanged, 2 refused\n"
 
-    export = mailgw("contacts", "export", "--addr", address, "-o", str(exported))
+    export = run_mailgw("contacts", "export", "--addr", address, "-o", str(exported))
 
     assert export.returncode == 0, export.stderr
     assert (export.stdout, export.stderr) == ("", "")
@@ -151,10 +144,10 @@ def test_import_then_export_round_trip_through_spreadsheet_files(address, tmp_pa
         ISO_TIME.fullmatch(row["updated_at"]) and ISO_TIME.fullmatch(row["created_at"]) for row in cells.values()
     )
 
-    back = mailgw("contacts", "import", "--addr", address, str(exported))  # the export reads back as it was
+    back = run_mailgw("contacts", "import", "--addr", address, str(exported))  # the export reads back as it was
     assert (back.returncode, back.stdout) == (0, f"{exported}: 0 created, 0 changed, 4 unchanged, 0 refused\n")
 
-    to_stdout = mailgw("contacts", "export", "--addr", address, "--status", "complained", "--status", "bounced")
+    to_stdout = run_mailgw("contacts", "export", "--addr", address, "--status", "complained", "--status", "bounced")
     assert to_stdout.stdout.splitlines()[0] == "email,status,reason,updated_at,created_at"  # no byte-order mark
     assert [row["email"] for row in csv.DictReader(io.StringIO(to_stdout.stdout))] == [
         "ada@example.org",
@@ -164,48 +157,50 @@ def test_import_then_export_round_trip_through_spreadsheet_files(address, tmp_pa
 
 @pytest.mark.slow
 def test_contacts_commands_print_what_an_operator_needs(address):
-    suppress = mailgw("contacts", "suppress", "--addr", address, "Ada@Example.org", "--status", "bounced",
+    suppress = run_mailgw("contacts", "suppress", "--addr", address, "Ada@Example.org", "--status", "bounced",
                       "--reason", "bounced in the old system")  # fmt: skip
     assert (suppress.returncode, suppress.stdout) == (0, "ada@example.org: active -> bounced\n"), suppress.stderr
     reactivate = ["contacts", "reactivate", "--addr", address, "ada@example.org", "--reason", "mailbox fixed"]
-    assert mailgw(*reactivate).stdout.splitlines() == [
+    assert run_mailgw(*reactivate).stdout.splitlines() == [
         "ada@example.org: bounced -> active",
         "  SES suppression list: was not on it",
     ]
-    assert mailgw(*reactivate).stdout.splitlines()[0] == "ada@example.org: unchanged, already active"
-    mailgw("contacts", "suppress", "--addr", address, "bob@example.org", "--status", "complained", "--reason", "spam")
+    assert run_mailgw(*reactivate).stdout.splitlines()[0] == "ada@example.org: unchanged, already active"
+    run_mailgw(
+        "contacts", "suppress", "--addr", address, "bob@example.org", "--status", "complained", "--reason", "spam"
+    )
 
-    history = mailgw("contacts", "history", "--addr", address, "ada@example.org")
+    history = run_mailgw("contacts", "history", "--addr", address, "ada@example.org")
     header, newest, oldest = history.stdout.splitlines()
     assert re.fullmatch(r"ada@example.org: active \(contact_id=[\w-]{22}\)", header)
     assert re.fullmatch(r"  \S+Z  bounced -> active  admin by ops: mailbox fixed", newest)
     assert re.fullmatch(r"  \S+Z  active -> bounced  admin by ops: bounced in the old system", oldest)
 
-    listed = mailgw("contacts", "list", "--addr", address, "--limit", "1")
+    listed = run_mailgw("contacts", "list", "--addr", address, "--limit", "1")
     [line] = listed.stdout.splitlines()
     assert re.fullmatch(r"\S+Z  active        ada@example.org  mailbox fixed", line)
     [more] = listed.stderr.splitlines()
     token = more.removeprefix("more: continue with --page-token ")
-    rest = mailgw("contacts", "list", "--addr", address, "--page-token", token)
+    rest = run_mailgw("contacts", "list", "--addr", address, "--page-token", token)
     assert [line.split()[1:3] for line in rest.stdout.splitlines()] == [["complained", "bob@example.org"]]
-    only = mailgw("contacts", "list", "--addr", address, "--status", "complained", "--since", "2020-01-01")
+    only = run_mailgw("contacts", "list", "--addr", address, "--status", "complained", "--since", "2020-01-01")
     assert [line.split()[2] for line in only.stdout.splitlines()] == ["bob@example.org"]
 
-    refused = mailgw("contacts", "list", "--addr", address, token=BILLING_TOKEN)
+    refused = run_mailgw("contacts", "list", "--addr", address, token=BILLING_TOKEN)
     assert refused.returncode == 1
     assert refused.stderr.splitlines() == [
         "error: PERMISSION_DENIED: only the callers in MAILGW_ADMIN_CALLERS may use the admin service",
         "  reason=ADMIN_CALLER_REQUIRED caller=billing",
     ]
-    no_reason = mailgw("contacts", "reactivate", "--addr", address, "bob@example.org", "--reason", " ")
+    no_reason = run_mailgw("contacts", "reactivate", "--addr", address, "bob@example.org", "--reason", " ")
     assert no_reason.returncode == 1
     assert no_reason.stderr.splitlines() == [
         "error: INVALID_ARGUMENT: the request is invalid",
         "  --reason: required: say why (it is kept in the contact's history)",
         "  reason=INVALID_REQUEST",
     ]
-    assert mailgw("contacts", "list", "--addr", address, "--since", "yesterday").returncode == 2
-    assert mailgw("contacts", "suppress", "--addr", address, "x@example.org", "--status", "bounced").returncode == 2
+    assert run_mailgw("contacts", "list", "--addr", address, "--since", "yesterday").returncode == 2
+    assert run_mailgw("contacts", "suppress", "--addr", address, "x@example.org", "--status", "bounced").returncode == 2
     assert contact("x@example.org") is None
 
 
@@ -227,7 +222,7 @@ def test_mailgw_contacts_reactivate_takes_the_address_off_ses_list(make_gateway,
     suppressed("ada@example.org")
     ses.suppression.add("ada@example.org")
 
-    done = mailgw("contacts", "reactivate", "--addr", address, "Ada@Example.org", "--reason", "mailbox fixed")
+    done = run_mailgw("contacts", "reactivate", "--addr", address, "Ada@Example.org", "--reason", "mailbox fixed")
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["ada@example.org: bounced -> active", "  SES suppression list: removed"]
@@ -235,7 +230,7 @@ def test_mailgw_contacts_reactivate_takes_the_address_off_ses_list(make_gateway,
     assert ses.suppression.called(DELETE) == [{"EmailAddress": "ada@example.org"}]
     assert ses.suppression.entries == {}
 
-    again = mailgw("contacts", "reactivate", "--addr", address, "ada@example.org", "--reason", "sure")
+    again = run_mailgw("contacts", "reactivate", "--addr", address, "ada@example.org", "--reason", "sure")
     assert (again.returncode, again.stdout.splitlines()) == (
         0, ["ada@example.org: unchanged, already active", "  SES suppression list: was not on it"]
     )  # fmt: skip
@@ -243,7 +238,7 @@ def test_mailgw_contacts_reactivate_takes_the_address_off_ses_list(make_gateway,
     suppressed("slow@example.org")
     ses.suppression.add("slow@example.org")
     ses.suppression.fail(DELETE, 429, "TooManyRequestsException", "Too many requests")
-    waiting = mailgw("contacts", "reactivate", "--addr", address, "slow@example.org", "--reason", "asked us to")
+    waiting = run_mailgw("contacts", "reactivate", "--addr", address, "slow@example.org", "--reason", "asked us to")
     assert (waiting.returncode, waiting.stdout.splitlines()) == (0, [
         "slow@example.org: bounced -> active",
         "  SES suppression list: not removed yet (SES_THROTTLED); the gateway's sync tries again",
@@ -252,7 +247,7 @@ def test_mailgw_contacts_reactivate_takes_the_address_off_ses_list(make_gateway,
 
     suppressed("odd@example.org", ContactStatus.COMPLAINED)
     ses.suppression.fail(DELETE, 400, "BadRequestException", "Invalid email address")
-    refused = mailgw("contacts", "reactivate", "--addr", address, "odd@example.org", "--reason", "test account")
+    refused = run_mailgw("contacts", "reactivate", "--addr", address, "odd@example.org", "--reason", "test account")
     assert (refused.returncode, refused.stdout.splitlines()) == (1, [
         "odd@example.org: complained -> active",
         "  SES suppression list: SES refused to remove it (SES_BAD_REQUEST)",
@@ -267,7 +262,7 @@ def test_mailgw_contacts_reactivate_through_a_gateway_that_does_not_call_ses_lea
     address = f"127.0.0.1:{start_admin_gateway(make_gateway, **gateway_settings).port}"
     suppressed("ada@example.org")
 
-    done = mailgw("contacts", "reactivate", "--addr", address, "ada@example.org", "--reason", "mailbox fixed")
+    done = run_mailgw("contacts", "reactivate", "--addr", address, "ada@example.org", "--reason", "mailbox fixed")
 
     assert (done.returncode, done.stdout.splitlines()) == (0, [
         "ada@example.org: bounced -> active",
@@ -282,8 +277,8 @@ def test_mailgw_contacts_reactivate_through_a_gateway_that_does_not_call_ses_lea
 
 @pytest.mark.slow
 def test_mailgw_contacts_reactivate_refuses_unknown_contacts_and_missing_reasons(address):
-    unknown = mailgw("contacts", "reactivate", "--addr", address, "nobody@example.org", "--reason", "x")
-    no_reason = mailgw("contacts", "reactivate", "--addr", address, "nobody@example.org")
+    unknown = run_mailgw("contacts", "reactivate", "--addr", address, "nobody@example.org", "--reason", "x")
+    no_reason = run_mailgw("contacts", "reactivate", "--addr", address, "nobody@example.org")
 
     assert (unknown.returncode, unknown.stderr.splitlines()) == (1, [
         "error: NOT_FOUND: no contact has that address or id",
@@ -303,7 +298,7 @@ def test_progress_shows_on_a_terminal_and_nowhere_else(address, tmp_path):
     assert imported.stdout == f"{source}: 3,000 created, 0 changed, 0 unchanged, 0 refused\n"
     assert "100%" in terminal and "3000/3000" in terminal and "rows" in terminal
 
-    quiet = mailgw("contacts", "import", "--addr", address, str(source))  # stderr a pipe: no progress
+    quiet = run_mailgw("contacts", "import", "--addr", address, str(source))  # stderr a pipe: no progress
     assert (quiet.returncode, quiet.stderr) == (0, "")
 
     done, terminal = mailgw_on_a_terminal("contacts", "export", "--addr", address, "-o", str(exported))
@@ -330,7 +325,7 @@ def test_a_file_that_is_not_contacts_csv_imports_nothing(address, tmp_path, cont
     source = tmp_path / "broken.csv"
     source.write_bytes(content)
 
-    done = mailgw("contacts", "import", "--addr", address, str(source))
+    done = run_mailgw("contacts", "import", "--addr", address, str(source))
 
     assert done.returncode == 2
     assert complaint in done.stderr and "(nothing was imported)" in done.stderr

@@ -10,10 +10,10 @@ from feedback_http.feedback import record_event
 from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.store.models import database
 from support import ses_samples
-from support.processes import free_port, wait_until
+from support.processes import free_port, mailgw, wait_until
 from tests.admin_rpc import BILLING_TOKEN, OPS_TOKEN, admin_stub, public_stub, start_admin_gateway
 from tests.rpc import error_info, rpc_failure
-from tests.test_reputation import GUARD, NOT_SERVING, SERVING, dispatch_health, hard_bounce, mailgw, send_all
+from tests.test_reputation import GUARD, NOT_SERVING, SERVING, dispatch_health, hard_bounce, send_all
 
 
 @pytest.fixture

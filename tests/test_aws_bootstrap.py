@@ -5,8 +5,6 @@ nothing, that differences are named and fixed only with --fix, and that what it 
 import copy
 import json
 import os
-import subprocess
-import sys
 import time
 
 import aiohttp
@@ -19,7 +17,7 @@ from gateway.aws.bootstrap import Bootstrap, Plan
 from gateway.aws.outcome import CREATED, DIFFERS, FIXED, OK, WOULD_CREATE, WOULD_FIX, Mode
 from gateway.store.models import ContactStatus
 from support import ses_samples
-from support.processes import ROOT, free_port
+from support.processes import free_port, mailgw
 
 CONFIGURATION_SET = "app-config"
 TOPIC = "app-config-feedback"
@@ -308,15 +306,10 @@ async def test_what_bootstrap_wires_carries_a_bounce_as_a_signed_envelope_to_the
 # --- The command, as an operator runs it --------------------------------------------------------------------------
 
 
-def mailgw_aws(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "aws", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ | {"MAILGW_SES_CONFIGURATION_SET": CONFIGURATION_SET} if env is None else env,
-        cwd=ROOT,
-        timeout=60,
-    )
+def mailgw_aws(*args: str, env: dict[str, str] | None = None):
+    if env is None:
+        return mailgw("aws", *args, timeout=60, MAILGW_SES_CONFIGURATION_SET=CONFIGURATION_SET)
+    return mailgw("aws", *args, environ=env, timeout=60)
 
 
 @pytest.mark.slow

@@ -1,31 +1,17 @@
 """The `mailgw` command as a user types it: help for everything, --addr, errors that name the flags typed."""
 
 import argparse
-import os
-import subprocess
-import sys
 
 import pytest
 
 from gateway.cli import parser
-from support.processes import ROOT, wait_until
+from support.processes import mailgw, wait_until
 
 
 @pytest.fixture
 def address(served):
     """The address of a gateway running in this process, its SES transport pointed at the stand-in."""
     return f"127.0.0.1:{served.port}"
-
-
-def mailgw(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ | env,
-        cwd=ROOT,
-        timeout=30,
-    )
 
 
 def lines(text: str) -> list[str]:

@@ -5,8 +5,6 @@ a taken port, and bootstrap against plain moto, which lacks SES v2 operations, n
 import os
 import signal
 import socket
-import subprocess
-import sys
 
 import boto3
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from gateway.aws.bootstrap import CLIENT_CONFIG, LastAnswer, aws_errors
 from gateway.aws.outcome import BootstrapError
 from gateway.store.models import database, open_database
-from support.processes import ROOT, drain, free_port, start, wait_until
+from support.processes import drain, free_port, mailgw, start, wait_until
 from tests.sqs_feedback import applied
 
 CONFIGURATION_SET = "my-leads-now-config"  # bootstrap's default: the walk-through names none
@@ -60,10 +58,8 @@ def dev_aws(aws_env):
     server.stop()
 
 
-def mailgw(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
-    )
+def run_mailgw(*args: str, env: dict[str, str]):
+    return mailgw(*args, environ=env, timeout=60)
 
 
 def settings_printed(stdout: str) -> dict[str, str]:
@@ -97,11 +93,11 @@ def test_the_walk_through_bootstraps_a_local_aws_and_a_published_bounce_reaches_
     }
     shell = os.environ | dev_aws.exports  # the terminal where the user pasted the exports
 
-    early = mailgw("dev", "bounce", "ada@example.org", env=shell)
+    early = run_mailgw("dev", "bounce", "ada@example.org", env=shell)
     assert (early.returncode, early.stdout) == (1, "")
     assert early.stderr == f"mailgw: no SNS topic named {TOPIC} at {url}: run `mailgw aws bootstrap` first\n"
 
-    first = mailgw("aws", "bootstrap", env=shell)
+    first = run_mailgw("aws", "bootstrap", env=shell)
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines()[: len(KINDS)] == report("created")
     printed = settings_printed(first.stdout)
@@ -111,7 +107,7 @@ def test_the_walk_through_bootstraps_a_local_aws_and_a_published_bounce_reaches_
         "MAILGW_SQS_QUEUE_URL": f"{url}/123456789012/{TOPIC}",  # through the one endpoint, not moto's own port
     }
 
-    second = mailgw("aws", "bootstrap", env=shell)
+    second = run_mailgw("aws", "bootstrap", env=shell)
     assert (second.returncode, second.stderr) == (0, "")
     assert second.stdout.splitlines()[: len(KINDS)] == report("ok")
     assert settings_printed(second.stdout) == printed
@@ -129,7 +125,7 @@ def test_the_walk_through_bootstraps_a_local_aws_and_a_published_bounce_reaches_
         wait_until(lambda: any("SQS intake: polling" in line for line in sidecar_output) or sidecar.poll() is not None)
         assert sidecar.poll() is None, "".join(sidecar_output)
 
-        published = mailgw("dev", "bounce", "ada@example.org", env=shell)
+        published = run_mailgw("dev", "bounce", "ada@example.org", env=shell)
         assert (published.returncode, published.stderr) == (0, "")
         assert published.stdout == f"published a bounce of ada@example.org to {printed['MAILGW_SNS_TOPIC_ARNS']}\n"
 
@@ -169,7 +165,7 @@ def test_a_taken_port_is_one_line_and_exit_code_1(aws_env):
         taken.listen()
         port = taken.getsockname()[1]
 
-        done = mailgw("dev", "aws", "--port", str(port), env=dict(os.environ))
+        done = run_mailgw("dev", "aws", "--port", str(port), env=dict(os.environ))
 
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == f"mailgw: --port=127.0.0.1:{port}: the address is in use by another process\n"
@@ -180,7 +176,7 @@ def test_without_moto_it_says_what_to_install_and_exits_2(aws_env, tmp_path):
     (tmp_path / "moto").mkdir()  # a Python where moto is not installed: importing it fails as a missing module does
     (tmp_path / "moto" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'moto'\")\n")
 
-    done = mailgw("dev", "aws", "--port", str(free_port()), env=os.environ | {"PYTHONPATH": str(tmp_path)})
+    done = run_mailgw("dev", "aws", "--port", str(free_port()), env=os.environ | {"PYTHONPATH": str(tmp_path)})
 
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "mailgw: `mailgw dev aws` needs moto's server: pip install -e '.[dev]'\n"
@@ -190,7 +186,7 @@ def test_without_moto_it_says_what_to_install_and_exits_2(aws_env, tmp_path):
 def test_a_bounce_is_never_published_to_a_real_aws(aws_env):
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
 
-    done = mailgw("dev", "bounce", "ada@example.org", env=env)
+    done = run_mailgw("dev", "bounce", "ada@example.org", env=env)
 
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
@@ -207,7 +203,7 @@ def test_bootstrap_against_plain_moto_names_the_missing_sesv2_operation_in_one_l
     # moto has CreateConfigurationSet but none of the event-destination calls: it answers them with an HTML 404.
     env = os.environ | {"AWS_ENDPOINT_URL": moto.url}
 
-    done = mailgw("aws", "bootstrap", env=env)
+    done = run_mailgw("aws", "bootstrap", env=env)
 
     assert done.returncode == 1
     assert done.stderr == (

@@ -11,16 +11,10 @@ from urllib.request import urlopen
 
 import pytest
 
-from support.processes import ROOT, free_port, wait_until
+from support.processes import ROOT, free_port, mailgw, wait_until
 from tests.test_startup import healthy
 
 BIN = Path(sys.executable).parent  # the environment running the tests has mailgw installed beside its python
-
-
-def mailgw(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
 
 
 @pytest.mark.slow

@@ -5,9 +5,6 @@ through the sidecar; the window's arithmetic on rows written by the store's and 
 import asyncio
 import datetime
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -29,7 +26,7 @@ from gateway.store.contacts import ensure_recipient
 from gateway.store.database import database, utcnow
 from gateway.store.models import Message, MessageState, ReputationLevel, open_database
 from support import ses_samples
-from support.processes import ROOT, wait_until
+from support.processes import mailgw, wait_until
 from support.sns_signing import signed_envelope
 from tests.rpc import message, settled
 
@@ -287,17 +284,6 @@ def hard_bounce(sent: pb.GetMessageResponse, address: str) -> dict:
     tags = {"contact_id": sent.contact_id, "message_id": sent.message_id}
     recipients = [ses_samples.bounced_recipient(address)]
     return ses_samples.bounce_event("Permanent", "General", recipients, message_id=sent.ses_message_id, tags=tags)
-
-
-def mailgw(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ | env,
-        cwd=ROOT,
-        timeout=60,
-    )
 
 
 def rate_over(requests) -> float:

@@ -3,9 +3,6 @@ test_admin_cli.py), and `mailgw suppression sync` (a real subprocess): against t
 on SQLite and PostgreSQL."""
 
 import datetime
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -18,7 +15,7 @@ from gateway.store.database import unit_of_work
 from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
 from gateway.suppression.reactivate import Reactivation, SesRemoval, reactivate
 from gateway.suppression.sync import SuppressionSync
-from support.processes import ROOT
+from support.processes import mailgw
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 DELETE = "DeleteSuppressedDestination"
@@ -115,15 +112,8 @@ def test_bad_input_is_refused_before_anything_changes(db, ses):
 # --- the command, as a user runs it ----------------------------------------------------------------------------
 
 
-def mailgw(*args: str, database_url: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ | {"MAILGW_DATABASE_URL": database_url},
-        cwd=ROOT,
-        timeout=60,
-    )
+def run_mailgw(*args: str, database_url: str):
+    return mailgw(*args, timeout=60, MAILGW_DATABASE_URL=database_url)
 
 
 @pytest.mark.slow
@@ -131,7 +121,7 @@ def test_mailgw_suppression_sync(db, ses, database_url):
     ses.suppression.add("one@example.org", "BOUNCE")
     ses.suppression.add("two@example.org", "COMPLAINT")
 
-    done = mailgw("suppression", "sync", "--full", database_url=database_url)
+    done = run_mailgw("suppression", "sync", "--full", database_url=database_url)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
@@ -141,14 +131,14 @@ def test_mailgw_suppression_sync(db, ses, database_url):
     assert Contact.get(email="two@example.org").status is COMPLAINED
 
     assert store.acquire_lease("gateway-7:4242", 600) is not None  # a gateway is syncing
-    held = mailgw("suppression", "sync", database_url=database_url)
+    held = run_mailgw("suppression", "sync", database_url=database_url)
     assert held.returncode == 1
     assert held.stderr.startswith("error: gateway-7:4242 is syncing now (lease until ")
     assert held.stderr.endswith(" UTC): try again later\n")
     store.release_lease("gateway-7:4242")
 
     ses.suppression.fail("ListSuppressedDestinations", 403, "AccessDeniedException", "not allowed")
-    denied = mailgw("suppression", "sync", database_url=database_url)
+    denied = run_mailgw("suppression", "sync", database_url=database_url)
     assert (denied.returncode, denied.stderr) == (
         1,
         "error: ListSuppressedDestinations: SES_ACCESS_DENIED (AccessDeniedException): not allowed\n",
