@@ -64,10 +64,21 @@ def _alive(pid: int) -> bool:
 SLOW_FIXTURES = frozenset({"moto_session", "moto", "topic"})
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    """Slow fixtures mark their tests slow; a test marked one_database (its behaviour is decided before any SQL: a
+    request refused by its checks, a page rendered, a caller authenticated) runs on SQLite only."""
+    kept, deselected = [], []
     for item in items:
         if SLOW_FIXTURES.intersection(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+        params = getattr(item, "callspec", None) and item.callspec.params
+        if params and params.get("database_url") == "postgresql" and item.get_closest_marker("one_database"):
+            deselected.append(item)
+        else:
+            kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,7 @@ def test_a_caller_reads_only_its_own_messages(settings, serve, ses):
     assert error_info(details).reason == "MESSAGE_NOT_FOUND"
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("bad", ["short=abc", "=no-name-0123456789abcdef", "justatoken"])
 def test_weak_or_unnamed_tokens_are_refused_at_start(settings, bad):
     with pytest.raises(ConfigError, match="at least 16 characters"):
@@ -113,6 +114,7 @@ def pki(tmp_path):
     return ca, cert, key, str(ca_path)
 
 
+@pytest.mark.one_database
 def test_mutual_tls_names_the_caller_by_its_certificate(settings, serve, pki):
     ca, cert, key, ca_path = pki
     client = ca.issue("billing-service")
@@ -124,6 +126,7 @@ def test_mutual_tls_names_the_caller_by_its_certificate(settings, serve, pki):
     assert callers() == ["billing-service"]
 
 
+@pytest.mark.one_database
 def test_mutual_tls_refuses_clients_without_a_certificate_from_the_ca(settings, serve, pki, ses):
     ca, cert, key, ca_path = pki
     secure = replace(settings, tls_cert=cert, tls_key=key, tls_client_ca=ca_path)
@@ -141,6 +144,7 @@ def test_mutual_tls_refuses_clients_without_a_certificate_from_the_ca(settings, 
     assert ses.sent == []
 
 
+@pytest.mark.one_database
 def test_tls_with_tokens(settings, serve, pki):
     ca, cert, key, _ = pki
     secure = replace(settings, tls_cert=cert, tls_key=key, auth_tokens=f"billing={BILLING_TOKEN}")
@@ -153,6 +157,7 @@ def test_tls_with_tokens(settings, serve, pki):
     assert callers() == ["billing"]
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("address", ["0.0.0.0:0", "[::]:0", "192.0.2.10:0"])
 def test_a_non_loopback_address_needs_authenticated_callers_or_an_explicit_opt_in(settings, pki, address):
     _, cert, key, _ = pki
@@ -165,6 +170,7 @@ def test_a_non_loopback_address_needs_authenticated_callers_or_an_explicit_opt_i
             create_server(exposed)
 
 
+@pytest.mark.one_database
 def test_client_certificates_or_tokens_over_tls_or_an_explicit_opt_in_allow_a_non_loopback_address(
     settings, pki, ses, caplog
 ):
@@ -189,6 +195,7 @@ def test_client_certificates_or_tokens_over_tls_or_an_explicit_opt_in_allow_a_no
     assert warning.levelname == "WARNING" and "anyone who reaches it can send mail" in warning.getMessage()
 
 
+@pytest.mark.one_database
 def test_tokens_never_cross_the_network_in_clear(settings, ses, caplog):
     """A bearer token is a password in every call: on a non-loopback address it needs TLS, for callers and admins."""
     for exposed in (

@@ -74,6 +74,7 @@ def every_admin_call(admin):
     ]
 
 
+@pytest.mark.one_database
 def test_only_admin_callers_may_use_the_admin_service(admin_gateway):
     public = public_stub(admin_gateway)
     with database.connection_context():
@@ -100,6 +101,7 @@ def test_only_admin_callers_may_use_the_admin_service(admin_gateway):
     public_stub(admin_gateway, OPS_TOKEN).SendEmail(SEND)
 
 
+@pytest.mark.one_database
 def test_without_admin_callers_nobody_may_and_loopback_may_when_asked(make_gateway):
     nobody, _ = make_gateway()
     code, _, details = rpc_failure(admin_stub(nobody, None).ListContacts, pb.ListContactsRequest())
@@ -114,6 +116,7 @@ def test_without_admin_callers_nobody_may_and_loopback_may_when_asked(make_gatew
     ]
 
 
+@pytest.mark.one_database
 def test_a_client_certificate_names_an_admin_by_its_cn(make_gateway, tmp_path):
     from support.tls_certs import CertificateAuthority
     from tests.admin_rpc import As
@@ -140,6 +143,7 @@ def test_a_client_certificate_names_an_admin_by_its_cn(make_gateway, tmp_path):
     ]
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     "changes, complaint",
     [
@@ -234,6 +238,7 @@ def test_filters_select_by_status_and_by_time_across_pages(admin_gateway):
     assert len(everything) == 120
 
 
+@pytest.mark.one_database
 def test_bad_paging_and_filters_are_invalid_arguments(admin_gateway):
     seed_contacts(1100)
     admin = admin_stub(admin_gateway)
@@ -536,6 +541,7 @@ def test_a_database_from_before_the_admin_service_upgrades_in_place(database_url
     assert {"contact_updated_at_id", "contact_status_updated_at_id"} <= indexes
 
 
+@pytest.mark.one_database
 def test_the_admin_service_is_reflected_and_health_checked(admin_gateway):
     """grpcurl and other reflection clients see the admin service with the types it imports from the public API."""
     from google.protobuf.descriptor_pool import DescriptorPool

@@ -215,6 +215,7 @@ async def test_unknown_event_type_is_acknowledged_and_recorded(sidecar, signer):
 # --- refusals: nothing changes ---------------------------------------------------------------------------
 
 
+@pytest.mark.one_database
 async def test_tampered_notification_is_forbidden_and_changes_nothing(sidecar, signer):
     envelope = notification(signer, ses_samples.bounce_event())
     envelope["Message"] = envelope["Message"].replace("Permanent", "Permanenx")
@@ -225,6 +226,7 @@ async def test_tampered_notification_is_forbidden_and_changes_nothing(sidecar, s
     assert status_of(ses_samples.RECIPIENT) is None and count(FeedbackEvent) == 0
 
 
+@pytest.mark.one_database
 async def test_foreign_topic_is_forbidden_and_never_confirmed(sidecar, signer, sns_host):
     bounce = notification(signer, ses_samples.bounce_event(), topic_arn=FOREIGN_TOPIC)
     subscribe = signed_envelope(signer, "SubscriptionConfirmation", topic_arn=FOREIGN_TOPIC)
@@ -236,6 +238,7 @@ async def test_foreign_topic_is_forbidden_and_never_confirmed(sidecar, signer, s
     assert status_of(ses_samples.RECIPIENT) is None
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     "body",
     [b"not json", b"[]", b'{"Type": "Notification"}', b"\xff\xfe", json.dumps({"Type": "Other"}).encode()],
@@ -247,6 +250,7 @@ async def test_malformed_envelope_is_bad_request(sidecar, body):
     assert (await response.text()).startswith("not an SNS message")
 
 
+@pytest.mark.one_database
 async def test_verified_message_that_is_not_an_ses_event_is_bad_request(sidecar, signer):
     status, text = await post_sns(sidecar, signed_envelope(signer, message="hello"))
 
@@ -254,6 +258,7 @@ async def test_verified_message_that_is_not_an_ses_event_is_bad_request(sidecar,
     assert count(FeedbackEvent) == 0
 
 
+@pytest.mark.one_database
 async def test_raw_message_delivery_is_refused_with_the_fix(sidecar):
     body = ses_samples.message(ses_samples.bounce_event())
 
@@ -264,6 +269,7 @@ async def test_raw_message_delivery_is_refused_with_the_fix(sidecar):
     assert status_of(ses_samples.RECIPIENT) is None
 
 
+@pytest.mark.one_database
 async def test_oversized_body_is_refused(make_sidecar):
     sidecar = await make_sidecar(max_body_bytes=1024)
 
@@ -272,6 +278,7 @@ async def test_oversized_body_is_refused(make_sidecar):
     assert response.status == 413
 
 
+@pytest.mark.one_database
 async def test_certificate_host_failure_is_retryable_and_recovers(sidecar, signer, sns_host):
     envelope = notification(signer, ses_samples.bounce_event())
     sns_host.status = 500
@@ -284,6 +291,7 @@ async def test_certificate_host_failure_is_retryable_and_recovers(sidecar, signe
     assert status_of(ses_samples.RECIPIENT) is ContactStatus.BOUNCED
 
 
+@pytest.mark.one_database
 async def test_subscription_confirmation_is_confirmed_and_unsubscribe_confirmation_is_not(sidecar, signer, sns_host):
     assert (await post_sns(sidecar, signed_envelope(signer, "SubscriptionConfirmation")))[0] == 200
     assert len(sns_host.confirmations) == 1 and "Action=ConfirmSubscription" in sns_host.confirmations[0]
@@ -301,6 +309,7 @@ def contact(sidecar):
         return get_or_create_contact("reader@example.com")
 
 
+@pytest.mark.one_database
 async def test_get_shows_a_button_and_changes_nothing(sidecar, contact):
     response = await sidecar.get(f"/unsubscribe/{contact.contact_id}")
 
@@ -344,6 +353,7 @@ async def test_unsubscribe_keeps_a_higher_status(sidecar, signer, contact):
     assert status_of("reader@example.com") is ContactStatus.COMPLAINED
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("contact_id", ["A" * 22, "short", "../../etc/passwd", "x" * 200])
 async def test_unknown_or_malformed_id_is_not_found(sidecar, contact_id):
     for method in (sidecar.get, sidecar.post):
@@ -484,6 +494,7 @@ def test_only_aws_endpoint_url_sns_redirects_certificate_fetches():
     assert sns_endpoint(redirected) == "http://127.0.0.1:4566"
 
 
+@pytest.mark.one_database
 async def test_the_sidecar_warns_at_start_when_certificates_are_redirected(make_sidecar, sns_host, caplog):
     caplog.set_level("WARNING")
     await make_sidecar(environ={})
@@ -491,6 +502,7 @@ async def test_the_sidecar_warns_at_start_when_certificates_are_redirected(make_
     assert f"SNS signing certificates are fetched from {sns_host.url}" in caplog.text
 
 
+@pytest.mark.one_database
 async def test_unsubscribing_logs_a_reference_never_the_contact_id(sidecar, contact, caplog):
     caplog.set_level("INFO")
     response = await sidecar.post(f"/unsubscribe/{contact.contact_id}", data="List-Unsubscribe=One-Click")

@@ -510,6 +510,7 @@ def test_send_email_with_hostile_fields_is_refused_cleanly_or_sent_well_formed(g
     assert outcomes["OK"] and outcomes["INVALID_ARGUMENT"], f"the fuzz did not reach both outcomes: {outcomes}"
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("field", ["to", "from_address", "reply_to"])
 def test_non_ascii_local_part_is_invalid_argument_and_nothing_is_sent(gateway, ses, field):
     """SES cannot send to or from an SMTPUTF8 local part: refused for that field, whatever display name it has."""
@@ -536,6 +537,7 @@ def test_non_ascii_local_part_is_invalid_argument_and_nothing_is_sent(gateway, s
     send()
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("megabytes, code", [(3.5, grpc.StatusCode.OK), (5, grpc.StatusCode.RESOURCE_EXHAUSTED)])
 def test_body_size_up_to_and_over_the_grpc_receive_limit(gateway, ses, megabytes, code):
     """Under gRPC's default 4 MB receive limit a big body is sent well formed; over it gRPC itself answers
@@ -746,6 +748,7 @@ content_types = st.sampled_from(
 )
 
 
+@pytest.mark.one_database
 async def test_sns_random_bodies_get_4xx_and_change_nothing(make_sidecar, sns_host):
     """Random bytes, invalid UTF-8, JSON of every type, nested junk, huge fields, envelope look-alikes: 400, 403 or
     413 (exactly when over max_body_bytes), never 200 or 5xx; afterwards nothing changed, nothing was confirmed."""
@@ -780,6 +783,7 @@ WRONG_TYPES = [[], {}, ["x"], {"x": "y"}, 1, 1.5, True, None]
 FORGED_SIGNATURE = base64.b64encode(bytes(256)).decode()
 
 
+@pytest.mark.one_database
 async def test_sns_wrong_json_type_at_every_key_is_bad_request(make_sidecar, signer):
     """An envelope with a made-up signature and any one key holding a list, object, number, boolean or null
     instead of a string: 400 when the sidecar reads that key, else 403 (the signature); never 5xx, nothing changes."""
@@ -803,6 +807,7 @@ async def test_sns_wrong_json_type_at_every_key_is_bad_request(make_sidecar, sig
 NESTING = 40_000  # deep, yet the body stays under max_body_bytes
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     "body",
     [
@@ -915,6 +920,7 @@ def carries_the_genuine_signature(body: bytes, genuine: dict) -> bool:
         return False
 
 
+@pytest.mark.one_database
 async def test_sns_mutated_genuine_envelopes_are_refused_and_change_nothing(make_sidecar, signer, sns_host):
     """Genuinely signed envelopes (a bounce and a subscription confirmation) with a byte of a signed field flipped,
     keys dropped or retyped, Type/SignatureVersion/Timestamp changed, hostile certificate URLs, junk keys, broken
@@ -1036,6 +1042,7 @@ def contact_ids(draw, real: list[str], *, include_real: bool) -> str:
     return segment
 
 
+@pytest.mark.one_database
 async def test_unsubscribe_routes_with_random_paths_and_forms(make_sidecar):
     """GET and POST /unsubscribe/<random segment> with benign and hostile forms: never 5xx; 404 for every id that
     does not exist (400 allowed only for a hostile form); GET of a real id shows the page; nothing changes."""
@@ -1096,6 +1103,7 @@ MALFORMED_FORMS = [
 ]
 
 
+@pytest.mark.one_database
 async def test_unsubscribe_post_with_a_malformed_form_is_a_client_error(make_sidecar):
     """A POST whose form cannot be read (bad bytes, unknown charset, broken multipart) is never a 5xx: 400 or 404
     for an unknown id, 400 or 200 (the POST itself unsubscribes) for a real one; no other contact changes."""
@@ -1139,6 +1147,7 @@ def request_head(path: str, content_type: str, *, length: int | None) -> bytes:
 ROUTES = {"/sns": "text/plain; charset=UTF-8", f"/unsubscribe/{NOBODY}": "application/x-www-form-urlencoded"}
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("path", list(ROUTES))
 @pytest.mark.parametrize(
     "framing, size, expected",
@@ -1177,6 +1186,7 @@ async def trickle(writer: asyncio.StreamWriter) -> None:
         await writer.drain()
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     "path, pace",
     [

@@ -34,6 +34,7 @@ def rows() -> tuple[int, int]:
 # --- bounded before parsed --------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database
 def test_a_long_run_of_spaces_in_an_address_is_refused_and_stalls_no_other_call(gateway, ses):
     """60 KB of spaces between two words took the address regex 6.5 s, holding every other RPC of the process."""
     hostile = send_request(to="a" + " " * 60_000 + "b <alice@example.org>")
@@ -52,12 +53,14 @@ def test_a_long_run_of_spaces_in_an_address_is_refused_and_stalls_no_other_call(
     assert len(ses.sent) == 1
 
 
+@pytest.mark.one_database
 def test_the_worst_bounded_address_is_parsed_and_refused(gateway, ses):
     name = " " * (addresses.MAX_ADDRESS_FIELD - 25)
     assert violations(gateway.SendEmail, send_request(to=f"x{name}x <@example.org>")).keys() == {"to"}
     assert ses.sent == []
 
 
+@pytest.mark.one_database
 def test_refused_huge_addresses_are_not_kept_in_the_address_cache(gateway):
     """150 refused 1 MB addresses grew the process by 176 MB: the cache kept every refused input."""
     before = addresses._parse_bounded.cache_info().currsize
@@ -66,6 +69,7 @@ def test_refused_huge_addresses_are_not_kept_in_the_address_cache(gateway):
     assert addresses._parse_bounded.cache_info().currsize == before
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     "overrides, field, description",
     [
@@ -85,6 +89,7 @@ def test_every_string_field_is_capped_by_its_limit(gateway, ses, overrides, fiel
     assert ses.sent == []
 
 
+@pytest.mark.one_database
 def test_get_contact_status_caps_the_address_before_parsing(gateway):
     found = violations(gateway.GetContactStatus, pb.GetContactStatusRequest(email="a" + " " * 60_000 + "b@example.org"))
     assert found == {"email": f"longer than {addresses.MAX_ADDRESS_FIELD} characters"}
@@ -142,6 +147,7 @@ async def test_an_sns_message_id_that_cannot_be_stored_is_bad_request(make_sidec
     assert rows() == (0, 0)
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("path", ["%00" * 22, "a%00" + "b" * 19, "x" * 4000])
 async def test_unsubscribe_paths_that_are_not_ids_are_not_found(make_sidecar, path):
     sidecar = await make_sidecar()

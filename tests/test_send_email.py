@@ -81,6 +81,7 @@ def test_same_address_in_other_case_is_the_same_contact(gateway):
 # --- composition ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database
 def test_message_carries_footer_link_and_one_click_unsubscribe_headers(gateway, ses):
     response, received = sent_through(gateway, send_request(html_body="<html><body><p>Hello</p></body></html>"), ses)
 
@@ -94,6 +95,7 @@ def test_message_carries_footer_link_and_one_click_unsubscribe_headers(gateway, 
     assert html.index(url) < html.index("</body>")
 
 
+@pytest.mark.one_database
 def test_the_answer_carries_the_unsubscribe_link_that_the_mail_carries(gateway, ses):
     response, received = sent_through(gateway, send_request(request_id="req-link"), ses)
 
@@ -104,6 +106,7 @@ def test_the_answer_carries_the_unsubscribe_link_that_the_mail_carries(gateway, 
     assert repeated.unsubscribe_url == response.unsubscribe_url
 
 
+@pytest.mark.one_database
 def test_html_only_message_has_the_footer_link(gateway, ses):
     response, received = sent_through(gateway, send_request(text_body="", html_body="<p>Hi</p>"), ses)
 
@@ -112,6 +115,7 @@ def test_html_only_message_has_the_footer_link(gateway, ses):
     assert f"https://mail.example.com/unsubscribe/{response.contact_id}" in mime.get_content()
 
 
+@pytest.mark.one_database
 def test_non_ascii_subject_display_names_and_idn_domain_are_encoded(gateway, ses):
     _, request = sent_through(
         gateway,
@@ -136,6 +140,7 @@ def test_non_ascii_subject_display_names_and_idn_domain_are_encoded(gateway, ses
     assert request.body["FromEmailAddress"] == "support@example.com"
 
 
+@pytest.mark.one_database
 def test_configuration_set_tags_and_reply_to_reach_ses(gateway, ses):
     request = send_request(reply_to="help@example.com", tags={"campaign": "invoice-2026"})
     response, request = sent_through(gateway, request, ses)
@@ -148,6 +153,7 @@ def test_configuration_set_tags_and_reply_to_reach_ses(gateway, ses):
     assert request.mime["From"] == "Example App <noreply@example.com>"
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     "field, value",
     [
@@ -169,6 +175,7 @@ def test_header_injection_is_refused_and_nothing_is_sent(gateway, ses, field, va
 # --- errors --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     "overrides, fields",
     [
@@ -190,6 +197,7 @@ def test_invalid_request_lists_each_field_violation(gateway, ses, overrides, fie
     assert ses.sent == []
 
 
+@pytest.mark.one_database
 def test_missing_sender_without_default_from_is_invalid(settings, ses):
     from dataclasses import replace
 
@@ -218,6 +226,7 @@ def test_unknown_contact_is_not_found(gateway):
         assert error_info(details).reason == "CONTACT_NOT_FOUND"
 
 
+@pytest.mark.one_database
 def test_contact_status_request_without_a_key_is_invalid(gateway):
     code, _, details = rpc_failure(gateway.GetContactStatus, pb.GetContactStatusRequest())
 
@@ -294,6 +303,7 @@ def test_a_request_id_keeps_naming_its_message_after_ses_refused_it(gateway, ses
 # --- privacy -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database
 def test_logs_mask_addresses_and_never_carry_bodies(gateway, ses, caplog):
     caplog.set_level("INFO")
     sent_through(gateway, send_request(text_body="secret reset code 913472"), ses)
@@ -306,6 +316,7 @@ def test_logs_mask_addresses_and_never_carry_bodies(gateway, ses, caplog):
     assert "913472" not in logged
 
 
+@pytest.mark.one_database
 def test_logs_name_a_contact_by_a_reference_never_by_its_unsubscribe_secret(gateway, ses, caplog):
     caplog.set_level("INFO")
     sent, _ = sent_through(gateway, send_request(), ses)
@@ -318,6 +329,7 @@ def test_logs_name_a_contact_by_a_reference_never_by_its_unsubscribe_secret(gate
     assert logged == ["accepted", "sent", "contact", "refused"]
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     "status, code, reason",
     [(400, "MessageRejected", "SES_MESSAGE_REJECTED"), (500, "InternalFailure", "SES_UNAVAILABLE")],

@@ -224,6 +224,7 @@ async def test_a_get_never_resubscribes(sidecar, contact_id):
     assert status_and_history()[0] is ContactStatus.UNSUBSCRIBED
 
 
+@pytest.mark.one_database
 async def test_the_page_links_the_privacy_policy_and_the_contact_address_escaped(sidecar, contact_id):
     _, confirm = await page(await sidecar.get(f"/unsubscribe/{contact_id}"))
 
@@ -236,6 +237,7 @@ async def test_the_page_links_the_privacy_policy_and_the_contact_address_escaped
     assert "<Sons>" not in confirm and READER not in confirm and contact_id not in confirm
 
 
+@pytest.mark.one_database
 async def test_without_a_brand_name_the_page_speaks_for_us(make_sidecar):
     sidecar = await make_sidecar()
     with database.connection_context():
@@ -247,6 +249,7 @@ async def test_without_a_brand_name_the_page_speaks_for_us(make_sidecar):
     assert 'class="sender"' not in confirm and "<footer>" not in confirm
 
 
+@pytest.mark.one_database
 async def test_no_script_no_outside_asset_and_headers_that_keep_the_page_to_itself(sidecar, contact_id):
     response = await sidecar.get(f"/unsubscribe/{contact_id}")
     confirm = await response.text()
@@ -305,6 +308,7 @@ async def test_an_unsubscribe_ses_reported_is_not_the_links_to_undo(sidecar, sig
     )
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("contact_id", ["A" * 22, "short", "x" * 200])
 async def test_undo_of_an_unknown_link_is_not_found(sidecar, contact_id):
     status, missing = await page(await sidecar.post(f"/unsubscribe/{contact_id}/resubscribe"))
@@ -367,6 +371,7 @@ def test_the_recipients_undo_needs_the_secret_of_the_latest_change(database_url,
 # --- languages --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     "accept_language, lang, heading",
     [
@@ -386,6 +391,7 @@ async def test_the_page_speaks_the_language_the_browser_asks_for(sidecar, contac
     assert response.headers["Vary"] == "Accept-Language"
 
 
+@pytest.mark.one_database
 async def test_every_state_in_german_with_a_lang_override_carried_through_the_forms(sidecar, contact_id):
     english = {"Accept-Language": "en"}  # ?lang= wins over the header
     _, confirm = await page(await sidecar.get(f"/unsubscribe/{contact_id}?lang=de", headers=english))
@@ -462,6 +468,7 @@ def test_a_bad_page_setting_is_refused_naming_the_variable(variable, value, expe
         FeedbackSettings.from_env({variable: value})
 
 
+@pytest.mark.one_database
 async def test_an_operators_template_replaces_ours_by_name(make_sidecar, tmp_path):
     (tmp_path / "confirm.html").write_text(
         '{% extends "base.html" %}{% block content %}<p class="ours">{{ t.confirm_body }}</p>'
