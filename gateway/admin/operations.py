@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from gateway.core.addresses import InvalidAddress, email_key
 from gateway.core.errors import ContactNotFound, InvalidRequest
 from gateway.core.ids import new_contact_id
+from gateway.core.states import StatusSource
 from gateway.store.contacts import change_status, find_contact, get_or_create_contact
 from gateway.store.database import database
 from gateway.store.models import Contact, ContactStatus
-from gateway.suppression.reactivate import ADMIN_SOURCE, reason_problem
+from gateway.suppression.reactivate import reason_problem
 
 log = logging.getLogger(__name__)
 
-IMPORT_SOURCE = "import"
 IMPORT_REASON = "imported"  # the reason of an imported suppression whose row gave none
 MAX_IMPORT_ROWS = 1000  # rows per ImportContacts request: one transaction, one report within gRPC's 4 MB
 ACTIVE = ContactStatus.ACTIVE
@@ -52,7 +52,7 @@ def suppress(
         # A contact already as severe keeps its status, and the operator's suppression is kept as a history row of
         # its own (a legal hold that outlives the recipient's undo and a reconcile of SES's list).
         previous = _locked_status(contact.id)
-        update = change_status(to, source=ADMIN_SOURCE, reason=reason, email=contact.email, actor=actor)
+        update = change_status(to, source=StatusSource.ADMIN, reason=reason, email=contact.email, actor=actor)
         contact = Contact.get_by_id(contact.id)
     return Suppression(contact, previous, update.changed)
 
@@ -151,7 +151,7 @@ def _apply(row: ImportRow, statuses: dict[str, ContactStatus], created: set[str]
         return RowResult(Outcome.CREATED if new else Outcome.UNCHANGED, current)
     # A suppression the contact's status covers already is kept as evidence by change_status (a legal hold).
     update = change_status(
-        row.status, source=IMPORT_SOURCE, reason=row.reason or IMPORT_REASON, email=row.email, actor=actor
+        row.status, source=StatusSource.IMPORT, reason=row.reason or IMPORT_REASON, email=row.email, actor=actor
     )
     if row.status.severity < current.severity:
         return RowResult(Outcome.UNCHANGED, current, f"already {current}, which is more severe")

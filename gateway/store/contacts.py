@@ -13,6 +13,7 @@ from gateway.core import contact_metrics
 from gateway.core.errors import UndoRefused
 from gateway.core.ids import new_contact_id
 from gateway.core.logs import contact_ref, masked
+from gateway.core.states import StatusSource
 from gateway.store import ses_list
 from gateway.store.database import database, database_now, insert_row, joined_transaction, prepared, utcnow
 from gateway.store.models import Contact, ContactStatus, StatusChange
@@ -23,11 +24,10 @@ log = logging.getLogger(__name__)
 # The EmailTag every message carries, so each SES event about it names the contact it was sent to.
 CONTACT_TAG = "contact_id"
 
-# The recipient's undo (the unsubscribe page's "resubscribe" button) is the one move down the severity order that is
-# not an operator's: unsubscribed -> active, and only for the browser that made that unsubscribe on our page, within
-# the undo window: the page that changed the status was shown a secret, whose digest the change's history row keeps
-# (see change_status). The contact id in the link lifts nothing: every caller of the API learns it.
-RECIPIENT = "recipient"
+# The recipient's undo (StatusSource.RECIPIENT: the unsubscribe page's "resubscribe" button) is the one move down the
+# severity order that is not an operator's: unsubscribed -> active, and only for the browser that made that unsubscribe
+# on our page, within the undo window: the page that changed the status was shown a secret, whose digest the change's
+# history row keeps (see change_status). The contact id in the link lifts nothing: every caller of the API learns it.
 
 
 @prepared
@@ -120,7 +120,7 @@ class StatusUpdate:
 def change_status(
     to: ContactStatus,
     *,
-    source: str,
+    source: StatusSource,
     reason: str = "",
     email: str | None = None,
     contact_id: str | None = None,
@@ -144,7 +144,7 @@ def change_status(
     keeps it complained when the list drops it, and an operator's hold on an unsubscribed
     contact outlives the recipient's undo.
 
-    The one lowering without an actor, source RECIPIENT: unsubscribed -> active with the
+    The one lowering without an actor, source StatusSource.RECIPIENT: unsubscribed -> active with the
     `undo_secret` that the unsubscribe's own request was given (`undo_window` asks for one to be
     minted: the page flow), while it lasts and while that unsubscribe is the contact's latest
     history; otherwise UndoRefused says why. What the change asks of SES's suppression list is
@@ -162,7 +162,7 @@ def change_status(
         current = ContactStatus(current)
         unchanged = StatusUpdate(Recipient(pk, contact_id, current), changed=False)
         undone = None
-        if source == RECIPIENT:  # the recipient's undo, and nothing wider (see RECIPIENT)
+        if source == StatusSource.RECIPIENT:  # the recipient's undo, and nothing wider (see above)
             if to == current:
                 return unchanged  # pressed twice: done already
             undone = _undoable(pk, current, to, undo_secret)
