@@ -11,7 +11,7 @@ from gateway.core.errors import ContactNotFound, InvalidRequest
 from gateway.core.ids import new_contact_id
 from gateway.core.states import StatusSource
 from gateway.store.contacts import change_status, find_contact, get_or_create_contact
-from gateway.store.database import database
+from gateway.store.database import database, is_postgres
 from gateway.store.models import Contact, ContactStatus
 from gateway.suppression.reactivate import reason_problem
 
@@ -61,7 +61,7 @@ def _locked_status(contact_pk: int) -> ContactStatus:
     """The contact's status, locked until the transaction ends (PostgreSQL's row lock; on SQLite the transaction
     holds the database's write lock from its start)."""
     query = Contact.select(Contact.status).where(Contact.id == contact_pk)
-    return ContactStatus((query.for_update() if database.for_update else query).scalar())
+    return ContactStatus((query.for_update() if is_postgres() else query).scalar())
 
 
 class Outcome(enum.Enum):
@@ -108,7 +108,7 @@ def import_rows(rows: list[ImportRow], *, actor: str) -> list[RowResult]:
         created = _create_missing(emails)
         # Locked until the commit (in one order, the addresses'), since _apply decides on them.
         query = Contact.select(Contact.email, Contact.status).where(Contact.email.in_(emails)).order_by(Contact.email)
-        statuses = dict((query.for_update() if database.for_update else query).tuples())
+        statuses = dict((query.for_update() if is_postgres() else query).tuples())
         results = [row if isinstance(row, RowResult) else _apply(row, statuses, created, actor) for row in checked]
     counts = {outcome: sum(r.outcome is outcome for r in results) for outcome in Outcome}
     log.info("import by %s: %s", actor, ", ".join(f"{n} {outcome.value}" for outcome, n in counts.items()))

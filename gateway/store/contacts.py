@@ -15,7 +15,15 @@ from gateway.core.ids import new_contact_id
 from gateway.core.logs import contact_ref, masked
 from gateway.core.states import StatusSource
 from gateway.store import ses_list
-from gateway.store.database import database, database_now, insert_row, joined_transaction, prepared, utcnow
+from gateway.store.database import (
+    database,
+    database_now,
+    insert_row,
+    is_postgres,
+    joined_transaction,
+    prepared,
+    utcnow,
+)
 from gateway.store.models import Contact, ContactStatus, StatusChange
 
 log = logging.getLogger(__name__)
@@ -74,7 +82,7 @@ def _locked_recipient_by_email():
     # Row lock on PostgreSQL (SQLite holds the database write lock from BEGIN IMMEDIATE),
     # so two processes applying events to one contact cannot lose either update.
     query = Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == "")
-    return query.for_update() if database.for_update else query
+    return query.for_update() if is_postgres() else query
 
 
 @prepared

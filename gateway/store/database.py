@@ -14,6 +14,7 @@ import peewee
 from playhouse import db_url, migrate
 from playhouse.pool import PooledPostgresqlDatabase
 
+from gateway.core.config import DATABASE_SCHEMES, POSTGRES_SCHEMES
 from gateway.core.errors import CannotUseDatabase
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,18 @@ def joined_transaction():
 
 
 def is_postgres() -> bool:
+    """Whether the connected database is PostgreSQL (else SQLite): what its SQL may use (row locks, the server's
+    clock). The same question before connecting, of a URL: is_postgres_url."""
     return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether `url` names a PostgreSQL database (else SQLite), before connecting to it: how many writers it takes at
+    once. The same question of the connected database: is_postgres. ValueError for a scheme that is neither."""
+    scheme = url.partition("://")[0]
+    if scheme not in DATABASE_SCHEMES:
+        raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///… or postgresql://…")
+    return scheme in POSTGRES_SCHEMES
 
 
 def database_now() -> datetime.datetime:
@@ -180,7 +192,7 @@ def connect(url: str, models: list[type[peewee.Model]], upgrades=(), *, existing
 def _check_sqlite_file(url: str, existing: bool) -> None:
     """A SQLite file in a folder that is there (SQLite only says "unable to open database file"), and, when
     `existing`, the file itself: connecting would create it empty."""
-    if not url.startswith("sqlite"):
+    if is_postgres_url(url):
         return
     path = db_url.parse(url)["database"]
     if not path or path == ":memory:" or path.startswith("file:"):
@@ -194,8 +206,8 @@ def _check_sqlite_file(url: str, existing: bool) -> None:
 
 def _create_schema(db: peewee.Database, models: list[type[peewee.Model]], upgrades) -> None:
     with db.atomic():
-        if isinstance(db, peewee.PostgresqlDatabase):
-            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        if is_postgres():  # connect() pointed the proxy at `db`
+            db.execute(peewee.Select(columns=[peewee.fn.pg_advisory_xact_lock(SCHEMA_LOCK)]))
         # New tables first (a column added to an old table may refer to one), then the new columns, then every
         # index (CREATE INDEX IF NOT EXISTS), which may cover a column just added.
         db.create_tables([model for model in models if not db.table_exists(model._meta.table_name)])
@@ -208,8 +220,11 @@ def _create_schema(db: peewee.Database, models: list[type[peewee.Model]], upgrad
 def _pool(url: str) -> peewee.Database:
     """A pool for `url`. Connecting again to the same URL keeps the pool in use: threads in the middle of a
     transaction (the dispatcher's) must not find the shared proxy pointing at another pool halfway through it."""
-    scheme, _, rest = url.partition("://")
-    if scheme in ("sqlite", "sqlite+pool"):
+    rest = url.partition("://")[2]
+    if is_postgres_url(url):
+        params = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT} | db_url.parse(f"postgresql://{rest}")
+        db = PostgresPool(**params, **POOL)
+    else:
         # WAL lets the sidecar write while the gateway reads; IMMEDIATE takes the write lock
         # when a transaction starts, so two processes wait on busy_timeout instead of failing
         # with "database is locked" when a read transaction tries to become a write.
@@ -225,11 +240,6 @@ def _pool(url: str) -> peewee.Database:
             check_same_thread=False,  # pooled connections move between worker threads, one at a time
             **POOL,
         )
-    elif scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
-        params = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT} | db_url.parse(f"postgresql://{rest}")
-        db = PostgresPool(**params, **POOL)
-    else:
-        raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///… or postgresql://…")
     db.url = url
     return db
 

@@ -4,7 +4,7 @@ tells every gateway on the database whether dispatch runs at full pace, slowed o
 import datetime
 from dataclasses import dataclass
 
-from gateway.store.database import database, database_now, insert_row
+from gateway.store.database import database, database_now, insert_row, is_postgres
 from gateway.store.models import Message, MessageState, ReputationHold, ReputationLevel
 
 GUARD = "reputation"
@@ -117,7 +117,7 @@ def resume(*, operator: str, reason: str) -> Hold | None:
     The decision it ended, or None when dispatch was at full pace (then nothing changes)."""
     with database.atomic():
         locked = ReputationHold.select(*HOLD_COLUMNS).where(ReputationHold.name == GUARD)
-        row = (locked.for_update() if database.for_update else locked).tuples().first()
+        row = (locked.for_update() if is_postgres() else locked).tuples().first()
         if row is None or ReputationLevel(row[0]) is ReputationLevel.NORMAL:
             return None
         now = database_now()
