@@ -39,19 +39,19 @@ CONTACT_TAG = "contact_id"
 
 
 @prepared
-def _contact_by_email():
-    return Contact.select().where(Contact.email == "")
+def _contact_by_email(email):
+    return Contact.select().where(Contact.email == email)
 
 
 @prepared
-def _update_status():
-    return Contact.update(status=ContactStatus.ACTIVE, reason="", updated_at=None).where(Contact.id == 0)
+def _update_status(pk, status, reason, now):
+    return Contact.update(status=status, reason=reason, updated_at=now).where(Contact.id == pk)
 
 
 def find_contact(*, email: str | None = None, contact_id: str | None = None) -> Contact | None:
     """A contact by normalised address or by contact id; None when there is none."""
     if email is not None:
-        return next(iter(Contact.raw(_contact_by_email(), email)), None)
+        return next(iter(_contact_by_email.models(Contact, email=email)), None)
     return Contact.get_or_none(Contact.contact_id == contact_id)
 
 
@@ -68,32 +68,31 @@ RECIPIENT_COLUMNS = (Contact.id, Contact.contact_id, Contact.status)
 
 
 @prepared
-def _recipient_by_email():
-    return Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == "")
+def _recipient_by_email(email):
+    return Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == email)
 
 
 @prepared
-def _recipient_by_pk():
-    return Contact.select(*RECIPIENT_COLUMNS).where(Contact.id == 0)
+def _recipient_by_pk(pk):
+    return Contact.select(*RECIPIENT_COLUMNS).where(Contact.id == pk)
 
 
 @prepared
-def _locked_recipient_by_email():
+def _locked_recipient_by_email(email):
     # Row lock on PostgreSQL (SQLite holds the database write lock from BEGIN IMMEDIATE),
     # so two processes applying events to one contact cannot lose either update.
-    query = Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == "")
+    query = Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == email)
     return query.for_update() if is_postgres() else query
 
 
 @prepared
-def _email_by_contact_id():
-    return Contact.select(Contact.email).where(Contact.contact_id == "")
+def _email_by_contact_id(contact_id):
+    return Contact.select(Contact.email).where(Contact.contact_id == contact_id)
 
 
 def recipient(*, email: str | None = None, pk: int | None = None) -> Recipient | None:
     """The guard's view of a contact, by normalised address or by row, as the database holds it now."""
-    sql, key = (_recipient_by_email(), email) if email is not None else (_recipient_by_pk(), pk)
-    row = database.execute_sql(sql, (key,)).fetchone()
+    row = (_recipient_by_email(email=email) if email is not None else _recipient_by_pk(pk=pk)).fetchone()
     return Recipient(row[0], row[1], ContactStatus(row[2])) if row else None
 
 
@@ -160,13 +159,13 @@ def change_status(
     """
     with joined_transaction():
         if email is None:  # an unsubscribe link: the id must exist
-            row = database.execute_sql(_email_by_contact_id(), (contact_id,)).fetchone()
+            row = _email_by_contact_id(contact_id=contact_id).fetchone()
             if row is None:
                 return None
             email = row[0]
         else:
             insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
-        pk, contact_id, current = database.execute_sql(_locked_recipient_by_email(), (email,)).fetchone()
+        pk, contact_id, current = _locked_recipient_by_email(email=email).fetchone()
         current = ContactStatus(current)
         unchanged = StatusUpdate(Recipient(pk, contact_id, current), changed=False)
         undone = None
@@ -181,7 +180,7 @@ def change_status(
         elif to.severity < current.severity and not (actor and reason.strip()):
             raise ValueError("lowering a contact's status needs an actor and a reason")
         now, reason = utcnow(), Contact.reason.db_value(reason)  # storable: no NUL, bounded
-        database.execute_sql(_update_status(), (to.value, reason, now, pk))
+        _update_status(pk=pk, status=to.value, reason=reason, now=now)
         secret, digest, until = None, None, None
         if undo_window is not None and to is ContactStatus.UNSUBSCRIBED:
             secret = secrets.token_urlsafe(UNDO_SECRET_BYTES)

@@ -5,7 +5,7 @@ lease. Every statement the suppression sync (gateway/suppression/) makes is here
 import datetime
 from dataclasses import dataclass
 
-from peewee import EXCLUDED, JOIN, SQL, fn
+from peewee import EXCLUDED, JOIN, fn
 
 from gateway.core.states import StatusSource
 from gateway.store.database import database, database_now, insert_row, is_postgres, prepared, utcnow
@@ -34,34 +34,31 @@ def note_status_change(contact_pk: int, before: ContactStatus, after: ContactSta
 
 
 # Rewritten in place on conflict: one row per contact, the latest intent wins, its version counting rewrites.
-INTENT_FIELDS = [f for f in SesListIntent._meta.sorted_fields if f is not SesListIntent.id]
 REWRITTEN = ("action", "reason", "state", "attempts", "due_at", "error_reason", "updated_at")
 
 
 @prepared
-def _upsert_intent():
-    # Rendered once per database: this runs with every bounce or complaint the sidecar applies.
-    update = {SesListIntent.version: SesListIntent.version + SQL("1")}
+def _upsert_intent(contact_pk, action, reason, now):
+    # Prepared: this runs with every bounce or complaint the sidecar applies.
+    update = {SesListIntent.version: SesListIntent.version + 1}
     update |= {getattr(SesListIntent, name): getattr(EXCLUDED, name) for name in REWRITTEN}
-    query = SesListIntent.insert({field: None for field in INTENT_FIELDS})
+    query = SesListIntent.insert(
+        contact=contact_pk,
+        action=action,
+        reason=reason,
+        version=1,
+        state=PENDING,
+        attempts=0,
+        due_at=now,
+        error_reason="",
+        updated_at=now,
+    )
     return query.on_conflict(conflict_target=[SesListIntent.contact], update=update)
 
 
 def want(contact_pk: int, action: str, reason: str = "") -> None:
     """Record (or replace) the contact's intent, due now."""
-    now = utcnow()
-    values = {
-        "contact": contact_pk,
-        "action": action,
-        "reason": reason,
-        "version": 1,
-        "state": PENDING,
-        "attempts": 0,
-        "due_at": now,
-        "error_reason": "",
-        "updated_at": now,
-    }
-    database.execute_sql(_upsert_intent(), [field.db_value(values[field.name]) for field in INTENT_FIELDS])
+    _upsert_intent(contact_pk=contact_pk, action=action, reason=reason, now=utcnow())
 
 
 @dataclass(frozen=True)
