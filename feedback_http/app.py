@@ -15,6 +15,7 @@ from gateway.core.errors import UndoRefused
 from gateway.core.ids import is_contact_id
 from gateway.core.logs import setup_logging
 from gateway.core.startup import AddressInUse, claim_address, run
+from gateway.core.states import StatusSource
 from gateway.store.database import UNAVAILABLE, database
 from gateway.store.models import open_database
 
@@ -91,7 +92,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     recipient unsubscribed already is told so, not offered the button again."""
     contact_id = request.match_info["contact_id"]
     if request.app[SETTINGS].unsubscribe_on_get:
-        return await _unsubscribe(request, contact_id, source="unsubscribe-link")
+        return await _unsubscribe(request, contact_id, source=StatusSource.UNSUBSCRIBE_LINK)
     contact = is_contact_id(contact_id) and await in_database(request, unsubscribe.look_up, contact_id)
     if not contact:
         return request.app[PAGES].not_found(request)
@@ -105,16 +106,14 @@ async def unsubscribe_post(request: web.Request) -> web.Response:
     # Any POST to a valid link unsubscribes: the body only tells which path the recipient took, so it is not
     # parsed as a form (urlencoded or multipart, as RFC 8058 allows), and a malformed one changes nothing.
     one_click = b"One-Click" in await read_body(request)
-    return await _unsubscribe(request, request.match_info["contact_id"], source=PAGE if not one_click else ONE_CLICK)
+    source = StatusSource.ONE_CLICK if one_click else StatusSource.UNSUBSCRIBE_PAGE
+    return await _unsubscribe(request, request.match_info["contact_id"], source=source)
 
 
-PAGE, ONE_CLICK = "unsubscribe-page", "one-click"
-
-
-async def _unsubscribe(request: web.Request, contact_id: str, *, source: str) -> web.Response:
+async def _unsubscribe(request: web.Request, contact_id: str, *, source: StatusSource) -> web.Response:
     # Only the page flow's answer is read by the person who unsubscribed: it alone carries the undo. A mail client's
     # one-click POST gets none (nobody sees its answer), nor does a GET that unsubscribes (a link scanner's).
-    window = request.app[SETTINGS].undo_window if source == PAGE else None
+    window = request.app[SETTINGS].undo_window if source is StatusSource.UNSUBSCRIBE_PAGE else None
     done = is_contact_id(contact_id) and await in_database(
         request, unsubscribe.unsubscribe, contact_id, source=source, undo_window=window, writes=True
     )

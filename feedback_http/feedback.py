@@ -4,11 +4,11 @@ notification."""
 import logging
 
 from feedback_http.events import RecipientOutcome, SesEvent
+from gateway.core.states import StatusSource
 from gateway.store import queue
 from gateway.store.contacts import change_status, count_soft_bounce, find_contact, reset_soft_bounces
 from gateway.store.database import insert_row, joined_transaction
 from gateway.store.models import ContactStatus, FeedbackEvent
-from gateway.store.ses_list import SES_LIST_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -71,5 +71,5 @@ def _apply(outcome: RecipientOutcome, email: str, event_type: str, soft_bounce_l
             status, reason = ContactStatus.BOUNCED, f"{count} soft bounces in a row; last: {reason}"
     if status is not None:
         # What SES's list refused is that list's status: never put back on it, and undone when it leaves it.
-        source = SES_LIST_SOURCE if outcome.on_ses_list else f"ses:{event_type}"
+        source = StatusSource.SES_LIST if outcome.on_ses_list else StatusSource.of_ses_event(event_type)
         change_status(status, source=source, reason=reason, email=email)

@@ -18,7 +18,7 @@ from feedback_http.events import MalformedEvent, parse_ses_event
 from feedback_http.feedback import record_event
 from feedback_http.writer import GroupWriter
 from gateway.core.logs import masked
-from gateway.store.database import UNAVAILABLE, database
+from gateway.store.database import UNAVAILABLE, database, is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ async def opened(
         )
         # SQLite has one writer at a time: more threads would only queue inside SQLite's busy handler, which
         # sleeps in steps of up to 100 ms. PostgreSQL takes writers in parallel.
-        workers = 1 if settings.database_url.startswith("sqlite") else 8
+        workers = 8 if is_postgres_url(settings.database_url) else 1
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db") as executor:
             writer = GroupWriter.for_database(executor, settings.database_url, workers=workers)
             yield Intake(verifier, writer, soft_bounce_limit=settings.soft_bounce_limit, on_rejected=on_rejected)

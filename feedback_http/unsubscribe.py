@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from gateway.core.errors import UndoRefused
 from gateway.core.logs import masked
-from gateway.store.contacts import RECIPIENT, change_status, find_contact
+from gateway.core.states import StatusSource
+from gateway.store.contacts import change_status, find_contact
 from gateway.store.models import ContactStatus
 
 RESUBSCRIBE_REASON = "undid their unsubscribe on the unsubscribe page"
@@ -44,7 +45,9 @@ def look_up(contact_id: str) -> LinkContact | None:
     return None if contact is None else LinkContact(masked(contact.email), contact.status)
 
 
-def unsubscribe(contact_id: str, *, source: str, undo_window: datetime.timedelta | None) -> Unsubscribed | None:
+def unsubscribe(
+    contact_id: str, *, source: StatusSource, undo_window: datetime.timedelta | None
+) -> Unsubscribed | None:
     """Unsubscribe the link's contact (a higher status stays, see change_status); with `undo_window` (the page flow),
     a change this request made gets an undo secret for that long. None for an unknown id."""
     update = change_status(
@@ -60,7 +63,7 @@ def resubscribe(contact_id: str, undo_secret: str) -> Resubscribed | None:
     reason it was refused; None for an unknown id."""
     try:
         update = change_status(
-            ContactStatus.ACTIVE, source=RECIPIENT, reason=RESUBSCRIBE_REASON, contact_id=contact_id,
+            ContactStatus.ACTIVE, source=StatusSource.RECIPIENT, reason=RESUBSCRIBE_REASON, contact_id=contact_id,
             undo_secret=undo_secret,
         )  # fmt: skip
     except UndoRefused as exc:  # raised before anything was written

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from gateway.store.database import UNAVAILABLE, database, unit_of_work
+from gateway.store.database import UNAVAILABLE, database, is_postgres_url, unit_of_work
 
 MAX_GROUP = 64  # bounds how long one group holds SQLite's write lock (~0.5 ms a notification)
 
@@ -35,9 +35,9 @@ class GroupWriter:
 
     @classmethod
     def for_database(cls, executor: Executor, database_url: str, *, workers: int) -> "GroupWriter":
-        if database_url.startswith("sqlite"):
-            return cls(executor, max_group=MAX_GROUP, parallel=1)
-        return cls(executor, max_group=1, parallel=workers)
+        if is_postgres_url(database_url):
+            return cls(executor, max_group=1, parallel=workers)
+        return cls(executor, max_group=MAX_GROUP, parallel=1)
 
     async def read(self, work: Callable[..., Any], *args, **kwargs) -> Any:
         """`work(*args, **kwargs)` that only reads, outside any transaction: on SQLite a group's transaction takes

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from feedback_http.events import MalformedEvent, RecipientOutcome, parse_ses_event
+from gateway.core.states import StatusSource
 from gateway.store.models import ContactStatus
 from support import ses_samples as samples
 from support.ses_samples import bounced_recipient, message
@@ -62,6 +63,18 @@ def test_rendering_failure_keeps_its_space():
 def test_event_type_wins_over_notification_type():
     raw = samples.delivery_event() | {"notificationType": "Bounce"}
     assert parse(raw).event_type == "Delivery"
+
+
+@pytest.mark.parametrize("event_type", [*samples.EVENT_BUILDERS, "Unheard-of"])
+def test_the_types_that_change_a_status_each_name_their_source_and_no_other_type_has_one(event_type):
+    builder = samples.EVENT_BUILDERS.get(event_type)
+    changes = builder is not None and any(outcome.status for outcome in parse(builder()).outcomes)
+
+    if changes:
+        assert StatusSource.of_ses_event(event_type) == f"ses:{event_type}"
+    else:
+        with pytest.raises(ValueError, match="changes no contact's status"):
+            StatusSource.of_ses_event(event_type)
 
 
 # --- bounces --------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from gateway.admin.operations import suppress
 from gateway.core.config import ConfigError
 from gateway.core.errors import UndoRefused
 from gateway.core.logs import contact_ref
-from gateway.store.contacts import RECIPIENT, change_status, get_or_create_contact
+from gateway.core.states import StatusSource
+from gateway.store.contacts import change_status, get_or_create_contact
 from gateway.store.models import Contact, ContactStatus, StatusChange, database, open_database
 from support import ses_samples
 from support.processes import free_port
@@ -357,14 +358,20 @@ def test_the_recipients_undo_needs_the_secret_of_the_latest_change(database_url,
         # Neither another secret nor a named actor widens it: only the secret its own change minted.
         for wrong in ("", "x" * 43):
             with pytest.raises(UndoRefused):
-                change_status(ContactStatus.ACTIVE, source=RECIPIENT, email=READER, actor="x", undo_secret=wrong)
+                change_status(
+                    ContactStatus.ACTIVE, source=StatusSource.RECIPIENT, email=READER, actor="x", undo_secret=wrong
+                )
         if refusal:
             with pytest.raises(UndoRefused) as refused:
-                change_status(ContactStatus.ACTIVE, source=RECIPIENT, email=READER, undo_secret=minted.undo_secret)
+                change_status(
+                    ContactStatus.ACTIVE, source=StatusSource.RECIPIENT, email=READER, undo_secret=minted.undo_secret
+                )
             assert refused.value.reason == refusal
             assert StatusChange.select().count() == rows_before
         else:
-            update = change_status(ContactStatus.ACTIVE, source=RECIPIENT, email=READER, undo_secret=minted.undo_secret)
+            update = change_status(
+                ContactStatus.ACTIVE, source=StatusSource.RECIPIENT, email=READER, undo_secret=minted.undo_secret
+            )
             assert update.changed and Contact.get(email=READER).status is ContactStatus.ACTIVE
 
 

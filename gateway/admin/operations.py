@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from gateway.core.addresses import InvalidAddress, email_key
 from gateway.core.errors import ContactNotFound, InvalidRequest
 from gateway.core.ids import new_contact_id
+from gateway.core.states import StatusSource
 from gateway.store.contacts import change_status, find_contact, get_or_create_contact
-from gateway.store.database import database
+from gateway.store.database import database, is_postgres
 from gateway.store.models import Contact, ContactStatus
-from gateway.suppression.reactivate import ADMIN_SOURCE, reason_problem
+from gateway.suppression.reactivate import reason_problem
 
 log = logging.getLogger(__name__)
 
-IMPORT_SOURCE = "import"
 IMPORT_REASON = "imported"  # the reason of an imported suppression whose row gave none
 MAX_IMPORT_ROWS = 1000  # rows per ImportContacts request: one transaction, one report within gRPC's 4 MB
 ACTIVE = ContactStatus.ACTIVE
@@ -52,7 +52,7 @@ def suppress(
         # A contact already as severe keeps its status, and the operator's suppression is kept as a history row of
         # its own (a legal hold that outlives the recipient's undo and a reconcile of SES's list).
         previous = _locked_status(contact.id)
-        update = change_status(to, source=ADMIN_SOURCE, reason=reason, email=contact.email, actor=actor)
+        update = change_status(to, source=StatusSource.ADMIN, reason=reason, email=contact.email, actor=actor)
         contact = Contact.get_by_id(contact.id)
     return Suppression(contact, previous, update.changed)
 
@@ -61,7 +61,7 @@ def _locked_status(contact_pk: int) -> ContactStatus:
     """The contact's status, locked until the transaction ends (PostgreSQL's row lock; on SQLite the transaction
     holds the database's write lock from its start)."""
     query = Contact.select(Contact.status).where(Contact.id == contact_pk)
-    return ContactStatus((query.for_update() if database.for_update else query).scalar())
+    return ContactStatus((query.for_update() if is_postgres() else query).scalar())
 
 
 class Outcome(enum.Enum):
@@ -108,7 +108,7 @@ def import_rows(rows: list[ImportRow], *, actor: str) -> list[RowResult]:
         created = _create_missing(emails)
         # Locked until the commit (in one order, the addresses'), since _apply decides on them.
         query = Contact.select(Contact.email, Contact.status).where(Contact.email.in_(emails)).order_by(Contact.email)
-        statuses = dict((query.for_update() if database.for_update else query).tuples())
+        statuses = dict((query.for_update() if is_postgres() else query).tuples())
         results = [row if isinstance(row, RowResult) else _apply(row, statuses, created, actor) for row in checked]
     counts = {outcome: sum(r.outcome is outcome for r in results) for outcome in Outcome}
     log.info("import by %s: %s", actor, ", ".join(f"{n} {outcome.value}" for outcome, n in counts.items()))
@@ -151,7 +151,7 @@ def _apply(row: ImportRow, statuses: dict[str, ContactStatus], created: set[str]
         return RowResult(Outcome.CREATED if new else Outcome.UNCHANGED, current)
     # A suppression the contact's status covers already is kept as evidence by change_status (a legal hold).
     update = change_status(
-        row.status, source=IMPORT_SOURCE, reason=row.reason or IMPORT_REASON, email=row.email, actor=actor
+        row.status, source=StatusSource.IMPORT, reason=row.reason or IMPORT_REASON, email=row.email, actor=actor
     )
     if row.status.severity < current.severity:
         return RowResult(Outcome.UNCHANGED, current, f"already {current}, which is more severe")

@@ -18,7 +18,9 @@ class ConfigError(ValueError):
 
 TRANSPORTS = ("ses", "outbox")
 DEFAULT_HTTP_ADDR = "127.0.0.1:8080"  # the sidecar's; without MAILGW_PUBLIC_BASE_URL, the gateway's links point there
-DATABASE_SCHEMES = ("sqlite", "sqlite+pool", "postgres", "postgresql", "postgres+pool", "postgresql+pool")
+SQLITE_SCHEMES = ("sqlite", "sqlite+pool")
+POSTGRES_SCHEMES = ("postgres", "postgresql", "postgres+pool", "postgresql+pool")
+DATABASE_SCHEMES = SQLITE_SCHEMES + POSTGRES_SCHEMES
 # SES: "up to 64 alphanumeric characters, including letters, numbers, hyphens (-) and underscores (_) only".
 CONFIGURATION_SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SLOWEST_SEND_SECONDS = 20  # SES client: 5 s to connect, 15 s to answer

@@ -5,7 +5,7 @@ import threading
 
 from prometheus_client import Counter, disable_created_metrics
 
-from gateway.core.states import ContactStatus
+from gateway.core.states import ContactStatus, StatusSource
 
 # Both processes import this module: a *_created series per counter would double what Prometheus stores, and no
 # panel reads it.
@@ -21,7 +21,7 @@ _status_changes: dict[tuple[str, str, str], object] = {}
 _status_lock = threading.Lock()
 
 
-def status_changed(from_status: ContactStatus, to_status: ContactStatus, source: str) -> None:
+def status_changed(from_status: ContactStatus, to_status: ContactStatus, source: StatusSource) -> None:
     """One committed change (contacts.change_status registers this to run after the commit)."""
     key = (from_status.value, to_status.value, source)
     child = _status_changes.get(key)

@@ -1,5 +1,5 @@
-"""The states of the domain: a contact's status (with its severity order), a message's state, the reputation guard's
-level. The database stores them (store/models.py); everything else reads them from here."""
+"""The states of the domain: a contact's status (with its severity order) and who changes it, a message's state, the
+reputation guard's level. The database stores them (store/models.py); everything else reads them from here."""
 
 import enum
 
@@ -22,6 +22,38 @@ class ContactStatus(enum.StrEnum):
 
 
 _SEVERITY = [ContactStatus.ACTIVE, ContactStatus.UNSUBSCRIBED, ContactStatus.BOUNCED, ContactStatus.COMPLAINED]
+
+
+class StatusSource(enum.StrEnum):
+    """Who changed a contact's status: the `source` of its history row and of the status-change metric."""
+
+    UNSUBSCRIBE_PAGE = "unsubscribe-page"  # the confirm button on the unsubscribe page
+    ONE_CLICK = "one-click"  # a mail client's RFC 8058 POST (List-Unsubscribe=One-Click)
+    UNSUBSCRIBE_LINK = "unsubscribe-link"  # a GET of the link, when MAILGW_UNSUBSCRIBE_ON_GET is on
+    RECIPIENT = "recipient"  # the recipient's undo on the page (see store/contacts.py)
+    # SES's account-level suppression list: the sync's import, or an SES event whose subtype is
+    # OnAccountSuppressionList (the address was on the list; SES never tried it).
+    SES_LIST = "ses-suppression-list"
+    ADMIN = "admin"  # an operator, through the admin service
+    IMPORT = "import"  # an operator's import (the admin service's ImportContacts)
+    SES_BOUNCE = "ses:Bounce"  # SES events: the three types that change a status
+    SES_COMPLAINT = "ses:Complaint"
+    SES_SUBSCRIPTION = "ses:Subscription"
+
+    @classmethod
+    def of_ses_event(cls, event_type: str) -> "StatusSource":
+        """The source of a status change an SES event of `event_type` makes; ValueError for a type that makes none."""
+        source = _SES_EVENT_SOURCES.get(event_type)
+        if source is None:
+            raise ValueError(f"an SES {event_type!r} event changes no contact's status")
+        return source
+
+
+_SES_EVENT_SOURCES = {
+    "Bounce": StatusSource.SES_BOUNCE,
+    "Complaint": StatusSource.SES_COMPLAINT,
+    "Subscription": StatusSource.SES_SUBSCRIPTION,
+}
 
 
 class MessageState(enum.StrEnum):

@@ -32,16 +32,18 @@ def ensure(name: str, capacity: float) -> None:
 
 
 @prepared
-def _locked_row():
+def _locked_row(name):
     query = SendBudget.select(SendBudget.tokens, SendBudget.refilled_at, SendBudget.quota_remaining).where(
-        SendBudget.name == ""
+        SendBudget.name == name
     )
     return query.for_update() if is_postgres() else query
 
 
 @prepared
-def _update_row():
-    return SendBudget.update(tokens=0.0, refilled_at=0.0, quota_remaining=0).where(SendBudget.name == "")
+def _update_row(name, tokens, refilled_at, quota_remaining):
+    return SendBudget.update(tokens=tokens, refilled_at=refilled_at, quota_remaining=quota_remaining).where(
+        SendBudget.name == name
+    )
 
 
 def spend(name: str, wanted: int, use: Callable[[int], int], *, rate: float, capacity: float) -> Grant:
@@ -51,12 +53,12 @@ def spend(name: str, wanted: int, use: Callable[[int], int], *, rate: float, cap
     tokens it spends commit together."""
     with database.atomic():
         now = _clock()
-        tokens, refilled_at, quota = database.execute_sql(_locked_row(), (name,)).fetchone()
+        tokens, refilled_at, quota = _locked_row(name=name).fetchone()
         tokens = min(capacity, tokens + max(0.0, now - refilled_at) * rate)
         granted = min(wanted, math.floor(tokens), quota if quota >= 0 else wanted)
         used = use(granted) if granted > 0 else 0
         quota_left = quota - used if quota >= 0 else quota
-        database.execute_sql(_update_row(), (tokens - used, now, quota_left, name))
+        _update_row(name=name, tokens=tokens - used, refilled_at=now, quota_remaining=quota_left)
     wait = 0.0 if granted else max(0.0, 1.0 - tokens) / rate
     return Grant(used, wait, quota_spent=quota == 0)
 

@@ -13,8 +13,17 @@ from gateway.core import contact_metrics
 from gateway.core.errors import UndoRefused
 from gateway.core.ids import new_contact_id
 from gateway.core.logs import contact_ref, masked
+from gateway.core.states import StatusSource
 from gateway.store import ses_list
-from gateway.store.database import database, database_now, insert_row, joined_transaction, prepared, utcnow
+from gateway.store.database import (
+    database,
+    database_now,
+    insert_row,
+    is_postgres,
+    joined_transaction,
+    prepared,
+    utcnow,
+)
 from gateway.store.models import Contact, ContactStatus, StatusChange
 
 log = logging.getLogger(__name__)
@@ -23,27 +32,26 @@ log = logging.getLogger(__name__)
 # The EmailTag every message carries, so each SES event about it names the contact it was sent to.
 CONTACT_TAG = "contact_id"
 
-# The recipient's undo (the unsubscribe page's "resubscribe" button) is the one move down the severity order that is
-# not an operator's: unsubscribed -> active, and only for the browser that made that unsubscribe on our page, within
-# the undo window: the page that changed the status was shown a secret, whose digest the change's history row keeps
-# (see change_status). The contact id in the link lifts nothing: every caller of the API learns it.
-RECIPIENT = "recipient"
+# The recipient's undo (StatusSource.RECIPIENT: the unsubscribe page's "resubscribe" button) is the one move down the
+# severity order that is not an operator's: unsubscribed -> active, and only for the browser that made that unsubscribe
+# on our page, within the undo window: the page that changed the status was shown a secret, whose digest the change's
+# history row keeps (see change_status). The contact id in the link lifts nothing: every caller of the API learns it.
 
 
 @prepared
-def _contact_by_email():
-    return Contact.select().where(Contact.email == "")
+def _contact_by_email(email):
+    return Contact.select().where(Contact.email == email)
 
 
 @prepared
-def _update_status():
-    return Contact.update(status=ContactStatus.ACTIVE, reason="", updated_at=None).where(Contact.id == 0)
+def _update_status(pk, status, reason, now):
+    return Contact.update(status=status, reason=reason, updated_at=now).where(Contact.id == pk)
 
 
 def find_contact(*, email: str | None = None, contact_id: str | None = None) -> Contact | None:
     """A contact by normalised address or by contact id; None when there is none."""
     if email is not None:
-        return next(iter(Contact.raw(_contact_by_email(), email)), None)
+        return next(iter(_contact_by_email.models(Contact, email=email)), None)
     return Contact.get_or_none(Contact.contact_id == contact_id)
 
 
@@ -60,32 +68,31 @@ RECIPIENT_COLUMNS = (Contact.id, Contact.contact_id, Contact.status)
 
 
 @prepared
-def _recipient_by_email():
-    return Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == "")
+def _recipient_by_email(email):
+    return Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == email)
 
 
 @prepared
-def _recipient_by_pk():
-    return Contact.select(*RECIPIENT_COLUMNS).where(Contact.id == 0)
+def _recipient_by_pk(pk):
+    return Contact.select(*RECIPIENT_COLUMNS).where(Contact.id == pk)
 
 
 @prepared
-def _locked_recipient_by_email():
+def _locked_recipient_by_email(email):
     # Row lock on PostgreSQL (SQLite holds the database write lock from BEGIN IMMEDIATE),
     # so two processes applying events to one contact cannot lose either update.
-    query = Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == "")
-    return query.for_update() if database.for_update else query
+    query = Contact.select(*RECIPIENT_COLUMNS).where(Contact.email == email)
+    return query.for_update() if is_postgres() else query
 
 
 @prepared
-def _email_by_contact_id():
-    return Contact.select(Contact.email).where(Contact.contact_id == "")
+def _email_by_contact_id(contact_id):
+    return Contact.select(Contact.email).where(Contact.contact_id == contact_id)
 
 
 def recipient(*, email: str | None = None, pk: int | None = None) -> Recipient | None:
     """The guard's view of a contact, by normalised address or by row, as the database holds it now."""
-    sql, key = (_recipient_by_email(), email) if email is not None else (_recipient_by_pk(), pk)
-    row = database.execute_sql(sql, (key,)).fetchone()
+    row = (_recipient_by_email(email=email) if email is not None else _recipient_by_pk(pk=pk)).fetchone()
     return Recipient(row[0], row[1], ContactStatus(row[2])) if row else None
 
 
@@ -120,7 +127,7 @@ class StatusUpdate:
 def change_status(
     to: ContactStatus,
     *,
-    source: str,
+    source: StatusSource,
     reason: str = "",
     email: str | None = None,
     contact_id: str | None = None,
@@ -144,7 +151,7 @@ def change_status(
     keeps it complained when the list drops it, and an operator's hold on an unsubscribed
     contact outlives the recipient's undo.
 
-    The one lowering without an actor, source RECIPIENT: unsubscribed -> active with the
+    The one lowering without an actor, source StatusSource.RECIPIENT: unsubscribed -> active with the
     `undo_secret` that the unsubscribe's own request was given (`undo_window` asks for one to be
     minted: the page flow), while it lasts and while that unsubscribe is the contact's latest
     history; otherwise UndoRefused says why. What the change asks of SES's suppression list is
@@ -152,17 +159,17 @@ def change_status(
     """
     with joined_transaction():
         if email is None:  # an unsubscribe link: the id must exist
-            row = database.execute_sql(_email_by_contact_id(), (contact_id,)).fetchone()
+            row = _email_by_contact_id(contact_id=contact_id).fetchone()
             if row is None:
                 return None
             email = row[0]
         else:
             insert_row(Contact, ignore_conflict=True, email=email, contact_id=new_contact_id())
-        pk, contact_id, current = database.execute_sql(_locked_recipient_by_email(), (email,)).fetchone()
+        pk, contact_id, current = _locked_recipient_by_email(email=email).fetchone()
         current = ContactStatus(current)
         unchanged = StatusUpdate(Recipient(pk, contact_id, current), changed=False)
         undone = None
-        if source == RECIPIENT:  # the recipient's undo, and nothing wider (see RECIPIENT)
+        if source == StatusSource.RECIPIENT:  # the recipient's undo, and nothing wider (see above)
             if to == current:
                 return unchanged  # pressed twice: done already
             undone = _undoable(pk, current, to, undo_secret)
@@ -173,7 +180,7 @@ def change_status(
         elif to.severity < current.severity and not (actor and reason.strip()):
             raise ValueError("lowering a contact's status needs an actor and a reason")
         now, reason = utcnow(), Contact.reason.db_value(reason)  # storable: no NUL, bounded
-        database.execute_sql(_update_status(), (to.value, reason, now, pk))
+        _update_status(pk=pk, status=to.value, reason=reason, now=now)
         secret, digest, until = None, None, None
         if undo_window is not None and to is ContactStatus.UNSUBSCRIBED:
             secret = secrets.token_urlsafe(UNDO_SECRET_BYTES)

@@ -3,17 +3,22 @@
 import contextlib
 import datetime
 import functools
+import inspect
 import logging
+import operator
 import os
 import re
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import peewee
 from playhouse import db_url, migrate
 from playhouse.pool import PooledPostgresqlDatabase
 
+from gateway.core.config import DATABASE_SCHEMES, POSTGRES_SCHEMES
 from gateway.core.errors import CannotUseDatabase
 
 log = logging.getLogger(__name__)
@@ -81,7 +86,18 @@ def joined_transaction():
 
 
 def is_postgres() -> bool:
+    """Whether the connected database is PostgreSQL (else SQLite): what its SQL may use (row locks, the server's
+    clock). The same question before connecting, of a URL: is_postgres_url."""
     return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether `url` names a PostgreSQL database (else SQLite), before connecting to it: how many writers it takes at
+    once. The same question of the connected database: is_postgres. ValueError for a scheme that is neither."""
+    scheme = url.partition("://")[0]
+    if scheme not in DATABASE_SCHEMES:
+        raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///… or postgresql://…")
+    return scheme in POSTGRES_SCHEMES
 
 
 def database_now() -> datetime.datetime:
@@ -93,22 +109,97 @@ def database_now() -> datetime.datetime:
     return utcnow()
 
 
-def prepared(build):
-    """Peewee renders a query's SQL in Python on every call (~100 us); a hot query renders it once per database.
+class prepared:
+    """A hot query whose SQL is rendered once per database: peewee renders a query in Python on every call (~100 us,
+    as much as the guard's whole lookup).
 
-    `build` returns the query with placeholder values; call the result for the SQL, then run it with the real
-    parameters in the same order, e.g. `Model.raw(sql(), value)`.
+    Decorates a function that builds the query from its parameters, each a placeholder named after it:
+
+        @prepared
+        def _recipient_by_email(email):
+            return Contact.select(Contact.id).where(Contact.email == email)
+
+    Calling the result with every parameter by name runs that query, as if the function had built it with those
+    values, and returns the cursor: `_recipient_by_email(email="ada@example.org").fetchone()`. A missing or unknown
+    parameter is a TypeError. Values go to the driver as they are (a str, an int, a naive datetime; no field's
+    db_value). Anything else the function writes into the query is a constant, rendered once: what changes from call
+    to call (now, say) must be a parameter.
     """
-    rendered = weakref.WeakKeyDictionary()
 
-    @functools.wraps(build)
-    def sql() -> str:
+    def __init__(self, build: Callable[..., peewee.Query]) -> None:
+        functools.update_wrapper(self, build)
+        self._build = build
+        self._names = frozenset(inspect.signature(build).parameters)
+        self._rendered: weakref.WeakKeyDictionary[peewee.Database, tuple] = weakref.WeakKeyDictionary()
+
+    def __call__(self, **values):
+        sql, params_of = self._render()
+        return database.execute_sql(sql, self._params(params_of, values))
+
+    def models(self, model: type[peewee.Model], **values) -> peewee.ModelRaw:
+        """The query's rows as `model` instances (for a query that selects whole rows of it)."""
+        sql, params_of = self._render()
+        return model.raw(sql, *self._params(params_of, values))
+
+    def executemany(self, rows: list[dict]) -> None:
+        """The statement once per row of values, in one driver call."""
+        sql, params_of = self._render()
+        params = [self._params(params_of, row) for row in rows]
+        with peewee.__exception_wrapper__:  # the driver's errors as peewee's, as execute_sql raises them
+            database.cursor().executemany(sql, params)
+
+    def _params(self, params_of: Callable[[dict], tuple], values: dict) -> tuple:
+        if len(values) == len(self._names):
+            try:
+                return params_of(values)
+            except KeyError:
+                pass
+        missing, unknown = sorted(self._names - values.keys()), sorted(values.keys() - self._names)
+        raise TypeError(f"{self.__name__}() parameters missing: {missing}, unknown: {unknown}")
+
+    def _render(self) -> tuple:
+        """The SQL for the connected database, and the function that puts a call's values in its parameters' order."""
         db = database.obj
-        if db not in rendered:
-            rendered[db] = build().sql()[0]
-        return rendered[db]
+        rendered = self._rendered.get(db)
+        if rendered is None:
+            sql, params = self._build(**{name: _Placeholder(name) for name in self._names}).sql()
+            unused = self._names - {param.name for param in params if type(param) is _Slot}
+            if unused:
+                raise TypeError(f"{self.__name__}() does not use its parameters {sorted(unused)}")
+            rendered = self._rendered[db] = sql, _params_of(params)
+        return rendered
 
-    return sql
+
+def _params_of(params: list) -> Callable[[dict], tuple]:
+    """A rendered query's parameters from a call's values: each placeholder's by its name, the constants as rendered
+    (under their positions, which no parameter's name can be)."""
+    keys = [param.name if type(param) is _Slot else i for i, param in enumerate(params)]
+    constants = {i: param for i, param in enumerate(params) if type(param) is not _Slot}
+    if len(keys) > 1:
+        pick = operator.itemgetter(*keys)
+    elif keys:  # itemgetter of one key gives the value itself, not a tuple
+        pick = lambda values, key=keys[0]: (values[key],)  # noqa: E731
+    else:
+        pick = lambda values: ()  # noqa: E731
+    return (lambda values: pick(values | constants)) if constants else pick
+
+
+class _Placeholder(peewee.Node):
+    """A prepared query's parameter while the query renders: its value's place, under its name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def __sql__(self, ctx: peewee.Context) -> peewee.Context:
+        return ctx.value(_Slot(self.name), converter=False)  # no field's conversion: see prepared
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """Where a named value goes in a rendered query's parameters."""
+
+    name: str
 
 
 _inserts: "weakref.WeakKeyDictionary[peewee.Database, dict]" = weakref.WeakKeyDictionary()
@@ -180,7 +271,7 @@ def connect(url: str, models: list[type[peewee.Model]], upgrades=(), *, existing
 def _check_sqlite_file(url: str, existing: bool) -> None:
     """A SQLite file in a folder that is there (SQLite only says "unable to open database file"), and, when
     `existing`, the file itself: connecting would create it empty."""
-    if not url.startswith("sqlite"):
+    if is_postgres_url(url):
         return
     path = db_url.parse(url)["database"]
     if not path or path == ":memory:" or path.startswith("file:"):
@@ -194,8 +285,8 @@ def _check_sqlite_file(url: str, existing: bool) -> None:
 
 def _create_schema(db: peewee.Database, models: list[type[peewee.Model]], upgrades) -> None:
     with db.atomic():
-        if isinstance(db, peewee.PostgresqlDatabase):
-            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        if is_postgres():  # connect() pointed the proxy at `db`
+            db.execute(peewee.Select(columns=[peewee.fn.pg_advisory_xact_lock(SCHEMA_LOCK)]))
         # New tables first (a column added to an old table may refer to one), then the new columns, then every
         # index (CREATE INDEX IF NOT EXISTS), which may cover a column just added.
         db.create_tables([model for model in models if not db.table_exists(model._meta.table_name)])
@@ -208,8 +299,11 @@ def _create_schema(db: peewee.Database, models: list[type[peewee.Model]], upgrad
 def _pool(url: str) -> peewee.Database:
     """A pool for `url`. Connecting again to the same URL keeps the pool in use: threads in the middle of a
     transaction (the dispatcher's) must not find the shared proxy pointing at another pool halfway through it."""
-    scheme, _, rest = url.partition("://")
-    if scheme in ("sqlite", "sqlite+pool"):
+    rest = url.partition("://")[2]
+    if is_postgres_url(url):
+        params = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT} | db_url.parse(f"postgresql://{rest}")
+        db = PostgresPool(**params, **POOL)
+    else:
         # WAL lets the sidecar write while the gateway reads; IMMEDIATE takes the write lock
         # when a transaction starts, so two processes wait on busy_timeout instead of failing
         # with "database is locked" when a read transaction tries to become a write.
@@ -225,11 +319,6 @@ def _pool(url: str) -> peewee.Database:
             check_same_thread=False,  # pooled connections move between worker threads, one at a time
             **POOL,
         )
-    elif scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
-        params = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT} | db_url.parse(f"postgresql://{rest}")
-        db = PostgresPool(**params, **POOL)
-    else:
-        raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///… or postgresql://…")
     db.url = url
     return db
 

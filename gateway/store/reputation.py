@@ -4,7 +4,10 @@ tells every gateway on the database whether dispatch runs at full pace, slowed o
 import datetime
 from dataclasses import dataclass
 
-from gateway.store.database import database, database_now, insert_row
+import peewee
+from peewee import SQL, Case, fn
+
+from gateway.store.database import database, database_now, insert_row, is_postgres
 from gateway.store.models import Message, MessageState, ReputationHold, ReputationLevel
 
 GUARD = "reputation"
@@ -25,25 +28,30 @@ class Window:
     oldest: datetime.datetime | None  # the send time of the oldest send counted
 
 
-def _window_sql() -> str:
-    p = database.param
-    states = ", ".join([p] * len(SENDS))
+def window(*, since: datetime.datetime, limit: int) -> Window:
+    """Counts over the newest `limit` sends settled at or after `since`: one indexed aggregate query."""
     # The inner query walks the settled_at index from the newest row and stops after `limit` sends, so the cost is
     # that of one window, however many messages the table holds. `state || ''` keeps the planner off the
     # (state, due_at) index: SQLite, which has no statistics unless ANALYZE ran, took it for the selective one and
     # then sorted every send the table holds.
-    return (
-        f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = {p} THEN 1 ELSE 0 END), 0), "
-        f"COALESCE(SUM(CASE WHEN state = {p} THEN 1 ELSE 0 END), 0), MIN(settled_at) "
-        f"FROM (SELECT state, settled_at FROM message WHERE settled_at >= {p} AND state || '' IN ({states}) "
-        f"ORDER BY settled_at DESC LIMIT {p}) AS recent"
+    recent = (
+        Message.select(Message.state, Message.settled_at)
+        .where((Message.settled_at >= since) & Message.state.concat(SQL("''")).in_([s.value for s in SENDS]))
+        .order_by(Message.settled_at.desc())
+        .limit(limit)
+        .alias("recent")
     )
 
+    def count(state: MessageState) -> peewee.Node:
+        return fn.COALESCE(fn.SUM(Case(None, [(recent.c.state == state.value, 1)], 0)), 0)
 
-def window(*, since: datetime.datetime, limit: int) -> Window:
-    """Counts over the newest `limit` sends settled at or after `since`: one indexed aggregate query."""
-    params = (MessageState.BOUNCED.value, MessageState.COMPLAINED.value, since, *(s.value for s in SENDS), limit)
-    sends, bounces, complaints, oldest = database.execute_sql(_window_sql(), params).fetchone()
+    counts = [
+        fn.COUNT(SQL("*")),
+        count(MessageState.BOUNCED),
+        count(MessageState.COMPLAINED),
+        fn.MIN(recent.c.settled_at),
+    ]
+    sends, bounces, complaints, oldest = database.execute(peewee.Select([recent], counts)).fetchone()
     return Window(since, int(sends), int(bounces), int(complaints), Message.settled_at.python_value(oldest))
 
 
@@ -117,7 +125,7 @@ def resume(*, operator: str, reason: str) -> Hold | None:
     The decision it ended, or None when dispatch was at full pace (then nothing changes)."""
     with database.atomic():
         locked = ReputationHold.select(*HOLD_COLUMNS).where(ReputationHold.name == GUARD)
-        row = (locked.for_update() if database.for_update else locked).tuples().first()
+        row = (locked.for_update() if is_postgres() else locked).tuples().first()
         if row is None or ReputationLevel(row[0]) is ReputationLevel.NORMAL:
             return None
         now = database_now()

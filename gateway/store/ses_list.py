@@ -5,14 +5,12 @@ lease. Every statement the suppression sync (gateway/suppression/) makes is here
 import datetime
 from dataclasses import dataclass
 
-from peewee import EXCLUDED, JOIN, SQL, fn
+from peewee import EXCLUDED, JOIN, fn
 
+from gateway.core.states import StatusSource
 from gateway.store.database import database, database_now, insert_row, is_postgres, prepared, utcnow
 from gateway.store.models import Contact, ContactStatus, SesListedAddress, SesListIntent, SesListSync, StatusChange
 
-# The source of a status that SES's list set: an import by the sync, or a bounce SES reports with subtype
-# OnAccountSuppressionList (the address was on the list; SES never tried it).
-SES_LIST_SOURCE = "ses-suppression-list"
 PUT, DELETE = "put", "delete"
 PENDING, REFUSED = "pending", "refused"
 # Our statuses that SES's list holds, and the reasons it holds them under.
@@ -24,10 +22,10 @@ SYNC = "account"  # the one row of SesListSync
 # --- intents: what SES's list should still do -----------------------------------------------------------------
 
 
-def note_status_change(contact_pk: int, before: ContactStatus, after: ContactStatus, source: str) -> None:
+def note_status_change(contact_pk: int, before: ContactStatus, after: ContactStatus, source: StatusSource) -> None:
     """The intent a status change calls for, in its transaction: a contact that became bounced or complained goes on
     SES's list; one lowered from there comes off it. A change that SES's list made itself calls for nothing."""
-    if source == SES_LIST_SOURCE:
+    if source == StatusSource.SES_LIST:
         return
     if after in LISTED_REASONS:
         want(contact_pk, PUT, LISTED_REASONS[after])
@@ -36,34 +34,31 @@ def note_status_change(contact_pk: int, before: ContactStatus, after: ContactSta
 
 
 # Rewritten in place on conflict: one row per contact, the latest intent wins, its version counting rewrites.
-INTENT_FIELDS = [f for f in SesListIntent._meta.sorted_fields if f is not SesListIntent.id]
 REWRITTEN = ("action", "reason", "state", "attempts", "due_at", "error_reason", "updated_at")
 
 
 @prepared
-def _upsert_intent():
-    # Rendered once per database: this runs with every bounce or complaint the sidecar applies.
-    update = {SesListIntent.version: SesListIntent.version + SQL("1")}
+def _upsert_intent(contact_pk, action, reason, now):
+    # Prepared: this runs with every bounce or complaint the sidecar applies.
+    update = {SesListIntent.version: SesListIntent.version + 1}
     update |= {getattr(SesListIntent, name): getattr(EXCLUDED, name) for name in REWRITTEN}
-    query = SesListIntent.insert({field: None for field in INTENT_FIELDS})
+    query = SesListIntent.insert(
+        contact=contact_pk,
+        action=action,
+        reason=reason,
+        version=1,
+        state=PENDING,
+        attempts=0,
+        due_at=now,
+        error_reason="",
+        updated_at=now,
+    )
     return query.on_conflict(conflict_target=[SesListIntent.contact], update=update)
 
 
 def want(contact_pk: int, action: str, reason: str = "") -> None:
     """Record (or replace) the contact's intent, due now."""
-    now = utcnow()
-    values = {
-        "contact": contact_pk,
-        "action": action,
-        "reason": reason,
-        "version": 1,
-        "state": PENDING,
-        "attempts": 0,
-        "due_at": now,
-        "error_reason": "",
-        "updated_at": now,
-    }
-    database.execute_sql(_upsert_intent(), [field.db_value(values[field.name]) for field in INTENT_FIELDS])
+    _upsert_intent(contact_pk=contact_pk, action=action, reason=reason, now=utcnow())
 
 
 @dataclass(frozen=True)
@@ -202,7 +197,7 @@ def held_not_listed(limit: int, *, after_pk: int, with_own_feedback: bool) -> li
     )
     if not with_own_feedback:
         named = StatusChange.select(StatusChange.id).where(
-            (StatusChange.contact == Contact.id) & (StatusChange.source == SES_LIST_SOURCE)
+            (StatusChange.contact == Contact.id) & (StatusChange.source == StatusSource.SES_LIST)
         )
         query = query.where(fn.EXISTS(named))
     return [Held(*row) for row in query.tuples()]
@@ -229,7 +224,7 @@ def status_without_ses_list(contact_pk: int) -> ContactStatus:
         reported = ContactStatus(evidence) if evidence else after
         if after.severity < before.severity:
             own = after
-        elif source != SES_LIST_SOURCE and reported.severity > own.severity:
+        elif source != StatusSource.SES_LIST and reported.severity > own.severity:
             own = reported
     return own
 

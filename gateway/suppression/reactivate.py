@@ -10,6 +10,7 @@ from gateway.core.addresses import HEADER_UNSAFE, InvalidAddress, email_key
 from gateway.core.errors import ContactNotFound, InvalidRequest
 from gateway.core.ids import is_contact_id, is_name
 from gateway.core.logs import contact_ref, masked
+from gateway.core.states import StatusSource
 from gateway.ses.suppression_list import SesSuppressionList
 from gateway.store import ses_list as store
 from gateway.store.contacts import change_status, find_contact
@@ -18,8 +19,6 @@ from gateway.store.models import MAX_REASON, ContactStatus
 from gateway.suppression.sync import Done, carry_out
 
 log = logging.getLogger(__name__)
-
-ADMIN_SOURCE = "admin"  # the history's source of an operator's change through the admin service
 
 
 class SesRemoval(enum.StrEnum):
@@ -78,7 +77,7 @@ def reactivate(
         if contact is None:
             raise ContactNotFound("no contact has that address or id")
         update = change_status(
-            ContactStatus.ACTIVE, source=ADMIN_SOURCE, reason=reason, actor=actor, email=contact.email, lower=True
+            ContactStatus.ACTIVE, source=StatusSource.ADMIN, reason=reason, actor=actor, email=contact.email, lower=True
         )
         # Also when it was active already, or only unsubscribed: SES may list it for a bounce of its own.
         store.want(contact.id, store.DELETE)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from gateway.core.addresses import InvalidAddress, email_key
 from gateway.core.failures import retry_delay, suppression_call_retried
 from gateway.core.logs import masked
+from gateway.core.states import StatusSource
 from gateway.ses.suppression_list import SesSuppressionList, SuppressedDestination, SuppressionCallFailed
 from gateway.store import ses_list as store
 from gateway.store.contacts import change_status, recipient
@@ -168,7 +169,7 @@ class SuppressionSync:
                 when = f", last updated {when:%Y-%m-%d %H:%M:%S} UTC" if when else ""
                 update = change_status(
                     status,
-                    source=store.SES_LIST_SOURCE,
+                    source=StatusSource.SES_LIST,
                     reason=f"on SES's account suppression list ({entry.reason}{when})",
                     email=email,
                 )
@@ -234,7 +235,7 @@ def settle(contact: store.Held, *, not_after: datetime.datetime | None, push: bo
     if target.severity < current.severity and (not_after is None or updated_at < not_after):
         reason = "no longer on SES's account suppression list"
         change_status(
-            target, source=store.SES_LIST_SOURCE, reason=reason, actor=SYNC_ACTOR, email=contact.email, lower=True
+            target, source=StatusSource.SES_LIST, reason=reason, actor=SYNC_ACTOR, email=contact.email, lower=True
         )
         current, lowered = target, True
     if push and own == current and own in store.LISTED_REASONS and listed != own:
