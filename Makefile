@@ -30,7 +30,7 @@ test: $(BIN)/.installed node_modules/.package-lock.json system-packages lint
 ## check: the fast tier, every test that starts no process, browser or other language's toolchain (pytest -m slow
 ## is the rest): what to run after each change
 check: $(BIN)/.installed
-	$(BIN)/python -m pytest -m "not slow" -n $(WORKERS) --dist loadgroup -q
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-check} $(BIN)/python -m pytest -m "not slow" -n $(WORKERS) --dist loadgroup -q
 
 # Workers: the tests mostly wait (on the database, loopback servers, child processes), so one more than the cores.
 WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))

@@ -51,6 +51,8 @@ settings.register_profile(
     print_blob=True,
 )
 settings.register_profile("soak", parent=settings.get_profile("hostile-input"), max_examples=5_000)
+# `make check`'s: the fast tier after each change tries fewer inputs; `make test` (CI) the full 80 per property.
+settings.register_profile("check", parent=settings.get_profile("hostile-input"), max_examples=20)
 FUZZ = settings(settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "hostile-input")))
 
 # Line breaks and C0 controls (tab aside): RFC 5322 header text cannot carry them, so the API refuses them.
