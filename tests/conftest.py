@@ -18,7 +18,8 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core.config import Settings
 from gateway.dev.ses_standin import SesStandIn
 from gateway.process.gateway import Gateway, create_server
-from gateway.store.models import database
+from gateway.store.database import unit_of_work
+from gateway.store.models import database, open_database
 from support.moto_server import MotoServer
 from support.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
 from support.timings import FAST
@@ -136,6 +137,16 @@ def database_url(request, tmp_path):
             fresh_postgres(url)  # the next test finds no stray table or trigger
     if database.obj is not None:
         database.close_all()
+
+
+@pytest.fixture
+def db(database_url):
+    """The schema on the test's database, and a connection for this thread for the whole test (a unit of work): for
+    tests that call the store and the domain in-process. Its URL."""
+    open_database(database_url)
+    with unit_of_work():
+        yield database_url
+    database.close()
 
 
 @pytest.fixture

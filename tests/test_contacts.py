@@ -12,13 +12,6 @@ from gateway.store.models import Contact, ContactStatus, StatusChange, database,
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 
 
-@pytest.fixture
-def db(database_url):
-    open_database(database_url)
-    with database.connection_context():
-        yield
-
-
 @pytest.mark.parametrize(
     "start, event, expected",
     [

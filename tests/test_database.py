@@ -24,7 +24,7 @@ def _ignores_status(email, status):
 
 
 @pytest.fixture
-def db(database_url):
+def two_contacts(database_url):
     open_database(database_url)
     with database.connection_context():
         Contact.insert_many(
@@ -33,7 +33,7 @@ def db(database_url):
         yield
 
 
-def test_a_prepared_query_runs_with_the_values_of_each_call(db):
+def test_a_prepared_query_runs_with_the_values_of_each_call(two_contacts):
     assert _contact_id_of(email="ada@example.org").fetchone() == ("a" * 22,)
     assert _contact_id_of(email="bob@example.org").fetchone() == ("b" * 22,)
     assert _contact_id_of(email="eve@example.org").fetchone() is None
@@ -53,7 +53,7 @@ def test_a_prepared_query_runs_with_the_values_of_each_call(db):
         ({"id": 1, "email": "ada@example.com"}, "missing: ['pk'], unknown: ['id']"),
     ],
 )
-def test_a_call_that_misses_or_misnames_a_parameter_is_refused_and_changes_nothing(db, values, problem):
+def test_a_call_that_misses_or_misnames_a_parameter_is_refused_and_changes_nothing(two_contacts, values, problem):
     with pytest.raises(TypeError) as refused:
         _rename(**values)
 
@@ -62,7 +62,7 @@ def test_a_call_that_misses_or_misnames_a_parameter_is_refused_and_changes_nothi
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_query_built_without_one_of_its_parameters_is_refused(db):
+def test_a_query_built_without_one_of_its_parameters_is_refused(two_contacts):
     with pytest.raises(TypeError) as refused:
         _ignores_status(email="ada@example.org", status="active")
 

@@ -58,7 +58,7 @@ async def test_notifications_are_answered_only_after_the_commit_that_holds_them(
 
 
 @pytest.fixture
-def db(database_url):
+def opened(database_url):
     open_database(database_url)
     return database
 
@@ -72,7 +72,7 @@ def statuses() -> dict[str, ContactStatus]:
         return {c.email: c.status for c in Contact.select()}
 
 
-def test_a_member_that_fails_fails_alone(db):
+def test_a_member_that_fails_fails_alone(opened):
     def broken():
         change_status(ContactStatus.BOUNCED, source="test", email="half@example.org")
         raise ValueError("a bug in the middle of the work")
@@ -84,7 +84,7 @@ def test_a_member_that_fails_fails_alone(db):
     assert statuses() == {"a@example.org": ContactStatus.BOUNCED, "b@example.org": ContactStatus.BOUNCED}
 
 
-def test_a_database_failure_fails_the_whole_group_and_commits_nothing(db):
+def test_a_database_failure_fails_the_whole_group_and_commits_nothing(opened):
     def database_gone():
         raise peewee.OperationalError("server closed the connection unexpectedly")
 

@@ -6,8 +6,6 @@ import datetime
 import sqlite3
 import threading
 
-import pytest
-
 from gateway.sending.housekeeping import Housekeeper
 from gateway.store import queue
 from gateway.store.database import database, utcnow
@@ -15,13 +13,6 @@ from gateway.store.models import Contact, FeedbackEvent, Message, MessageState, 
 
 RETENTION_DAYS = 30.0
 OLD = 40  # days ago: past the retention
-
-
-@pytest.fixture
-def db(database_url):
-    open_database(database_url)
-    with database.connection_context():
-        yield database_url
 
 
 def housekeeper() -> Housekeeper:

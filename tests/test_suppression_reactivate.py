@@ -11,22 +11,13 @@ from gateway.core.errors import ContactNotFound, InvalidRequest
 from gateway.ses.suppression_list import SesSuppressionList
 from gateway.store import ses_list as store
 from gateway.store.contacts import change_status
-from gateway.store.database import unit_of_work
-from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
+from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange
 from gateway.suppression.reactivate import Reactivation, SesRemoval, reactivate
 from gateway.suppression.sync import SuppressionSync
 from support.processes import mailgw
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 DELETE = "DeleteSuppressedDestination"
-
-
-@pytest.fixture
-def db(database_url):
-    open_database(database_url)
-    with unit_of_work():
-        yield
-    database.close()
 
 
 def pull(*, full=None):

@@ -13,7 +13,7 @@ from gateway.ses.suppression_list import SesSuppressionList, SuppressionCallFail
 from gateway.store import ses_list as store
 from gateway.store.contacts import change_status
 from gateway.store.database import unit_of_work
-from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, database, open_database
+from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusChange, open_database
 from gateway.suppression.sync import OVERLAP, SYNC_ACTOR, LeaseHeld, LeaseLost, SuppressionSync
 from support import ses_samples
 from support.processes import wait_until
@@ -22,14 +22,6 @@ from support.sns_signing import signed_envelope
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 LIST = "ListSuppressedDestinations"
 DAY = datetime.timedelta(hours=24)
-
-
-@pytest.fixture
-def db(database_url):
-    open_database(database_url)
-    with unit_of_work():
-        yield
-    database.close()
 
 
 def make_sync(*, push=False, page_size=1000, settle_after=datetime.timedelta(0)) -> SuppressionSync:
