@@ -1,5 +1,5 @@
 """The retention purge at scale: how long SQLite's write lock is held at a time. One transaction over every expired
-row (the purge before batches) against the batched purge (gateway/store/queue.purge_batch): the longest batch, the
+row (the purge before batches) against the batched purge (gateway/store/upkeep.purge_batch): the longest batch, the
 batches, the total.
 
 `python -m bench.purge [--rows N]` (default 1,000,000 settled messages past their retention).
@@ -46,8 +46,8 @@ def one_transaction(url: str) -> float:
 
 
 def batched(url: str) -> tuple[float, int, float]:
-    """(the longest batch in seconds, batches, total seconds of the batches) of queue.purge_batch."""
-    from gateway.store import queue
+    """(the longest batch in seconds, batches, total seconds of the batches) of upkeep.purge_batch."""
+    from gateway.store import upkeep
     from gateway.store.database import utcnow
     from gateway.store.models import database, open_database
 
@@ -56,7 +56,7 @@ def batched(url: str) -> tuple[float, int, float]:
     with db.connection_context():
         while True:
             started = time.perf_counter()
-            deleted = queue.purge_batch(cutoff)
+            deleted = upkeep.purge_batch(cutoff)
             took = time.perf_counter() - started
             if not deleted:
                 break

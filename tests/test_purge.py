@@ -7,7 +7,7 @@ import sqlite3
 import threading
 
 from gateway.sending.housekeeping import Housekeeper
-from gateway.store import queue
+from gateway.store import upkeep
 from gateway.store.database import database, utcnow
 from gateway.store.models import Contact, FeedbackEvent, Message, MessageState, open_database
 
@@ -45,7 +45,7 @@ def test_the_purge_takes_what_is_past_its_retention_in_batches_and_nothing_else(
 
     cutoff = utcnow() - datetime.timedelta(days=RETENTION_DAYS)
     batches = []
-    while deleted := queue.purge_batch(cutoff, limit=3):
+    while deleted := upkeep.purge_batch(cutoff, limit=3):
         batches.append(deleted)
 
     assert batches == [3, 3, 1, 1, 3, 1]  # settled messages, the stale unknown one, then the feedback events

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from gateway.core.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
 from gateway.core.loops import PRODUCTION, Timings
 from gateway.sending.pacing import Pacer
-from gateway.store import queue
+from gateway.store import upkeep
 from gateway.store.database import unit_of_work, utcnow
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,14 @@ class Housekeeper:
         return self._timings.sweep_seconds
 
     def sweep(self) -> None:
-        interrupted = queue.end_expired_leases(
+        interrupted = upkeep.end_expired_leases(
             reason=LEASE_EXPIRED.reason, detail=LEASE_EXPIRED.detail, resend_after=self._resend
         )
         if interrupted:
             log.warning("%d messages were held by a dispatcher that stopped mid-send: outcome unknown", interrupted)
-        if self._resend and (resent := queue.queue_unknown_for_resend(self._max_age)):
+        if self._resend and (resent := upkeep.queue_unknown_for_resend(self._max_age)):
             log.warning("%d messages with an unknown outcome and no SES event since: sent once more", resent)
-        if expired := queue.expire_older_than(self._max_age, reason=MESSAGE_EXPIRED):
+        if expired := upkeep.expire_older_than(self._max_age, reason=MESSAGE_EXPIRED):
             log.warning("%d messages could not be sent within MAILGW_MAX_MESSAGE_AGE_SECONDS: expired", expired)
 
     def purge(self, stopping: threading.Event, seconds: float) -> bool:
@@ -72,7 +72,7 @@ class Housekeeper:
         cutoff, until, purged = utcnow() - self._retention, time.monotonic() + seconds, 0
         while True:
             started = time.monotonic()
-            deleted = queue.purge_batch(cutoff)
+            deleted = upkeep.purge_batch(cutoff)
             purged += deleted
             if not deleted or time.monotonic() >= until or stopping.wait(max(time.monotonic() - started, 0.005)):
                 break

@@ -190,7 +190,7 @@ def _sent(pk, ses_message_id, now):
         Message.ses_message_id: ses_message_id,
         Message.attempts: _one_more_attempt(),
     }
-    return Message.update(changes | _settled(now)).where(Message.id == pk)
+    return Message.update(changes | settled_changes(now)).where(Message.id == pk)
 
 
 def _record_sent(sent: list[AttemptOutcome]) -> None:
@@ -218,7 +218,7 @@ def _one_more_attempt(attempted: bool = True) -> peewee.Node:
     return Message.attempts + peewee.Case(None, [(Message.state == SENDING, int(attempted))], 0)
 
 
-def _settled(now, *, keep_settled_at: bool = False) -> dict:
+def settled_changes(now, *, keep_settled_at: bool = False) -> dict:
     """The changes that settle a message at `now`: nothing more is sent, so its body goes and no dispatcher holds
     it. With `keep_settled_at`, a message settled already keeps its time (an SES event after the send: settled_at
     is when it was sent, which reputation.py counts by)."""
@@ -255,7 +255,7 @@ def record_outcome(
         Message.due_at: due_at or now,
     }
     if state.settled:
-        changes |= _settled(now)
+        changes |= settled_changes(now)
     Message.update(changes).where((Message.id == pk) & Message.state.in_(IN_FLIGHT)).execute()
 
 
@@ -269,81 +269,6 @@ def depth_by_state() -> dict[str, tuple[int, datetime.datetime | None]]:
     )
     created = Message.created_at.python_value
     return {str(state): (count, created(oldest)) for state, count, oldest in query.tuples()}
-
-
-# --- housekeeping -------------------------------------------------------------------------------------------
-
-
-def end_expired_leases(*, reason: str, detail: str, resend_after: datetime.timedelta) -> int:
-    """Messages whose dispatcher died holding them: the SES call may have been made, so UNKNOWN (not retried)."""
-    now = database_now()
-    return (
-        Message.update(
-            state=UNKNOWN,
-            attempts=Message.attempts + 1,
-            error_reason=reason,
-            error_code="",
-            error_detail=detail,
-            due_at=now + resend_after,
-            claimed_by=None,
-            updated_at=now,
-        )
-        .where((Message.state == SENDING) & (Message.due_at <= now))
-        .execute()
-    )
-
-
-def queue_unknown_for_resend(max_age: datetime.timedelta) -> int:
-    """UNKNOWN messages whose resend time came and that no event settled: queued once more (at most once), while
-    they are younger than `max_age`; older ones stay UNKNOWN."""
-    now = database_now()
-    return (
-        Message.update(state=QUEUED, resends=Message.resends + 1, due_at=now, updated_at=now)
-        .where(
-            (Message.state == UNKNOWN)
-            & (Message.due_at <= now)
-            & (Message.resends == 0)
-            & Message.payload.is_null(False)
-            & (Message.created_at > now - max_age)
-        )
-        .execute()
-    )
-
-
-def expire_older_than(max_age: datetime.timedelta, *, reason: str) -> int:
-    """Queued messages past their maximum age, however long they waited (a paused queue, say): EXPIRED. A resend
-    after an unknown outcome goes back to UNKNOWN instead (its first request may have been delivered)."""
-    now = database_now()
-    changes = {Message.error_reason: reason, Message.error_detail: "not sent within MAILGW_MAX_MESSAGE_AGE_SECONDS"}
-    too_old = (Message.state == QUEUED) & (Message.created_at <= now - max_age)
-    expired = (
-        Message.update(changes | {Message.state: MessageState.EXPIRED} | _settled(now))
-        .where(too_old & (Message.resends == 0))
-        .execute()
-    )
-    Message.update(changes | {Message.state: UNKNOWN, Message.updated_at: now}).where(
-        too_old & (Message.resends > 0)
-    ).execute()
-    return expired
-
-
-PURGE_BATCH = 1000  # rows a purge deletes per transaction: SQLite's write lock is held for one batch at a time
-
-
-def purge_batch(cutoff: datetime.datetime, limit: int = PURGE_BATCH) -> int:
-    """One batch of what is past its retention, in a transaction of its own: up to `limit` settled messages (and
-    unknown ones no event settled), else up to `limit` feedback events of that age. The rows deleted; 0 when nothing
-    is left. Contacts and their history stay: they are the suppression list."""
-    stale = Message.select(Message.id).where(Message.settled_at < cutoff).limit(limit)
-    unknown = Message.select(Message.id).where((Message.state == UNKNOWN) & (Message.updated_at < cutoff))
-    events = FeedbackEvent.select(FeedbackEvent.id).where(FeedbackEvent.received_at < cutoff).limit(limit)
-    with database.atomic():
-        for model, due in ((Message, stale), (Message, unknown.limit(limit)), (FeedbackEvent, events)):
-            # Ids first, then the rows by id: MySQL-style "DELETE ... LIMIT" is neither SQLite's default nor SQL.
-            ids = [row[0] for row in due.tuples()]
-            if ids:
-                return model.delete().where(model.id.in_(ids)).execute()
-    return 0
 
 
 # --- SES events ----------------------------------------------------------------------------------------------
@@ -364,7 +289,7 @@ def settle_by_event(pk: int, state: MessageState, ses_message_id: str | None, *,
     """Move a message to the state an SES event proves (one of EVENT_RANKS), if that is a step forward; a Reject's
     reason (`detail`) becomes the message's last error."""
     earlier = [s.value for s in MessageState if EVENT_RANKS.get(s, 0) < EVENT_RANKS[state]]
-    changes = {Message.state: state} | _settled(utcnow(), keep_settled_at=True)
+    changes = {Message.state: state} | settled_changes(utcnow(), keep_settled_at=True)
     if state is MessageState.FAILED:
         changes |= {Message.error_reason: "SES_REJECTED", Message.error_code: "", Message.error_detail: detail}
     scope = (Message.id == pk) & Message.state.in_(earlier)
