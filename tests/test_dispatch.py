@@ -145,7 +145,7 @@ def test_missing_credentials_are_retried_not_sent(make_gateway, ses, monkeypatch
 
 def test_a_message_that_cannot_be_sent_in_time_expires(make_gateway, ses):
     ses.fail(500, "InternalFailure", "boom", times=100)
-    _, stub = make_gateway(max_message_age_seconds=0.5)
+    _, stub = make_gateway(max_message_age_seconds=1)
 
     [message_id] = send(stub)
     expired = settled(stub, message_id, timeout=30)

@@ -4,6 +4,8 @@ batches. Each is one idempotent statement (or one batch) however many replicas r
 
 import datetime
 
+import peewee
+
 from gateway.store.database import database, database_now
 from gateway.store.models import FeedbackEvent, Message, MessageState
 from gateway.store.queue import QUEUED, SENDING, UNKNOWN, settled_changes
@@ -47,9 +49,17 @@ def queue_unknown_for_resend(max_age: datetime.timedelta) -> int:
 
 def expire_older_than(max_age: datetime.timedelta, *, reason: str) -> int:
     """Queued messages past their maximum age, however long they waited (a paused queue, say): EXPIRED. A resend
-    after an unknown outcome goes back to UNKNOWN instead (its first request may have been delivered)."""
+    after an unknown outcome goes back to UNKNOWN instead (its first request may have been delivered). The last
+    failure stays the message's last error (SES_UNAVAILABLE says more than "too old"); one never tried gets
+    `reason`, as the dispatcher's expiry of a retry that would come too late does (sending/dispatch.py)."""
     now = database_now()
-    changes = {Message.error_reason: reason, Message.error_detail: "not sent within MAILGW_MAX_MESSAGE_AGE_SECONDS"}
+    never_failed = Message.error_reason == ""
+    changes = {
+        Message.error_reason: peewee.Case(None, [(never_failed, reason)], Message.error_reason),
+        Message.error_detail: peewee.Case(
+            None, [(never_failed, "not sent within MAILGW_MAX_MESSAGE_AGE_SECONDS")], Message.error_detail
+        ),
+    }
     too_old = (Message.state == QUEUED) & (Message.created_at <= now - max_age)
     expired = (
         Message.update(changes | {Message.state: MessageState.EXPIRED} | settled_changes(now))

@@ -1,6 +1,7 @@
-"""The retention purge: what is past MAILGW_MESSAGE_RETENTION_DAYS goes in short batches, and nothing else goes; on
-SQLite no batch holds the write lock long enough to fail a writer waiting for it (one transaction over 600,000 rows
-held it 13.4 s, and a SendEmail waiting 10 s failed with "database is locked")."""
+"""The queue's upkeep (store/upkeep.py): expiry keeps a message's last failure; the retention purge takes what is past
+MAILGW_MESSAGE_RETENTION_DAYS in short batches, and nothing else; on SQLite no batch holds the write lock long enough
+to fail a writer waiting for it (one transaction over 600,000 rows held it 13.4 s, and a SendEmail waiting 10 s
+failed with "database is locked")."""
 
 import datetime
 import sqlite3
@@ -28,6 +29,23 @@ def add_message(name: str, state: MessageState, *, days_ago: float, settled: boo
         message_id=name, contact=1, state=state, due_at=when, created_at=when, updated_at=when,
         settled_at=when if settled else None,
     ).execute()  # fmt: skip
+
+
+def test_a_message_past_its_age_expires_with_its_last_failure_or_as_never_tried(db):
+    Contact.insert(id=1, contact_id="c" * 22, email="a@example.org").execute()
+    add_message("tried", MessageState.QUEUED, days_ago=2, settled=False)
+    Message.update(error_reason="SES_UNAVAILABLE", error_detail="boom").where(Message.message_id == "tried").execute()
+    add_message("never-tried", MessageState.QUEUED, days_ago=2, settled=False)  # a paused queue, say
+    add_message("young", MessageState.QUEUED, days_ago=0, settled=False)
+
+    assert upkeep.expire_older_than(datetime.timedelta(days=1), reason="MESSAGE_EXPIRED") == 2
+
+    rows = {m.message_id: (m.state, m.error_reason, m.error_detail) for m in Message.select()}
+    assert rows == {
+        "tried": (MessageState.EXPIRED, "SES_UNAVAILABLE", "boom"),  # what went wrong says more than "too old"
+        "never-tried": (MessageState.EXPIRED, "MESSAGE_EXPIRED", "not sent within MAILGW_MAX_MESSAGE_AGE_SECONDS"),
+        "young": (MessageState.QUEUED, "", ""),
+    }
 
 
 def test_the_purge_takes_what_is_past_its_retention_in_batches_and_nothing_else(db):
