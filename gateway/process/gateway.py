@@ -42,6 +42,7 @@ ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["MailGatewayAdminServ
 DISPATCH_HEALTH = "mailgateway.v1.Dispatch"  # NOT_SERVING while dispatch is paused (the gateway still accepts)
 REPUTATION_HEALTH = "mailgateway.v1.ReputationGuard"  # NOT_SERVING while our own bounce or complaint rate pauses it
 SHUTDOWN_GRACE_SECONDS = 25.0
+SIGNAL_CHECK_SECONDS = 0.5
 
 
 def make_transport(settings: Settings) -> Transport:
@@ -197,7 +198,10 @@ def serve(settings: Settings, *, shared_port: bool = False) -> None:
     )
     if gateway.metrics is not None:
         log_metrics_listener(settings, gateway.metrics)
-    stopping.wait()
+    # Woken every half second rather than waiting once: SIGTERM may be delivered to one of grpc's or the loops' threads,
+    # and Python runs its handler only when the main thread next runs; one long wait would never see it.
+    while not stopping.wait(SIGNAL_CHECK_SECONDS):
+        pass
     gateway.stop(SHUTDOWN_GRACE_SECONDS)
     log.info("gateway stopped")
 
@@ -247,7 +251,8 @@ def serve_processes(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for copy in copies:
-        copy.join()
+        while copy.is_alive():  # as in serve(): the forwarding handler runs when this thread wakes
+            copy.join(SIGNAL_CHECK_SECONDS)
         if metrics is not None:
             metrics.process_stopped(copy.pid)
     if metrics is not None:
