@@ -15,6 +15,7 @@ from gateway.store.models import Contact, ContactStatus, SesListIntent, StatusCh
 from gateway.suppression.reactivate import Reactivation, SesRemoval, reactivate
 from gateway.suppression.sync import SuppressionSync
 from support.processes import mailgw
+from support.timings import FAST
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 DELETE = "DeleteSuppressedDestination"
@@ -69,7 +70,8 @@ def test_a_removal_ses_throttles_waits_and_no_import_undoes_the_reactivation_mea
     pull()
     ses.suppression.fail(DELETE, 429, "TooManyRequestsException", "Too many requests")
 
-    done = reactivate(email="w@example.org", actor="alice", reason="asked us to", ses=SesSuppressionList())
+    ses_list = SesSuppressionList(retry_base_seconds=FAST.retry_base_seconds)
+    done = reactivate(email="w@example.org", actor="alice", reason="asked us to", ses=ses_list)
 
     assert (done.ses, done.ses_error) == (SesRemoval.WAITING, "SES_THROTTLED")
     assert Contact.get(email="w@example.org").status is ACTIVE
@@ -77,7 +79,7 @@ def test_a_removal_ses_throttles_waits_and_no_import_undoes_the_reactivation_mea
     assert (intent.action, intent.state, intent.error_reason) == ("delete", "pending", "SES_THROTTLED")
     held = pull(full=True)  # SES still lists it: the import must not suppress it again
     assert held.held_back == 1 and Contact.get(email="w@example.org").status is ACTIVE
-    time.sleep(1.1)  # the first backoff: at most a second (the pass above may have been after it already)
+    time.sleep(FAST.retry_base_seconds * 1.1)  # the first backoff: at most its base (the pass above may be after it)
     assert held.deleted + pull().deleted == 1
     assert ses.suppression.entries == {} and Contact.get(email="w@example.org").status is ACTIVE
 

@@ -18,6 +18,7 @@ from gateway.suppression.sync import OVERLAP, SYNC_ACTOR, LeaseHeld, LeaseLost, 
 from support import ses_samples
 from support.processes import wait_until
 from support.sns_signing import signed_envelope
+from support.timings import FAST
 
 ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = ContactStatus
 LIST = "ListSuppressedDestinations"
@@ -25,7 +26,7 @@ DAY = datetime.timedelta(hours=24)
 
 
 def make_sync(*, push=False, page_size=1000, settle_after=datetime.timedelta(0)) -> SuppressionSync:
-    ses = SesSuppressionList(page_size=page_size)
+    ses = SesSuppressionList(page_size=page_size, retry_base_seconds=FAST.retry_base_seconds)
     return SuppressionSync(ses, push=push, reconcile_every=DAY, settle_after=settle_after)
 
 
@@ -266,7 +267,7 @@ def test_a_failed_put_is_retried_and_a_refused_one_kept_with_ses_reason(db, ses)
     intent = SesListIntent.get()
     assert (first.put, first.waiting, intent.state, intent.attempts) == (0, 1, "pending", 1)
     assert intent.error_reason == "SES_THROTTLED"
-    time.sleep(1.1)  # the first backoff: at most a second
+    time.sleep(FAST.retry_base_seconds * 1.1)  # the first backoff: at most its base
     assert make_sync(push=True).run().put == 1
     assert "later@example.org" in ses.suppression.entries and SesListIntent.select().count() == 0
 
@@ -317,10 +318,10 @@ def test_two_processes_syncing_at_once_list_once(database_url, ses):
 
 def test_a_lease_whose_holder_died_is_taken_over(db, ses):
     sync = make_sync()
-    assert store.acquire_lease("died-mid-pass", 1.0) is not None
+    assert store.acquire_lease("died-mid-pass", 0.2) is not None
     with pytest.raises(LeaseHeld):
         sync.run()
-    time.sleep(1.1)  # the lease runs out: its holder never renewed it
+    time.sleep(0.25)  # the lease runs out: its holder never renewed it
 
     assert sync.run().full is True
 

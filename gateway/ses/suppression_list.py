@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.core.failures import MAYBE_SENT, RETRY, Failure, classify_ses_error, retry_delay
+from gateway.core.failures import MAYBE_SENT, RETRY, RETRY_BASE_SECONDS, Failure, classify_ses_error, retry_delay
 from gateway.ses.transport import CLIENT_CONFIG, aws_session
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,12 @@ class SesSuppressionList:
         *,
         stopping: threading.Event | None = None,
         page_size: int = PAGE_SIZE,
+        retry_base_seconds: float = RETRY_BASE_SECONDS,
     ):
         self._client = (session or aws_session()).client("sesv2", config=CLIENT_CONFIG)
         self._stopping = stopping or threading.Event()  # ends the waits between attempts at a page
         self._page_size = page_size
+        self.retry_base_seconds = retry_base_seconds  # the backoff of a page, and of an intent (suppression/sync.py)
 
     def pages(self, *, added_after: datetime.datetime | None = None) -> Iterator[list[SuppressedDestination]]:
         """Every entry with reason BOUNCE or COMPLAINT (added after `added_after`, naive UTC, when given), a page at
@@ -74,7 +76,8 @@ class SesSuppressionList:
                 failure = classify_ses_error(exc)
             # Listing only reads: a page that was not answered may be asked for again at once.
             again = failure.outcome in (RETRY, MAYBE_SENT) and failure.reason != "SES_INVALID_NEXT_TOKEN"
-            if not again or attempt == PAGE_ATTEMPTS or self._stopping.wait(retry_delay(attempt)):
+            backoff = retry_delay(attempt, self.retry_base_seconds)
+            if not again or attempt == PAGE_ATTEMPTS or self._stopping.wait(backoff):
                 raise SuppressionCallFailed("ListSuppressedDestinations", failure)
         raise AssertionError("unreachable")
 

@@ -25,7 +25,7 @@ class SuppressionJob:
     def __init__(self, settings: Settings, ses: SesSuppressionList | None = None, *, timings: Timings = PRODUCTION):
         self._stopping = threading.Event()
         self._every = settings.ses_suppression_sync_seconds
-        ses = ses or SesSuppressionList(stopping=self._stopping)
+        ses = ses or SesSuppressionList(stopping=self._stopping, retry_base_seconds=timings.retry_base_seconds)
         self._sync = SuppressionSync.from_settings(settings, ses, stopping=self._stopping)
         # An idle job asks every suppression_check_seconds whether a pass is due (after a failed one, a whole period);
         # gateways started together do not all ask at once.

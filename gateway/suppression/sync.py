@@ -262,7 +262,7 @@ def carry_out(intent: store.Intent, ses: SesSuppressionList):
         else:
             done = Done.DELETED if ses.delete(address) else Done.NOT_LISTED
     except SuppressionCallFailed as exc:
-        return _failed(intent, exc), exc.failure
+        return _failed(intent, exc, ses.retry_base_seconds), exc.failure
     with database.atomic():
         # The contact first: the lock order of every transaction that changes a status (then intent, then mirror).
         now = store.locked_status(intent.contact_pk)
@@ -282,13 +282,13 @@ def carry_out(intent: store.Intent, ses: SesSuppressionList):
     return done, None
 
 
-def _failed(intent: store.Intent, exc: SuppressionCallFailed) -> Done:
+def _failed(intent: store.Intent, exc: SuppressionCallFailed, retry_base_seconds: float) -> Done:
     failure = exc.failure
     if not suppression_call_retried(failure):
         store.refuse_intent(intent, failure.reason)
         log.warning("SES refused to %s %s on its suppression list: %s", intent.action, masked(intent.email), exc)
         return Done.REFUSED
-    delay = retry_delay(intent.attempts + 1)  # the job's period is usually longer: then it is the next pass
+    delay = retry_delay(intent.attempts + 1, retry_base_seconds)  # the job's period is usually longer: the next pass
     store.retry_intent(intent, failure.reason, delay)
     action, email = intent.action, masked(intent.email)
     log.warning("could not %s %s on SES's suppression list: %s; again in %.0f s", action, email, exc, delay)
