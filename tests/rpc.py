@@ -11,6 +11,12 @@ from grpc_status import rpc_status
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 
 IN_FLIGHT = (pb.MESSAGE_STATE_QUEUED, pb.MESSAGE_STATE_SENDING)
+DETAIL_KINDS = (
+    error_details_pb2.ErrorInfo,
+    error_details_pb2.BadRequest,
+    error_details_pb2.RetryInfo,
+    error_details_pb2.QuotaFailure,
+)
 
 
 def rpc_failure(call, *args, **kwargs):
@@ -21,7 +27,7 @@ def rpc_failure(call, *args, **kwargs):
     status = rpc_status.from_call(err)
     details: dict[str, list] = {}
     for any_detail in status.details if status else []:
-        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
+        for kind in DETAIL_KINDS:
             detail = kind()
             if any_detail.Unpack(detail):
                 details.setdefault(kind.__name__, []).append(detail)

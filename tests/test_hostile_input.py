@@ -332,7 +332,11 @@ def expected_violations(fields: dict) -> tuple[set[str], bool]:
             refused.add(body)
     tag_ok = re.compile(r"[A-Za-z0-9_-]{1,256}")
     for name, value in fields["tags"].items():
-        if name == "contact_id" or not tag_ok.fullmatch(name) or not tag_ok.fullmatch(value):
+        if (
+            name in ("contact_id", "message_id", "priority", "tenant")
+            or not tag_ok.fullmatch(name)
+            or not tag_ok.fullmatch(value)
+        ):
             refused.add(f"tags[{name}]" if len(name) <= 64 else f"tags[{name[:64]}…]")  # the path echoed back is cut
     if fields["request_id"] and not re.fullmatch(r"[\x20-\x7e]{1,128}", fields["request_id"]):
         refused.add("request_id")
@@ -466,6 +470,7 @@ def check_message(raw: bytes, ses_request, fields: dict, contact_id: str, messag
         **fields["tags"],
         "contact_id": contact_id,
         "message_id": ses_request.tags["message_id"],
+        "priority": "transactional",
     }
     assert ses_request.body["ConfigurationSetName"] == "my-leads-now-config"
 

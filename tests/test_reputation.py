@@ -19,6 +19,7 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.core.config import ConfigError, Settings
 from gateway.core.errors import InvalidRequest, NothingToResume
 from gateway.sending import reputation
+from gateway.sending.order import Order
 from gateway.sending.pause import Pause, PauseGate, Reached
 from gateway.store import queue
 from gateway.store import reputation as store
@@ -93,7 +94,9 @@ def sent_messages(count: int) -> list[queue.Claimed]:
     for i in range(count):
         contact = ensure_recipient(f"reader{i}@example.org")
         queue.enqueue(contact_pk=contact.pk, caller="", request_id=None, request_hash=None, payload="{}")
-    claimed = sorted(queue.claim(count, lease_seconds=60, worker="test"), key=lambda m: m.pk)  # reader0 first
+    claimed = sorted(
+        Order(lambda caller: 1.0).claim(count, lease_seconds=60, worker="test"), key=lambda m: m.pk
+    )  # reader0 first
     outcomes = [queue.AttemptOutcome(m.pk, MessageState.SENT, ses_message_id=f"ses-{m.pk}") for m in claimed]
     queue.record_outcomes(outcomes)
     now = utcnow()
@@ -130,7 +133,7 @@ def test_the_window_counts_hard_bounces_and_complaints_among_the_newest_sends_wi
         feedback(sent[5], ses_samples.delivery_event(destination=["reader5@example.org"]))
         refused = ensure_recipient("refused@example.org")  # refused for good by SES: not a send
         queue.enqueue(contact_pk=refused.pk, caller="", request_id=None, request_hash=None, payload="{}")
-        [claimed] = queue.claim(1, lease_seconds=60, worker="test")
+        [claimed] = Order(lambda caller: 1.0).claim(1, lease_seconds=60, worker="test")
         queue.record_outcome(claimed.pk, MessageState.FAILED, reason="SES_MESSAGE_REJECTED")
 
         def counts(**changes):

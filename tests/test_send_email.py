@@ -146,11 +146,48 @@ def test_configuration_set_tags_and_reply_to_reach_ses(gateway, ses):
     response, request = sent_through(gateway, request, ses)
 
     assert request.body["ConfigurationSetName"] == "my-leads-now-config"
-    # Every SES event about the message names its contact and the gateway's message id.
-    expected = {"campaign": "invoice-2026", "contact_id": response.contact_id, "message_id": response.message_id}
+    # Every SES event about the message names its contact, the gateway's message id and its priority.
+    expected = {
+        "campaign": "invoice-2026",
+        "contact_id": response.contact_id,
+        "message_id": response.message_id,
+        "priority": "transactional",
+    }
     assert request.tags == expected
     assert request.mime["Reply-To"] == "help@example.com"
     assert request.mime["From"] == "Example App <noreply@example.com>"
+
+
+def test_priority_and_tenant_read_back_and_name_the_message_in_every_ses_event(gateway, ses):
+    request = send_request(priority=pb.PRIORITY_CRITICAL, tenant="acme-corp_2")
+
+    response, received = sent_through(gateway, request, ses)
+
+    assert received.tags["priority"] == "critical" and received.tags["tenant"] == "acme-corp_2"
+    message = settled(gateway, response.message_id)
+    assert (message.priority, message.tenant) == (pb.PRIORITY_CRITICAL, "acme-corp_2")
+    assert message.HasField("sent_at")
+    assert message.created_at.ToDatetime() <= message.sent_at.ToDatetime() <= message.updated_at.ToDatetime()
+
+
+def test_a_request_from_a_client_before_lanes_is_transactional_and_has_no_tenant(gateway, ses):
+    old_client_request = send_request()  # neither field set, as a client built from the earlier proto sends it
+
+    response, received = sent_through(gateway, old_client_request, ses)
+
+    assert received.tags["priority"] == "transactional" and "tenant" not in received.tags
+    message = settled(gateway, response.message_id)
+    assert (message.priority, message.tenant) == (pb.PRIORITY_TRANSACTIONAL, "")
+
+
+def test_a_queued_message_has_no_sent_time_yet(make_gateway):
+    _, stub = make_gateway(dispatch_workers=0)
+
+    response = stub.SendEmail(send_request(priority=pb.PRIORITY_BULK))
+
+    message = stub.GetMessage(pb.GetMessageRequest(message_id=response.message_id))
+    assert message.state == pb.MESSAGE_STATE_QUEUED and message.priority == pb.PRIORITY_BULK
+    assert not message.HasField("sent_at")
 
 
 @pytest.mark.one_database
@@ -186,6 +223,9 @@ def test_header_injection_is_refused_and_nothing_is_sent(gateway, ses, field, va
         ({"tags": {"bad name": "x", "contact_id": "forged"}}, ["tags[bad name]", "tags[contact_id]"]),
         ({"tags": {"message_id": "forged"}}, ["tags[message_id]"]),
         ({"to": "x", "subject": ""}, ["to", "subject"]),
+        ({"tags": {"priority": "critical", "tenant": "acme"}}, ["tags[priority]", "tags[tenant]"]),
+        ({"priority": 7, "tenant": "Acme Corp"}, ["priority", "tenant"]),
+        ({"tenant": "a" * 65}, ["tenant"]),
     ],
 )
 def test_invalid_request_lists_each_field_violation(gateway, ses, overrides, fields):

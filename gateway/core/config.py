@@ -70,6 +70,10 @@ class Settings:
     ses_suppression_reconcile_hours: float = 24.0  # a full listing at least this often; incremental ones in between
     ses_suppression_push: bool = False  # put our own bounced and complained contacts on it
     ses_suppression_settle_seconds: float = 300.0  # a reconcile leaves a status changed this recently for the next
+    # Lanes (sending/order.py, core/policy.py)
+    caller_policy_file: str = ""  # TOML: each caller's max priority, weight, queue and submit-rate limits
+    max_queued_messages: int = 1_000_000  # every caller's queued messages together: a guard for the disk
+    lower_class_min_share: float = 0.05  # of the rate, for each class with due mail below a busier, more urgent one
     metrics_addr: str = ""  # Prometheus /metrics on a listener of its own; unset: none
     brand_name: str = ""  # the sender every mail's footer names (named_sender); the unsubscribe page names the same
 
@@ -107,6 +111,10 @@ class Settings:
             )
         if self.ses_suppression_settle_seconds < 0:
             raise ConfigError("MAILGW_SES_SUPPRESSION_SETTLE_SECONDS must not be negative")
+        if self.max_queued_messages < 1:
+            raise ConfigError("MAILGW_MAX_QUEUED_MESSAGES must be at least 1")
+        if not 0 <= self.lower_class_min_share <= 0.5:
+            raise ConfigError("MAILGW_LOWER_CLASS_MIN_SHARE must be a fraction from 0 to 0.5 (0.05: 5 % of the rate)")
         if self.metrics_addr:
             check_metrics_address(self.metrics_addr, "MAILGW_METRICS_ADDR", self.grpc_addr, "MAILGW_GRPC_ADDR")
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))

@@ -60,6 +60,36 @@ class NothingToResume(GatewayError):
     reason = failures.DISPATCH_NOT_PAUSED
 
 
+class PriorityNotAllowed(GatewayError):
+    """The caller asked for a priority above its policy's max_priority: nothing was queued."""
+
+    reason = failures.PRIORITY_NOT_ALLOWED
+
+
+class OverQuota(GatewayError):
+    """A limit on queued or submitted messages: nothing was queued. `quota` names what was exceeded and how (a
+    QuotaFailure violation: subject, description); `retry_after` when the same call may succeed."""
+
+    def __init__(self, message: str, *, subject: str, description: str, retry_after: float, **metadata: str):
+        super().__init__(message, **metadata)
+        self.quota = (subject, description)
+        self.retry_after = retry_after
+
+
+class CallerQueueFull(OverQuota):
+    reason = failures.CALLER_QUEUE_FULL
+
+
+class CallerRateLimited(OverQuota):
+    reason = failures.CALLER_RATE_LIMITED
+
+
+class QueueFull(OverQuota):
+    """The gateway holds MAILGW_MAX_QUEUED_MESSAGES queued messages: a guard for the disk, whoever the caller."""
+
+    reason = failures.QUEUE_FULL
+
+
 class Unauthenticated(GatewayError):
     """The call carries no valid credentials."""
 

@@ -9,6 +9,8 @@ CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16): the 
 TOKEN = re.compile(r"[\x21-\x7e]{1,128}")
 # Names chosen by callers (request ids, caller names): printable ASCII, spaces allowed.
 NAME = re.compile(r"[\x20-\x7e]{1,128}")
+# A tenant (the client company a message is sent for): what SES accepts as a TenantName and as an EmailTag value.
+TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_CODE = 64  # characters of an error code from elsewhere that are kept (SES's longest known is 35)
 NOT_CODE = re.compile(r"[^\x21-\x7e]")
 
@@ -35,6 +37,10 @@ def is_token(text: str) -> bool:
 def is_name(text: str) -> bool:
     """A request id or a caller's name."""
     return len(text) <= 128 and NAME.fullmatch(text) is not None
+
+
+def is_tenant(text: str) -> bool:
+    return len(text) <= 64 and TENANT.fullmatch(text) is not None
 
 
 def storable_code(text: str) -> str:

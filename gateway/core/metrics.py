@@ -8,10 +8,17 @@ Hot paths (a refused SendEmail is ~75 us of handler, SNS ingest ~1,000/s) take a
 Every label's values come from a closed set (enums, the failure table); text from outside never becomes a label.
 """
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
-from gateway.core.failures import SES_ERRORS, Failure
-from gateway.core.states import ContactStatus, MessageState
+from gateway.core.failures import (
+    CALLER_QUEUE_FULL,
+    CALLER_RATE_LIMITED,
+    PRIORITY_NOT_ALLOWED,
+    QUEUE_FULL,
+    SES_ERRORS,
+    Failure,
+)
+from gateway.core.states import ContactStatus, MessageState, Priority
 
 # --- the guard ---------------------------------------------------------------------------------------------
 
@@ -33,6 +40,24 @@ def guard_refused(status: ContactStatus | None, stage: str) -> None:
     """One refusal; `status` None: the contact was deleted after acceptance."""
     child = _REFUSED.get((status, stage)) if status is not None else None
     (child or GUARD_REFUSALS.labels("deleted", stage)).inc()
+
+
+# --- admission (the caller policy and the gateway's cap) ------------------------------------------------------
+
+ADMISSION_REFUSALS = Counter(
+    "mailgw_admission_refusals",
+    "SendEmail calls refused by a limit, by ErrorInfo reason: PRIORITY_NOT_ALLOWED, CALLER_QUEUE_FULL, "
+    "CALLER_RATE_LIMITED (the caller policy), QUEUE_FULL (MAILGW_MAX_QUEUED_MESSAGES). Nothing was queued.",
+    ["reason"],
+)
+_ADMISSION_REFUSALS = {
+    reason: ADMISSION_REFUSALS.labels(reason)
+    for reason in (PRIORITY_NOT_ALLOWED, CALLER_QUEUE_FULL, CALLER_RATE_LIMITED, QUEUE_FULL)
+}
+
+
+def admission_refused(reason: str) -> None:
+    _ADMISSION_REFUSALS[reason].inc()
 
 
 # --- dispatch and SES ----------------------------------------------------------------------------------------
@@ -59,6 +84,21 @@ def sends_recorded(states: list[MessageState]) -> None:
     """Attempts whose outcome was just committed (one recorder transaction)."""
     for state in states:
         _SENDS[state].inc()
+
+
+ACCEPT_TO_SES = Histogram(
+    "mailgw_accept_to_ses_seconds",
+    "Time from SendEmail's acceptance to SES's acceptance of the message, by priority: the figure a delivery "
+    "objective is set on (a retried message counts its whole wait).",
+    ["priority"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0),
+)
+_ACCEPT_TO_SES = {int(priority): ACCEPT_TO_SES.labels(priority.label) for priority in Priority}
+
+
+def reached_ses(priority: int, seconds: float) -> None:
+    """SES accepted a message of `priority` that SendEmail accepted `seconds` ago."""
+    _ACCEPT_TO_SES[priority].observe(max(0.0, seconds))
 
 
 SES_ERRORS_TOTAL = Counter(

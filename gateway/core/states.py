@@ -82,3 +82,24 @@ class ReputationLevel(enum.StrEnum):
     NORMAL = "normal"  # full pace
     SLOWED = "slowed"  # a fraction of the pace, until the rates fall back below the first thresholds
     PAUSED = "paused"  # no sends, until an operator resumes
+
+
+class Priority(enum.IntEnum):
+    """How urgent a message is; the database stores the number, so the most urgent sorts first. The name (lower case)
+    is what the caller policy, the EmailTag "priority" and metric labels say."""
+
+    CRITICAL = 0  # password resets, sign-in codes, security notices
+    TRANSACTIONAL = 1  # what a request without a priority is
+    BULK = 2  # newsletters, digests: what the rate leaves
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def named(cls, label: str) -> "Priority":
+        """The priority a policy or a tag names ("critical"); ValueError for any other word."""
+        try:
+            return cls[label.upper()]
+        except KeyError:
+            raise ValueError(f"not a priority: {label!r} (critical, transactional or bulk)") from None

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from gateway.core.config import listen_address
 from gateway.core.startup import AddressInUse, claim_address
+from gateway.core.states import Priority
 from gateway.store import budget, queue
 from gateway.store.database import database, database_now
 
@@ -43,6 +44,7 @@ class QueueCollector(Collector):
         try:
             with database.connection_context():
                 depth = queue.depth_by_state()
+                by_priority = queue.queued_by_priority()
                 quota = budget.quota_remaining(SES_BUDGET)
                 now = database_now()
         except peewee.DatabaseError as exc:
@@ -68,6 +70,22 @@ class QueueCollector(Collector):
             oldest.add_metric([state], max(0.0, (now - created_at).total_seconds()) if created_at else 0.0)
         yield messages
         yield oldest
+        queued = GaugeMetricFamily(
+            "mailgw_queued_messages",
+            "Queued messages (due now or after a backoff) by priority, for all replicas.",
+            labels=["priority"],
+        )
+        waiting = GaugeMetricFamily(
+            "mailgw_queued_oldest_message_age_seconds",
+            "Age (since SendEmail accepted it) of the oldest queued message of each priority; 0 when there is none.",
+            labels=["priority"],
+        )
+        for priority in Priority:
+            count, created_at = by_priority.get(int(priority), (0, None))
+            queued.add_metric([priority.label], count)
+            waiting.add_metric([priority.label], max(0.0, (now - created_at).total_seconds()) if created_at else 0.0)
+        yield queued
+        yield waiting
         if quota is not None:
             yield GaugeMetricFamily(
                 "mailgw_ses_quota_remaining_messages",

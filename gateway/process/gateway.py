@@ -19,6 +19,7 @@ from gateway.core.config import Settings, host_port, listen_address
 from gateway.core.errors import CannotUseDatabase
 from gateway.core.logs import setup_logging
 from gateway.core.loops import PRODUCTION, Loop, Timings
+from gateway.core.policy import CallerPolicies
 from gateway.core.startup import AddressInUse, claim_address, claim_port_group, run
 from gateway.process import exposition
 from gateway.rpc.admin_service import MailGatewayAdminServicer
@@ -26,7 +27,9 @@ from gateway.rpc.auth import admin_authenticator, authenticator, check_exposure,
 from gateway.rpc.metrics import ServerMetrics
 from gateway.rpc.service import MailGatewayServicer
 from gateway.sending import reputation
+from gateway.sending.admission import Admission
 from gateway.sending.dispatch import Dispatcher, Transport
+from gateway.sending.order import Order
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause
 from gateway.ses.outbox import OutboxTransport
@@ -112,6 +115,7 @@ def create_server(
     admins = admin_authenticator(settings, callers)
     if not shared_port:
         claim_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")
+    policies = CallerPolicies.from_file(settings.caller_policy_file)
     open_database(settings.database_url)
     health_servicer = health.HealthServicer()
     dispatcher = None
@@ -123,6 +127,7 @@ def create_server(
             settings,
             on_pause=lambda pause: report_pause(health_servicer, pause),
             timings=timings,
+            order=Order(policies.weight, settings.lower_class_min_share),
         )
     suppression = None
     if settings.transport == "ses" and settings.dispatch_workers and settings.ses_suppression_sync_seconds:
@@ -137,6 +142,7 @@ def create_server(
         callers,
         dispatcher.wake if dispatcher else lambda: None,
         public_base_url=settings.public_base_url,
+        admission=Admission(policies, settings.max_queued_messages),
     )
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
     admin = MailGatewayAdminServicer(

@@ -9,9 +9,11 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core import errors
 from gateway.core.addresses import InvalidAddress, email_key
 from gateway.core.ids import is_contact_id, is_token
+from gateway.core.states import Priority
 from gateway.rpc.auth import Authenticator
 from gateway.rpc.status import rpc
 from gateway.sending.accept import accept
+from gateway.sending.admission import OPEN, Admission
 from gateway.sending.compose import unsubscribe_url
 from gateway.sending.outgoing import outgoing_email
 from gateway.store import contacts, queue
@@ -19,6 +21,10 @@ from gateway.store.models import ContactStatus, MessageState
 
 PROTO_STATUS = {status: pb.ContactStatus.Value(f"CONTACT_STATUS_{status.name}") for status in ContactStatus}
 PROTO_STATE = {state: pb.MessageState.Value(f"MESSAGE_STATE_{state.name}") for state in MessageState}
+PROTO_PRIORITY = {priority: pb.Priority.Value(f"PRIORITY_{priority.name}") for priority in Priority}
+PRIORITY_FROM_PROTO = {number: priority for priority, number in PROTO_PRIORITY.items()} | {
+    pb.PRIORITY_UNSPECIFIED: Priority.TRANSACTIONAL
+}
 
 
 class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
@@ -31,7 +37,9 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         on_accepted: Callable[[], None],
         *,
         public_base_url: str,
+        admission: Admission = OPEN,
     ):
+        self._admission = admission
         self._default_from = default_from
         self._public_base_url = public_base_url
         self._authenticator = authenticator
@@ -51,8 +59,10 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
             tags=dict(request.tags),
             default_from=self._default_from,
             request_id=request.request_id,
+            priority=PRIORITY_FROM_PROTO.get(request.priority),  # None: a number the enum does not have
+            tenant=request.tenant,
         )
-        accepted = accept(email, request_id=request.request_id, caller=caller)
+        accepted = accept(email, request_id=request.request_id, caller=caller, admission=self._admission)
         self._on_accepted()
         return pb.SendEmailResponse(
             message_id=accepted.message_id,
@@ -75,7 +85,11 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
             state=PROTO_STATE[message.state],
             ses_message_id=message.ses_message_id or "",
             attempts=message.attempts,
+            priority=PROTO_PRIORITY[Priority(message.priority)],
+            tenant=message.tenant,
         )
+        if message.sent_at:
+            response.sent_at.FromDatetime(message.sent_at)
         if message.error_reason:
             response.last_error.reason = message.error_reason
             response.last_error.ses_error_code = message.error_code

@@ -18,13 +18,23 @@ ERROR_DOMAIN = "mailgateway"
 
 
 def rich_status(error: errors.GatewayError) -> grpc.Status:
-    """One status with exactly one ErrorInfo, plus BadRequest or RetryInfo where they apply."""
+    """One status with exactly one ErrorInfo, plus BadRequest, QuotaFailure or RetryInfo where they apply."""
     violations = tuple(error.violations.items()) if isinstance(error, errors.InvalidRequest) else None
-    return _status(type(error), error.reason, error.message, tuple(sorted(error.metadata.items())), violations)
+    quota = error.quota if isinstance(error, errors.OverQuota) else None
+    retry_after = None if error.retry_after is None else round(error.retry_after, 3)
+    metadata = tuple(sorted(error.metadata.items()))
+    return _status(error.reason, error.message, metadata, violations, quota, retry_after)
 
 
 @functools.lru_cache(maxsize=4096)
-def _status(kind: type, reason: str, message: str, metadata: tuple, violations: tuple | None) -> grpc.Status:
+def _status(
+    reason: str,
+    message: str,
+    metadata: tuple,
+    violations: tuple | None,
+    quota: tuple[str, str] | None,
+    retry_after: float | None,
+) -> grpc.Status:
     """Built once per distinct error: a recipient refused again and again gets the same status (all parts are
     bounded strings), and building one costs ~20 us."""
     code = getattr(code_pb2, RPC_CODES[reason])  # the one table of reasons and their codes (core/failures.py)
@@ -35,8 +45,14 @@ def _status(kind: type, reason: str, message: str, metadata: tuple, violations: 
             for field, description in violations
         ]
         details.append(error_details_pb2.BadRequest(field_violations=field_violations))
-    if kind.retry_after is not None:
-        details.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=round(kind.retry_after))))
+    if quota is not None:
+        subject, description = quota
+        violation = error_details_pb2.QuotaFailure.Violation(subject=subject, description=description)
+        details.append(error_details_pb2.QuotaFailure(violations=[violation]))
+    if retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(max(1, round(retry_after * 1000)))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     status = status_pb2.Status(code=code, message=message)
     for detail in details:
         status.details.add().Pack(detail)

@@ -8,6 +8,7 @@ import peewee
 from gateway.core.errors import RequestIdReused
 from gateway.core.logs import contact_ref, masked
 from gateway.sending import guard
+from gateway.sending.admission import OPEN, Admission
 from gateway.sending.outgoing import OutgoingEmail
 from gateway.store import queue
 
@@ -20,16 +21,25 @@ class Accepted:
     contact_id: str
 
 
-def accept(email: OutgoingEmail, *, request_id: str = "", caller: str = "") -> Accepted:
-    """Queue `email` for `caller`, or refuse it (RecipientSuppressed) before anything is queued.
+def accept(
+    email: OutgoingEmail,
+    *,
+    request_id: str = "",
+    caller: str = "",
+    admission: Admission = OPEN,
+) -> Accepted:
+    """Queue `email` for `caller`, or refuse it before anything is queued: RecipientSuppressed, or a limit of the
+    caller's policy or of the gateway (admission.py).
 
     With a request_id (scoped to the caller), a repeat returns the first answer and queues nothing (AIP-155), also
-    when the repeats race: the message and its request id are one row, so only one insert wins.
+    when the repeats race: the message and its request id are one row, so only one insert wins. A repeat is
+    answered before any limit is asked: the message was queued when it was first accepted.
     """
     fingerprint = email.fingerprint() if request_id else None
     if request_id and (earlier := queue.by_request(caller, request_id)):
         return _repeat(earlier, fingerprint)
     contact = guard.admit(email.recipient_key, caller=caller)
+    admission.admit(caller, email.priority)
     try:
         message_id = queue.enqueue(
             contact_pk=contact.pk,
@@ -37,6 +47,8 @@ def accept(email: OutgoingEmail, *, request_id: str = "", caller: str = "") -> A
             request_id=request_id or None,
             request_hash=fingerprint,
             payload=email.to_payload(),
+            priority=int(email.priority),
+            tenant=email.tenant,
         )
     except peewee.IntegrityError:
         earlier = queue.by_request(caller, request_id) if request_id else None

@@ -30,9 +30,11 @@ from gateway.core.failures import (
 )
 from gateway.core.logs import contact_ref, masked
 from gateway.core.loops import PRODUCTION, Loop, Timings
+from gateway.core.states import Priority
 from gateway.sending import guard
 from gateway.sending.compose import compose, unsubscribe_url
 from gateway.sending.housekeeping import Housekeeper
+from gateway.sending.order import Order
 from gateway.sending.outgoing import OutgoingEmail
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate, Reached
@@ -69,8 +71,10 @@ class Dispatcher:
         *,
         on_pause: Callable[[Pause | None], None] = lambda pause: None,
         timings: Timings = PRODUCTION,
+        order: Order | None = None,
     ):
         self._transport = transport
+        self._order = order or Order(lambda caller: 1.0, settings.lower_class_min_share)
         self._pacer = pacer
         self._settings = settings
         self._timings = timings
@@ -181,7 +185,7 @@ class Dispatcher:
 
         def claim(granted: int) -> int:
             claimed.extend(
-                queue.claim(granted, lease_seconds=self._settings.dispatch_lease_seconds, worker=self._worker_id)
+                self._order.claim(granted, lease_seconds=self._settings.dispatch_lease_seconds, worker=self._worker_id)
             )
             return len(claimed)
 
@@ -271,7 +275,13 @@ class Dispatcher:
 
         email = OutgoingEmail.from_payload(message.payload)
         raw = compose(email, unsubscribe_url(self._settings.public_base_url, contact.contact_id), self._sender_name)
-        tags = dict(email.tags) | {CONTACT_TAG: contact.contact_id, queue.MESSAGE_TAG: message.message_id}
+        tags = dict(email.tags) | {
+            CONTACT_TAG: contact.contact_id,
+            queue.MESSAGE_TAG: message.message_id,
+            queue.PRIORITY_TAG: Priority(message.priority).label,
+        }
+        if message.tenant:
+            tags[queue.TENANT_TAG] = message.tenant
         try:
             ses_message_id = self._transport.send(
                 raw, sender=email.sender.addr_spec, recipient=email.to.addr_spec, tags=tags
@@ -289,6 +299,7 @@ class Dispatcher:
         else:
             # SES has it: from here on only the bookkeeping is retried (recorder.py), never the send.
             self._recorder.put(queue.AttemptOutcome(message.pk, MessageState.SENT, ses_message_id=ses_message_id))
+            metrics.reached_ses(message.priority, (utcnow() - message.created_at).total_seconds())
             if log.isEnabledFor(logging.INFO):
                 ref = contact_ref(contact.contact_id)
                 log.info(

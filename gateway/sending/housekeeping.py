@@ -1,5 +1,5 @@
 """Housekeeping beside dispatch: the leases of dispatchers that died, unknown outcomes sent once more, messages
-past their age or their retention, and SES's quotas read again."""
+past their age or their retention, SES's quotas read again, and lanes for messages an older replica queued."""
 
 import datetime
 import logging
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from gateway.core.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
 from gateway.core.loops import PRODUCTION, Timings
 from gateway.sending.pacing import Pacer
-from gateway.store import upkeep
+from gateway.store import lanes, upkeep
 from gateway.store.database import unit_of_work, utcnow
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class Housekeeper:
         self._stopping = stopping or threading.Event()
         self._next_refresh = time.monotonic() + timings.quota_refresh_seconds
         self._next_purge = time.monotonic()  # at start, then every purge_seconds
+        self._next_adoption = time.monotonic() + timings.quota_refresh_seconds
 
     def step(self) -> float:
         """One turn of its loop: a sweep; a slice of the purge when one is due (at start, then hourly); SES's quotas
@@ -49,6 +50,11 @@ class Housekeeper:
             self.sweep()
             if time.monotonic() >= self._next_purge and self.purge(self._stopping, PURGE_SLICE_SECONDS):
                 self._next_purge = time.monotonic() + self._timings.purge_seconds
+        if time.monotonic() >= self._next_adoption:
+            with unit_of_work():
+                if adopted := lanes.adopt_orphans():
+                    log.warning("%d lanes added for messages queued by a gateway from before lanes", adopted)
+            self._next_adoption = time.monotonic() + self._timings.quota_refresh_seconds
         if time.monotonic() >= self._next_refresh and not self._paused():
             with unit_of_work():
                 self._pacer.refresh()

@@ -8,9 +8,10 @@ from email.headerregistry import Address
 
 from gateway.core.addresses import HEADER_UNSAFE, Mailbox, address_key, parse_address
 from gateway.core.errors import InvalidRequest
-from gateway.core.ids import is_name
+from gateway.core.ids import is_name, is_tenant
+from gateway.core.states import Priority
 from gateway.store.contacts import CONTACT_TAG
-from gateway.store.queue import MESSAGE_TAG
+from gateway.store.queue import MESSAGE_TAG, PRIORITY_TAG, TENANT_TAG
 
 # SES message tags: names and values of ASCII letters, digits, "_" and "-", at most 256 characters; SES takes 50
 # tags a message, and the gateway keeps some for its own.
@@ -30,6 +31,9 @@ class OutgoingEmail:
     text_body: str
     html_body: str
     tags: tuple[tuple[str, str], ...]
+    # Its lane (sending/order.py); kept in the queue's columns, not in the payload.
+    priority: Priority = Priority.TRANSACTIONAL
+    tenant: str = ""
 
     @property
     def recipient_key(self) -> str:
@@ -37,7 +41,8 @@ class OutgoingEmail:
         return address_key(self.to)
 
     def fingerprint(self) -> str:
-        """A digest of everything the caller asked for, to tell a retry from a reused request_id."""
+        """A digest of everything the caller asked for, to tell a retry from a reused request_id. The lane (priority
+        and tenant) counts only when it is not the default, so a request from before lanes hashes as it did."""
         # Formatted as email.headerregistry.Address does, as request hashes were before addresses became Mailboxes.
         fields = [
             _formatted(self.to),
@@ -48,6 +53,8 @@ class OutgoingEmail:
             self.html_body,
             self.tags,
         ]
+        if self.priority is not Priority.TRANSACTIONAL or self.tenant:
+            fields.append([int(self.priority), self.tenant])
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
     def to_payload(self) -> str:
@@ -96,6 +103,8 @@ def outgoing_email(
     tags: dict[str, str],
     default_from: str,
     request_id: str = "",
+    priority: Priority | None = Priority.TRANSACTIONAL,
+    tenant: str = "",
 ) -> OutgoingEmail:
     """Check every field of a SendEmail request; raises InvalidRequest listing all violations at once.
 
@@ -139,13 +148,18 @@ def outgoing_email(
     else:
         for name, value in tags.items():
             field = f"tags[{name}]" if len(name) <= 64 else f"tags[{name[:64]}…]"  # the field path is echoed back
-            if name in (CONTACT_TAG, MESSAGE_TAG):
-                violations[field] = "reserved: the gateway sets it to the recipient's contact id or its message id"
+            if name in (CONTACT_TAG, MESSAGE_TAG, PRIORITY_TAG, TENANT_TAG):
+                violations[field] = "reserved: the gateway sets it (contact id, message id, priority, tenant)"
             elif not TAG_PATTERN.fullmatch(name) or not TAG_PATTERN.fullmatch(value):
                 violations[field] = "names and values need 1-256 ASCII letters, digits, '_' or '-'"
 
     if request_id and not is_name(request_id):  # AIP-155: stored as given, so refused (never cut) when it does not fit
         violations["request_id"] = "1-128 printable ASCII characters (a UUID is a good choice)"
+
+    if priority is None:
+        violations["priority"] = "one of PRIORITY_CRITICAL, PRIORITY_TRANSACTIONAL, PRIORITY_BULK (or unset)"
+    if tenant and not is_tenant(tenant):
+        violations["tenant"] = "1-64 ASCII letters, digits, '_' or '-' (or empty for none)"
 
     if violations:
         raise InvalidRequest(violations)
@@ -157,4 +171,6 @@ def outgoing_email(
         text_body=text_body,
         html_body=html_body,
         tags=tuple(sorted(tags.items())),
+        priority=priority,
+        tenant=tenant,
     )

@@ -5,7 +5,7 @@ import enum
 
 import peewee
 
-from gateway.core.states import ContactStatus, MessageState, ReputationLevel
+from gateway.core.states import ContactStatus, MessageState, Priority, ReputationLevel
 from gateway.store.database import connect, database, utcnow
 
 MAX_REASON = 1000  # characters of a status change's reason that are kept
@@ -111,11 +111,23 @@ class Message(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     settled_at = peewee.DateTimeField(null=True, index=True)
+    sent_at = peewee.DateTimeField(null=True)  # when SES accepted it
+    # Its lane (sending/order.py): the priority (core/states.Priority, 0 the most urgent), the client company it is
+    # sent for ("" for none), and its turn among the caller's queued messages of that priority: tenants take turns.
+    # Defaults in the schema too: a replica not yet upgraded inserts messages without these columns.
+    priority = peewee.SmallIntegerField(default=int(Priority.TRANSACTIONAL), constraints=[peewee.SQL("DEFAULT 1")])
+    tenant = peewee.CharField(max_length=64, default="", constraints=[peewee.SQL("DEFAULT ''")])
+    turn = peewee.BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
 
     class Meta:
         indexes = (
             (("caller", "request_id"), True),  # request ids are unique per caller
-            (("state", "due_at"), False),  # the claim reads only due rows of one state, however many are settled
+            # Leases, resends and expiry read only due rows of one state, however many are settled.
+            (("state", "due_at"), False),
+            # The claim takes a lane's queued rows in turn order; a caller's queued messages are counted by lane.
+            (("state", "priority", "caller", "turn"), False),
+            # A new message's turn comes after its tenant's last queued one in the lane (store/queue.enqueue).
+            (("state", "priority", "caller", "tenant", "turn"), False),
         )
 
 
@@ -126,6 +138,28 @@ class SendBudget(BaseModel):
     tokens = peewee.DoubleField(default=0.0)
     refilled_at = peewee.DoubleField(default=0.0)  # seconds since the epoch (DOUBLE: REAL would round by minutes)
     quota_remaining = peewee.IntegerField(default=-1)  # of SES's rolling 24-hour quota; -1: unlimited or unknown
+
+
+class Lane(BaseModel):
+    """One caller's messages of one priority, as dispatch shares the rate between them (sending/order.py): `credit`
+    is what the lane is owed of its class's sends (weighted round robin, carried between claims and replicas),
+    `turn` the last turn claimed from it, where a tenant that was idle joins the rotation."""
+
+    priority = peewee.SmallIntegerField()
+    caller = peewee.CharField(max_length=128)
+    credit = peewee.DoubleField(default=0.0)
+    turn = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("priority", "caller"), True),)
+
+
+class PriorityShare(BaseModel):
+    """What a lower class is owed of the rate while a more urgent one has more due mail than it
+    (MAILGW_LOWER_CLASS_MIN_SHARE), carried between claims and replicas; one row per priority."""
+
+    priority = peewee.SmallIntegerField(primary_key=True)
+    credit = peewee.DoubleField(default=0.0)
 
 
 class StatusChange(BaseModel):
@@ -183,7 +217,7 @@ class FeedbackEvent(BaseModel):
     received_at = peewee.DateTimeField(default=utcnow, index=True)
 
 
-MODELS = [Contact, Message, SendBudget, StatusChange, FeedbackEvent, ReputationHold]
+MODELS = [Contact, Message, SendBudget, Lane, PriorityShare, StatusChange, FeedbackEvent, ReputationHold]
 
 
 # --- SES's account-level suppression list (gateway/suppression/) ------------------------------------------------
@@ -238,7 +272,7 @@ def open_database(url: str, *, existing: bool = False) -> peewee.Database:
     """Connect both processes' models to `url` (sqlite:///path or postgresql://…): tables and columns created,
     earlier schemas upgraded; with `existing` (a command), only a database that is there already. CannotUseDatabase
     when it cannot be opened. See store/database.py for the pool."""
-    return connect(url, MODELS, upgrades=[_messages_sent_before_the_queue], existing=existing)
+    return connect(url, MODELS, upgrades=[_messages_sent_before_the_queue, insert_missing_lanes], existing=existing)
 
 
 def _messages_sent_before_the_queue(db: peewee.Database) -> None:
@@ -254,3 +288,14 @@ def _messages_sent_before_the_queue(db: peewee.Database) -> None:
         " '', '', '', created_at, COALESCE(sent_at, created_at), CASE WHEN state = 'sent' THEN sent_at END"
         " FROM sent_message"
     )
+
+
+def insert_missing_lanes(db: peewee.Database) -> int:
+    """A lane for every in-flight message that has none, so dispatch finds it: the messages of a database from before
+    lanes (an upgrade), or of a replica not yet upgraded (housekeeping runs this now and then). Lanes added."""
+    return db.execute_sql(
+        "INSERT INTO lane (priority, caller, credit, turn)"
+        " SELECT DISTINCT m.priority, m.caller, 0, 0 FROM message m"
+        " WHERE m.state IN ('queued', 'sending', 'unknown')"
+        " AND NOT EXISTS (SELECT 1 FROM lane l WHERE l.priority = m.priority AND l.caller = m.caller)"
+    ).rowcount

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 import peewee
 
 from gateway.core.ids import new_message_id
-from gateway.store.database import database, database_now, insert_row, is_postgres, prepared, utcnow
+from gateway.store import lanes
+from gateway.store.database import database, database_now, is_postgres, prepared, utcnow
 from gateway.store.models import Contact, FeedbackEvent, Message, MessageState
 
 QUEUED, SENDING, SENT, UNKNOWN = MessageState.QUEUED, MessageState.SENDING, MessageState.SENT, MessageState.UNKNOWN
 # The EmailTag every message carries, so each SES event about it names it.
 MESSAGE_TAG = "message_id"
+# Its lane, so every SES event names it too: the priority's name, and the tenant (absent when there is none).
+PRIORITY_TAG, TENANT_TAG = "priority", "tenant"
 IN_FLIGHT = tuple(state.value for state in MessageState if not state.settled)  # queued, sending, unknown
 
 
@@ -28,25 +31,54 @@ class Earlier:
     request_hash: str | None
 
 
-def enqueue(*, contact_pk: int, caller: str, request_id: str | None, request_hash: str | None, payload: str) -> str:
-    """A new queued message, due now; its message_id. IntegrityError when (caller, request_id) exists already.
+def enqueue(
+    *,
+    contact_pk: int,
+    caller: str,
+    request_id: str | None,
+    request_hash: str | None,
+    payload: str,
+    priority: int = 1,
+    tenant: str = "",
+) -> str:
+    """A new queued message, due now, in the lane of its priority and caller, its turn after its tenant's last one
+    (store/lanes.py); its message_id. IntegrityError when (caller, request_id) exists already.
 
     One INSERT, committed on its own: the message and its request id are one row, so there is nothing else to keep
     in the same transaction (and an explicit one cost two more statements per SendEmail)."""
+    lanes.ensure(priority, caller)
     message_id, now = new_message_id(), database_now()
-    insert_row(
-        Message,
+    _insert(
         message_id=message_id,
         contact=contact_pk,
         caller=caller,
         request_id=request_id,
         request_hash=request_hash,
         payload=payload,
+        priority=priority,
+        tenant=tenant,
+        now=now,
+    )
+    return message_id
+
+
+@prepared
+def _insert(message_id, contact, caller, request_id, request_hash, payload, priority, tenant, now):
+    return Message.insert(
+        message_id=message_id,
+        contact=contact,
+        caller=caller,
+        request_id=request_id,
+        request_hash=request_hash,
+        payload=payload,
+        priority=priority,
+        tenant=tenant,
+        turn=lanes.next_turn(priority, caller, tenant),
+        state=peewee.SQL(f"'{QUEUED.value}'"),
         due_at=now,
         created_at=now,
         updated_at=now,
     )
-    return message_id
 
 
 @prepared
@@ -90,6 +122,9 @@ class Claimed:
     payload: str | None
     attempts: int
     resends: int
+    priority: int
+    tenant: str
+    turn: int
     created_at: datetime.datetime
 
 
@@ -100,14 +135,22 @@ CLAIMED_COLUMNS = (
     Message.payload,
     Message.attempts,
     Message.resends,
+    Message.priority,
+    Message.tenant,
+    Message.turn,
     Message.created_at,
 )
 
 
 @prepared
-def _claim(now, lease_end, worker, limit):
-    due = Message.select(Message.id).where((Message.state == QUEUED) & (Message.due_at <= now))
-    due = due.order_by(Message.due_at).limit(limit)
+def _claim(priority, caller, now, lease_end, worker, limit):
+    due = Message.select(Message.id).where(
+        (Message.state == peewee.SQL(f"'{QUEUED.value}'"))  # a constant: the (state, priority, caller, turn) index
+        & (Message.priority == priority)
+        & (Message.caller == caller)
+        & (Message.due_at <= now)
+    )
+    due = due.order_by(Message.turn, Message.id).limit(limit)
     if is_postgres():
         due = due.for_update("FOR UPDATE SKIP LOCKED")
     return (
@@ -117,18 +160,20 @@ def _claim(now, lease_end, worker, limit):
     )
 
 
-def claim(limit: int, *, lease_seconds: float, worker: str) -> list[Claimed]:
-    """Up to `limit` due queued messages, oldest due first, now SENDING under a lease held by `worker`.
+def claim(
+    priority: int, caller: str, limit: int, *, now: datetime.datetime, lease_seconds: float, worker: str
+) -> list[Claimed]:
+    """Up to `limit` due queued messages of one lane, in turn order, now SENDING under a lease held by `worker`
+    (sending/order.py decides how many from which lane).
 
-    PostgreSQL: FOR UPDATE SKIP LOCKED, so replicas claiming at once take different rows. SQLite: the statement
-    runs under its single writer lock. Either way the subquery reads only due queued rows through the
-    (state, due_at) index, however many settled rows the table holds.
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so a row another transaction holds is passed over. SQLite: the statement
+    runs under its single writer lock. Either way it reads only the lane's queued rows, through the
+    (state, priority, caller, turn) index, however many settled rows the table holds.
     """
-    now = database_now()
     lease_end = now + datetime.timedelta(seconds=lease_seconds)
-    rows = _claim(now=now, lease_end=lease_end, worker=worker, limit=limit).fetchall()
+    rows = _claim(priority=priority, caller=caller, now=now, lease_end=lease_end, worker=worker, limit=limit)
     created = Message.created_at.python_value
-    return [Claimed(*row[:-1], created_at=created(row[-1])) for row in rows]
+    return [Claimed(*row[:-1], created_at=created(row[-1])) for row in rows.fetchall()]
 
 
 def release(pks: list[int]) -> None:
@@ -189,6 +234,7 @@ def _sent(pk, ses_message_id, now):
         Message.state: peewee.Case(None, [(Message.state.in_(IN_FLIGHT), SENT.value)], Message.state),
         Message.ses_message_id: ses_message_id,
         Message.attempts: _one_more_attempt(),
+        Message.sent_at: peewee.fn.COALESCE(Message.sent_at, now),
     }
     return Message.update(changes | settled_changes(now)).where(Message.id == pk)
 
@@ -269,6 +315,18 @@ def depth_by_state() -> dict[str, tuple[int, datetime.datetime | None]]:
     )
     created = Message.created_at.python_value
     return {str(state): (count, created(oldest)) for state, count, oldest in query.tuples()}
+
+
+def queued_by_priority() -> dict[int, tuple[int, datetime.datetime | None]]:
+    """Priority -> (queued messages, the oldest one's creation time), for the metrics: the lanes' index, queued rows
+    only."""
+    query = (
+        Message.select(Message.priority, peewee.fn.COUNT(Message.id), peewee.fn.MIN(Message.created_at))
+        .where(Message.state == peewee.SQL(f"'{QUEUED.value}'"))
+        .group_by(Message.priority)
+    )
+    created = Message.created_at.python_value
+    return {priority: (count, created(oldest)) for priority, count, oldest in query.tuples()}
 
 
 # --- SES events ----------------------------------------------------------------------------------------------

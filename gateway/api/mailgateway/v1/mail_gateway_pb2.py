@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-gateway/api/mailgateway/v1/mail_gateway.proto\x12\x0emailgateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x01\n\x10SendEmailRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x11\n\ttext_body\x18\x03 \x01(\t\x12\x11\n\thtml_body\x18\x04 \x01(\t\x12\x14\n\x0c\x66rom_address\x18\x05 \x01(\t\x12\x10\n\x08reply_to\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x38\n\x04tags\x18\x08 \x03(\x0b\x32*.mailgateway.v1.SendEmailRequest.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x11SendEmailResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\x17\n\x0funsubscribe_url\x18\x03 \x01(\t\"\'\n\x11GetMessageRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"\xd3\x02\n\x12GetMessageResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.mailgateway.v1.MessageState\x12\x16\n\x0eses_message_id\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x30\n\nlast_error\x18\x06 \x01(\x0b\x32\x1c.mailgateway.v1.MessageError\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x06\x65vents\x18\t \x03(\x0b\x32\x1c.mailgateway.v1.MessageEvent\"K\n\x0cMessageError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x16\n\x0eses_error_code\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"F\n\x0cMessageEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x17GetContactStatusRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x14\n\ncontact_id\x18\x02 \x01(\tH\x00\x42\t\n\x07\x63ontact\"\xac\x01\n\x18GetContactStatusResponse\x12\x12\n\ncontact_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t*\xa6\x01\n\rContactStatus\x12\x1e\n\x1a\x43ONTACT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONTACT_STATUS_ACTIVE\x10\x01\x12\x1f\n\x1b\x43ONTACT_STATUS_UNSUBSCRIBED\x10\x02\x12\x1a\n\x16\x43ONTACT_STATUS_BOUNCED\x10\x03\x12\x1d\n\x19\x43ONTACT_STATUS_COMPLAINED\x10\x04*\xbe\x02\n\x0cMessageState\x12\x1d\n\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MESSAGE_STATE_QUEUED\x10\x01\x12\x19\n\x15MESSAGE_STATE_SENDING\x10\x02\x12\x16\n\x12MESSAGE_STATE_SENT\x10\x03\x12\x19\n\x15MESSAGE_STATE_UNKNOWN\x10\x04\x12\x1c\n\x18MESSAGE_STATE_SUPPRESSED\x10\x05\x12\x18\n\x14MESSAGE_STATE_FAILED\x10\x06\x12\x19\n\x15MESSAGE_STATE_EXPIRED\x10\x07\x12\x1b\n\x17MESSAGE_STATE_DELIVERED\x10\x08\x12\x19\n\x15MESSAGE_STATE_BOUNCED\x10\t\x12\x1c\n\x18MESSAGE_STATE_COMPLAINED\x10\n2\xa2\x02\n\x12MailGatewayService\x12P\n\tSendEmail\x12 .mailgateway.v1.SendEmailRequest\x1a!.mailgateway.v1.SendEmailResponse\x12S\n\nGetMessage\x12!.mailgateway.v1.GetMessageRequest\x1a\".mailgateway.v1.GetMessageResponse\x12\x65\n\x10GetContactStatus\x12\'.mailgateway.v1.GetContactStatusRequest\x1a(.mailgateway.v1.GetContactStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-gateway/api/mailgateway/v1/mail_gateway.proto\x12\x0emailgateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x02\n\x10SendEmailRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x11\n\ttext_body\x18\x03 \x01(\t\x12\x11\n\thtml_body\x18\x04 \x01(\t\x12\x14\n\x0c\x66rom_address\x18\x05 \x01(\t\x12\x10\n\x08reply_to\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x38\n\x04tags\x18\x08 \x03(\x0b\x32*.mailgateway.v1.SendEmailRequest.TagsEntry\x12*\n\x08priority\x18\t \x01(\x0e\x32\x18.mailgateway.v1.Priority\x12\x0e\n\x06tenant\x18\n \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x11SendEmailResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\x17\n\x0funsubscribe_url\x18\x03 \x01(\t\"\'\n\x11GetMessageRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"\xbc\x03\n\x12GetMessageResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.mailgateway.v1.MessageState\x12\x16\n\x0eses_message_id\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x30\n\nlast_error\x18\x06 \x01(\x0b\x32\x1c.mailgateway.v1.MessageError\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x06\x65vents\x18\t \x03(\x0b\x32\x1c.mailgateway.v1.MessageEvent\x12*\n\x08priority\x18\n \x01(\x0e\x32\x18.mailgateway.v1.Priority\x12\x0e\n\x06tenant\x18\x0b \x01(\t\x12+\n\x07sent_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x0cMessageError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x16\n\x0eses_error_code\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"F\n\x0cMessageEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x17GetContactStatusRequest\x12\x0f\n\x05\x65mail\x18\x01 \x01(\tH\x00\x12\x14\n\ncontact_id\x18\x02 \x01(\tH\x00\x42\t\n\x07\x63ontact\"\xac\x01\n\x18GetContactStatusResponse\x12\x12\n\ncontact_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12-\n\x06status\x18\x03 \x01(\x0e\x32\x1d.mailgateway.v1.ContactStatus\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t*\xa6\x01\n\rContactStatus\x12\x1e\n\x1a\x43ONTACT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONTACT_STATUS_ACTIVE\x10\x01\x12\x1f\n\x1b\x43ONTACT_STATUS_UNSUBSCRIBED\x10\x02\x12\x1a\n\x16\x43ONTACT_STATUS_BOUNCED\x10\x03\x12\x1d\n\x19\x43ONTACT_STATUS_COMPLAINED\x10\x04*j\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11PRIORITY_CRITICAL\x10\x01\x12\x1a\n\x16PRIORITY_TRANSACTIONAL\x10\x02\x12\x11\n\rPRIORITY_BULK\x10\x03*\xbe\x02\n\x0cMessageState\x12\x1d\n\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MESSAGE_STATE_QUEUED\x10\x01\x12\x19\n\x15MESSAGE_STATE_SENDING\x10\x02\x12\x16\n\x12MESSAGE_STATE_SENT\x10\x03\x12\x19\n\x15MESSAGE_STATE_UNKNOWN\x10\x04\x12\x1c\n\x18MESSAGE_STATE_SUPPRESSED\x10\x05\x12\x18\n\x14MESSAGE_STATE_FAILED\x10\x06\x12\x19\n\x15MESSAGE_STATE_EXPIRED\x10\x07\x12\x1b\n\x17MESSAGE_STATE_DELIVERED\x10\x08\x12\x19\n\x15MESSAGE_STATE_BOUNCED\x10\t\x12\x1c\n\x18MESSAGE_STATE_COMPLAINED\x10\n2\xa2\x02\n\x12MailGatewayService\x12P\n\tSendEmail\x12 .mailgateway.v1.SendEmailRequest\x1a!.mailgateway.v1.SendEmailResponse\x12S\n\nGetMessage\x12!.mailgateway.v1.GetMessageRequest\x1a\".mailgateway.v1.GetMessageResponse\x12\x65\n\x10GetContactStatus\x12\'.mailgateway.v1.GetContactStatusRequest\x1a(.mailgateway.v1.GetContactStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,28 +34,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SENDEMAILREQUEST_TAGSENTRY']._loaded_options = None
   _globals['_SENDEMAILREQUEST_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_CONTACTSTATUS']._serialized_start=1220
-  _globals['_CONTACTSTATUS']._serialized_end=1386
-  _globals['_MESSAGESTATE']._serialized_start=1389
-  _globals['_MESSAGESTATE']._serialized_end=1707
+  _globals['_CONTACTSTATUS']._serialized_start=1385
+  _globals['_CONTACTSTATUS']._serialized_end=1551
+  _globals['_PRIORITY']._serialized_start=1553
+  _globals['_PRIORITY']._serialized_end=1659
+  _globals['_MESSAGESTATE']._serialized_start=1662
+  _globals['_MESSAGESTATE']._serialized_end=1980
   _globals['_SENDEMAILREQUEST']._serialized_start=99
-  _globals['_SENDEMAILREQUEST']._serialized_end=347
-  _globals['_SENDEMAILREQUEST_TAGSENTRY']._serialized_start=304
-  _globals['_SENDEMAILREQUEST_TAGSENTRY']._serialized_end=347
-  _globals['_SENDEMAILRESPONSE']._serialized_start=349
-  _globals['_SENDEMAILRESPONSE']._serialized_end=433
-  _globals['_GETMESSAGEREQUEST']._serialized_start=435
-  _globals['_GETMESSAGEREQUEST']._serialized_end=474
-  _globals['_GETMESSAGERESPONSE']._serialized_start=477
-  _globals['_GETMESSAGERESPONSE']._serialized_end=816
-  _globals['_MESSAGEERROR']._serialized_start=818
-  _globals['_MESSAGEERROR']._serialized_end=893
-  _globals['_MESSAGEEVENT']._serialized_start=895
-  _globals['_MESSAGEEVENT']._serialized_end=965
-  _globals['_GETCONTACTSTATUSREQUEST']._serialized_start=967
-  _globals['_GETCONTACTSTATUSREQUEST']._serialized_end=1042
-  _globals['_GETCONTACTSTATUSRESPONSE']._serialized_start=1045
-  _globals['_GETCONTACTSTATUSRESPONSE']._serialized_end=1217
-  _globals['_MAILGATEWAYSERVICE']._serialized_start=1710
-  _globals['_MAILGATEWAYSERVICE']._serialized_end=2000
+  _globals['_SENDEMAILREQUEST']._serialized_end=407
+  _globals['_SENDEMAILREQUEST_TAGSENTRY']._serialized_start=364
+  _globals['_SENDEMAILREQUEST_TAGSENTRY']._serialized_end=407
+  _globals['_SENDEMAILRESPONSE']._serialized_start=409
+  _globals['_SENDEMAILRESPONSE']._serialized_end=493
+  _globals['_GETMESSAGEREQUEST']._serialized_start=495
+  _globals['_GETMESSAGEREQUEST']._serialized_end=534
+  _globals['_GETMESSAGERESPONSE']._serialized_start=537
+  _globals['_GETMESSAGERESPONSE']._serialized_end=981
+  _globals['_MESSAGEERROR']._serialized_start=983
+  _globals['_MESSAGEERROR']._serialized_end=1058
+  _globals['_MESSAGEEVENT']._serialized_start=1060
+  _globals['_MESSAGEEVENT']._serialized_end=1130
+  _globals['_GETCONTACTSTATUSREQUEST']._serialized_start=1132
+  _globals['_GETCONTACTSTATUSREQUEST']._serialized_end=1207
+  _globals['_GETCONTACTSTATUSRESPONSE']._serialized_start=1210
+  _globals['_GETCONTACTSTATUSRESPONSE']._serialized_end=1382
+  _globals['_MAILGATEWAYSERVICE']._serialized_start=1983
+  _globals['_MAILGATEWAYSERVICE']._serialized_end=2273
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,13 @@ class ContactStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONTACT_STATUS_BOUNCED: _ClassVar[ContactStatus]
     CONTACT_STATUS_COMPLAINED: _ClassVar[ContactStatus]
 
+class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRIORITY_UNSPECIFIED: _ClassVar[Priority]
+    PRIORITY_CRITICAL: _ClassVar[Priority]
+    PRIORITY_TRANSACTIONAL: _ClassVar[Priority]
+    PRIORITY_BULK: _ClassVar[Priority]
+
 class MessageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MESSAGE_STATE_UNSPECIFIED: _ClassVar[MessageState]
@@ -36,6 +43,10 @@ CONTACT_STATUS_ACTIVE: ContactStatus
 CONTACT_STATUS_UNSUBSCRIBED: ContactStatus
 CONTACT_STATUS_BOUNCED: ContactStatus
 CONTACT_STATUS_COMPLAINED: ContactStatus
+PRIORITY_UNSPECIFIED: Priority
+PRIORITY_CRITICAL: Priority
+PRIORITY_TRANSACTIONAL: Priority
+PRIORITY_BULK: Priority
 MESSAGE_STATE_UNSPECIFIED: MessageState
 MESSAGE_STATE_QUEUED: MessageState
 MESSAGE_STATE_SENDING: MessageState
@@ -49,7 +60,7 @@ MESSAGE_STATE_BOUNCED: MessageState
 MESSAGE_STATE_COMPLAINED: MessageState
 
 class SendEmailRequest(_message.Message):
-    __slots__ = ("to", "subject", "text_body", "html_body", "from_address", "reply_to", "request_id", "tags")
+    __slots__ = ("to", "subject", "text_body", "html_body", "from_address", "reply_to", "request_id", "tags", "priority", "tenant")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +76,8 @@ class SendEmailRequest(_message.Message):
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     to: str
     subject: str
     text_body: str
@@ -73,7 +86,9 @@ class SendEmailRequest(_message.Message):
     reply_to: str
     request_id: str
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, to: _Optional[str] = ..., subject: _Optional[str] = ..., text_body: _Optional[str] = ..., html_body: _Optional[str] = ..., from_address: _Optional[str] = ..., reply_to: _Optional[str] = ..., request_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    priority: Priority
+    tenant: str
+    def __init__(self, to: _Optional[str] = ..., subject: _Optional[str] = ..., text_body: _Optional[str] = ..., html_body: _Optional[str] = ..., from_address: _Optional[str] = ..., reply_to: _Optional[str] = ..., request_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[_Union[Priority, str]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class SendEmailResponse(_message.Message):
     __slots__ = ("message_id", "contact_id", "unsubscribe_url")
@@ -92,7 +107,7 @@ class GetMessageRequest(_message.Message):
     def __init__(self, message_id: _Optional[str] = ...) -> None: ...
 
 class GetMessageResponse(_message.Message):
-    __slots__ = ("message_id", "contact_id", "state", "ses_message_id", "attempts", "last_error", "created_at", "updated_at", "events")
+    __slots__ = ("message_id", "contact_id", "state", "ses_message_id", "attempts", "last_error", "created_at", "updated_at", "events", "priority", "tenant", "sent_at")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +117,9 @@ class GetMessageResponse(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     contact_id: str
     state: MessageState
@@ -111,7 +129,10 @@ class GetMessageResponse(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     events: _containers.RepeatedCompositeFieldContainer[MessageEvent]
-    def __init__(self, message_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., state: _Optional[_Union[MessageState, str]] = ..., ses_message_id: _Optional[str] = ..., attempts: _Optional[int] = ..., last_error: _Optional[_Union[MessageError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events: _Optional[_Iterable[_Union[MessageEvent, _Mapping]]] = ...) -> None: ...
+    priority: Priority
+    tenant: str
+    sent_at: _timestamp_pb2.Timestamp
+    def __init__(self, message_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., state: _Optional[_Union[MessageState, str]] = ..., ses_message_id: _Optional[str] = ..., attempts: _Optional[int] = ..., last_error: _Optional[_Union[MessageError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events: _Optional[_Iterable[_Union[MessageEvent, _Mapping]]] = ..., priority: _Optional[_Union[Priority, str]] = ..., tenant: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class MessageError(_message.Message):
     __slots__ = ("reason", "ses_error_code", "description")

@@ -83,6 +83,26 @@ export declare type SendEmailRequest = Message<"mailgateway.v1.SendEmailRequest"
    * @generated from field: map<string, string> tags = 8;
    */
   tags: { [key: string]: string };
+
+  /**
+   * How urgent the message is; unspecified reads as PRIORITY_TRANSACTIONAL.
+   * The caller policy (MAILGW_CALLER_POLICY_FILE) may cap it: asking for more
+   * than the caller's max_priority is PERMISSION_DENIED, reason
+   * PRIORITY_NOT_ALLOWED. Sent as the EmailTag "priority".
+   *
+   * @generated from field: mailgateway.v1.Priority priority = 9;
+   */
+  priority: Priority;
+
+  /**
+   * The client company on whose behalf the message is sent: 1-64 ASCII
+   * letters, digits, "_" and "-"; empty for none. Within a caller and a
+   * priority, tenants share the sending rate equally. Sent as the EmailTag
+   * "tenant".
+   *
+   * @generated from field: string tenant = 10;
+   */
+  tenant: string;
 };
 
 /**
@@ -218,6 +238,27 @@ export declare type GetMessageResponse = Message<"mailgateway.v1.GetMessageRespo
    * @generated from field: repeated mailgateway.v1.MessageEvent events = 9;
    */
   events: MessageEvent[];
+
+  /**
+   * Its priority (PRIORITY_TRANSACTIONAL when the request set none).
+   *
+   * @generated from field: mailgateway.v1.Priority priority = 10;
+   */
+  priority: Priority;
+
+  /**
+   * The tenant it was sent for; empty for none.
+   *
+   * @generated from field: string tenant = 11;
+   */
+  tenant: string;
+
+  /**
+   * When SES accepted it; unset until then.
+   *
+   * @generated from field: google.protobuf.Timestamp sent_at = 12;
+   */
+  sentAt?: Timestamp | undefined;
 };
 
 /**
@@ -420,6 +461,48 @@ export enum ContactStatus {
  * Describes the enum mailgateway.v1.ContactStatus.
  */
 export declare const ContactStatusSchema: GenEnum<ContactStatus>;
+
+/**
+ * Priority orders the shared sending rate: critical before transactional
+ * before bulk, while each lower class with due mail keeps at least
+ * MAILGW_LOWER_CLASS_MIN_SHARE of the rate.
+ *
+ * @generated from enum mailgateway.v1.Priority
+ */
+export enum Priority {
+  /**
+   * Not set: the message is transactional.
+   *
+   * @generated from enum value: PRIORITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Password resets, sign-in codes, security notices: sent first.
+   *
+   * @generated from enum value: PRIORITY_CRITICAL = 1;
+   */
+  CRITICAL = 1,
+
+  /**
+   * Receipts, notifications, everything a user is waiting for.
+   *
+   * @generated from enum value: PRIORITY_TRANSACTIONAL = 2;
+   */
+  TRANSACTIONAL = 2,
+
+  /**
+   * Newsletters, digests, announcements: sent with what the rate leaves.
+   *
+   * @generated from enum value: PRIORITY_BULK = 3;
+   */
+  BULK = 3,
+}
+
+/**
+ * Describes the enum mailgateway.v1.Priority.
+ */
+export declare const PrioritySchema: GenEnum<Priority>;
 
 /**
  * MessageState is where an accepted message is.

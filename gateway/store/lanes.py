@@ -1,0 +1,144 @@
+"""The send queue's lanes: one per (priority, caller), the statements dispatch's order (sending/order.py) is made of.
+
+A message's `turn` orders it within its lane: each tenant's messages take consecutive turns, and a tenant that was
+idle starts at the lane's current turn, so the tenants of one caller take turns however much one of them queued
+(start-time fair queueing, the turn being the virtual time). Lanes are never deleted: every in-flight message has
+one, and a (priority, caller) pair that sent once stays a few bytes.
+"""
+
+import datetime
+import threading
+import weakref
+from dataclasses import dataclass
+
+import peewee
+
+from gateway.store.database import database, insert_row, is_postgres, prepared
+from gateway.store.models import Lane, Message, MessageState, PriorityShare, insert_missing_lanes
+
+QUEUED = MessageState.QUEUED.value
+SENDING = MessageState.SENDING.value
+
+
+# --- accepting ----------------------------------------------------------------------------------------------------
+
+_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # database -> the lanes this process saw it hold
+_known_lock = threading.Lock()
+
+
+def ensure(priority: int, caller: str) -> None:
+    """The lane exists (created on a caller's first message of that priority; this process remembers it after)."""
+    with _known_lock:
+        known = _known.setdefault(database.obj, set())
+    if (priority, caller) not in known:
+        insert_row(Lane, ignore_conflict=True, priority=priority, caller=caller)
+        known.add((priority, caller))
+
+
+def forget_known() -> None:
+    """Forget which lanes exist (a test that empties the tables under a running process)."""
+    with _known_lock:
+        _known.clear()
+
+
+def adopt_orphans() -> int:
+    """Lanes for in-flight messages without one (queued by a replica from before lanes); how many were added."""
+    return insert_missing_lanes(database.obj)
+
+
+def next_turn(priority, caller, tenant) -> peewee.Node:
+    """The turn of a message entering a lane (an expression for its INSERT): after its tenant's last queued message,
+    and never before the lane's current turn."""
+    after_tenant = Message.select(peewee.fn.MAX(Message.turn) + 1).where(
+        (Message.state == peewee.SQL(f"'{QUEUED}'"))  # a constant, so SQLite can use the index's prefix
+        & (Message.priority == priority)
+        & (Message.caller == caller)
+        & (Message.tenant == tenant)
+    )
+    current = Lane.select(Lane.turn).where((Lane.priority == priority) & (Lane.caller == caller))
+    larger = peewee.fn.GREATEST if is_postgres() else peewee.fn.MAX  # SQLite's two-argument max() is a scalar
+    return larger(peewee.fn.COALESCE(after_tenant, 0), peewee.fn.COALESCE(current, 0))
+
+
+# --- claiming -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LaneState:
+    """A lane as the claim reads it and writes it back; `due`: it has a queued message due now."""
+
+    id: int
+    priority: int
+    caller: str
+    credit: float
+    turn: int
+    due: bool
+
+
+@prepared
+def _lanes(now):
+    due = Message.select(peewee.SQL("1")).where(
+        (Message.state == peewee.SQL(f"'{QUEUED}'"))
+        & (Message.priority == Lane.priority)
+        & (Message.caller == Lane.caller)
+        & (Message.due_at <= now)
+    )
+    query = Lane.select(Lane.id, Lane.priority, Lane.caller, Lane.credit, Lane.turn, peewee.fn.EXISTS(due))
+    query = query.order_by(Lane.priority, Lane.id)
+    return query.for_update() if is_postgres() else query  # claims on several replicas read and write them in turn
+
+
+def every_lane(now: datetime.datetime) -> list[LaneState]:
+    """Every lane, most urgent priority first, each with whether it has due mail (an index seek each)."""
+    return [LaneState(*row[:5], due=bool(row[5])) for row in _lanes(now=now).fetchall()]
+
+
+@prepared
+def _save_lane(pk, credit, turn):
+    return Lane.update(credit=credit, turn=turn).where(Lane.id == pk)
+
+
+def save(lanes: list[LaneState]) -> None:
+    if not lanes:
+        return
+    _save_lane.executemany([{"pk": lane.id, "credit": lane.credit, "turn": lane.turn} for lane in lanes])
+
+
+def class_credits() -> dict[int, float]:
+    query = PriorityShare.select(PriorityShare.priority, PriorityShare.credit)
+    return dict(query.for_update().tuples() if is_postgres() else query.tuples())
+
+
+def save_class_credits(credits: dict[int, float]) -> None:
+    for priority, credit in credits.items():
+        if PriorityShare.update(credit=credit).where(PriorityShare.priority == priority).execute() == 0:
+            insert_row(PriorityShare, ignore_conflict=True, priority=priority, credit=credit)
+
+
+# --- counting -----------------------------------------------------------------------------------------------------
+
+
+@prepared
+def _queued_of(caller, limit):
+    rows = Message.select(peewee.SQL("1")).where(
+        (Message.state == peewee.SQL(f"'{QUEUED}'"))
+        & (Message.priority.in_([0, 1, 2]))  # every priority: three seeks of the lane index, not a scan of the queue
+        & (Message.caller == caller)
+    )
+    return Message.select(peewee.fn.COUNT(peewee.SQL("*"))).from_(rows.limit(limit).alias("q"))
+
+
+def queued_of(caller: str, *, up_to: int) -> int:
+    """The caller's queued messages, counted up to `up_to` (a limit needs to know no more)."""
+    return _queued_of(caller=caller, limit=up_to).fetchone()[0]
+
+
+@prepared
+def _queued(limit):
+    rows = Message.select(peewee.SQL("1")).where(Message.state == peewee.SQL(f"'{QUEUED}'"))
+    return Message.select(peewee.fn.COUNT(peewee.SQL("*"))).from_(rows.limit(limit).alias("q"))
+
+
+def queued(*, up_to: int) -> int:
+    """Every caller's queued messages, counted up to `up_to`."""
+    return _queued(limit=up_to).fetchone()[0]
