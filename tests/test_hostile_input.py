@@ -972,7 +972,8 @@ async def test_sns_mutated_genuine_envelopes_are_refused_and_change_nothing(make
         assert set(after["contacts"]) == set(before["contacts"])
     assert len(sns_host.confirmations) == accepted["SubscriptionConfirmation"]
     assert set(sns_host.confirmations) <= {SUBSCRIBE_URL.removeprefix("https://sns.us-east-1.amazonaws.com")}
-    assert statuses[403], f"no mutation reached signature verification: {statuses}"
+    if FUZZ.max_examples >= 80:  # `make check`'s 20 inputs may all be malformed before the signature is read
+        assert statuses[403], f"no mutation reached signature verification: {statuses}"
 
     # The untouched envelopes are accepted: the checks above could see a change.
     for kind, envelope in genuine.items():

@@ -55,7 +55,8 @@ def resume_dispatch(args: argparse.Namespace) -> int:
     request = pb.ResumeDispatchRequest(reason=args.reason)
     with client_channel(args.addr) as (channel, metadata):
         ended = call(pb_grpc.MailGatewayAdminServiceStub(channel).ResumeDispatch, request, metadata)
-    print(f"dispatch resumed; it was {_level(ended.previous_level)}: {ended.previous_reason} ({ended.previous_detail})")
+    level = level_name(ended.previous_level)
+    print(f"dispatch resumed; it was {level}: {ended.previous_reason} ({ended.previous_detail})")
     follows = f"{PRODUCTION.follow_seconds:g} s"
     print(f"  every dispatching gateway follows within {follows}; the sends before now are not judged again")
     return 0
@@ -63,10 +64,8 @@ def resume_dispatch(args: argparse.Namespace) -> int:
 
 def describe(status: pb.GetDispatchStatusResponse) -> list[str]:
     """What `mailgw dispatch status` prints of the guard's reading."""
-    from gateway.sending.reputation import percent
-
     if status.level in (pb.DISPATCH_LEVEL_SLOWED, pb.DISPATCH_LEVEL_PAUSED):
-        lines = [f"dispatch: {_level(status.level)} since {_time(status, 'changed_at')}: {status.reason}"]
+        lines = [f"dispatch: {level_name(status.level)} since {when(status, 'changed_at')}: {status.reason}"]
         lines.append(f"  {status.detail}")
         if status.level == pb.DISPATCH_LEVEL_PAUSED:
             lines.append('  resume with: mailgw dispatch resume --reason "…"')
@@ -74,7 +73,7 @@ def describe(status: pb.GetDispatchStatusResponse) -> list[str]:
         lines = ["dispatch: full pace"]
     limits = status.thresholds
     lines.append(
-        f"window: {status.sends:,} sends since {_time(status, 'window_start')}: {status.bounces:,} bounces "
+        f"window: {status.sends:,} sends since {when(status, 'window_start')}: {status.bounces:,} bounces "
         f"({percent(status.bounce_rate)}), {status.complaints:,} complaints ({percent(status.complaint_rate)})"
         + ("" if status.judged else f"; too few to judge (fewer than {limits.min_sends:,})")
     )
@@ -84,13 +83,19 @@ def describe(status: pb.GetDispatchStatusResponse) -> list[str]:
         f"bounces or {percent(limits.pause_complaint_rate)} complaints; judged from {limits.min_sends:,} sends"
     )
     if status.HasField("resumed_at"):
-        lines.append(f"last resumed: {_time(status, 'resumed_at')} by {status.resumed_by}: {status.resume_reason}")
+        lines.append(f"last resumed: {when(status, 'resumed_at')} by {status.resumed_by}: {status.resume_reason}")
     return lines
 
 
-def _level(level: int) -> str:
-    return pb.DispatchLevel.Name(level).removeprefix("DISPATCH_LEVEL_").lower()
+def percent(fraction: float) -> str:
+    from gateway.sending.reputation import percent as formatted
+
+    return formatted(fraction)
 
 
-def _time(status: pb.GetDispatchStatusResponse, field: str) -> str:
+def level_name(level: int) -> str:
+    return pb.DispatchLevel.Name(level).removeprefix("DISPATCH_LEVEL_").lower().replace("_", " ")
+
+
+def when(status, field: str) -> str:
     return f"{getattr(status, field).ToDatetime():%Y-%m-%d %H:%M:%S} UTC" if status.HasField(field) else "?"

@@ -65,6 +65,7 @@ class Settings:
     reputation_pause_complaint_percent: float = 0.4
     reputation_slow_fraction: float = 0.5
     reputation_check_seconds: float = 30.0
+    tenant_reputation_min_sends: int = 100  # a tenant's window is judged once it holds this many sends
     # SES's account-level suppression list (gateway/suppression/), with the SES transport only
     ses_suppression_sync_seconds: float = 300.0  # 0: the gateway never syncs it (`mailgw suppression sync` still does)
     ses_suppression_reconcile_hours: float = 24.0  # a full listing at least this often; incremental ones in between
@@ -111,6 +112,8 @@ class Settings:
             )
         if self.ses_suppression_settle_seconds < 0:
             raise ConfigError("MAILGW_SES_SUPPRESSION_SETTLE_SECONDS must not be negative")
+        if self.tenant_reputation_min_sends < 1:
+            raise ConfigError("MAILGW_TENANT_REPUTATION_MIN_SENDS must be at least 1")
         if self.max_queued_messages < 1:
             raise ConfigError("MAILGW_MAX_QUEUED_MESSAGES must be at least 1")
         if not 0 <= self.lower_class_min_share <= 0.5:

@@ -60,6 +60,18 @@ class NothingToResume(GatewayError):
     reason = failures.DISPATCH_NOT_PAUSED
 
 
+class TenantNotHeld(NothingToResume):
+    """The tenant is neither paused nor slowed: a resume changes nothing."""
+
+    reason = failures.TENANT_NOT_PAUSED
+
+
+class TenantNotFound(GatewayError):
+    """No message was ever sent for that tenant."""
+
+    reason = failures.TENANT_NOT_FOUND
+
+
 class PriorityNotAllowed(GatewayError):
     """The caller asked for a priority above its policy's max_priority: nothing was queued."""
 

@@ -166,6 +166,20 @@ REPUTATION_LEVEL = Gauge(
 )
 
 
+TENANTS_HELD = Gauge(
+    "mailgw_tenants_held",
+    "Tenants whose own bounce or complaint rate has them paused (their mail held until an operator resumes them) "
+    "or slowed, for every gateway on the database (`mailgw tenants list` names them).",
+    ["level"],
+    multiprocess_mode="livemax",
+)
+
+
+def tenants_held(*, paused: int, slowed: int) -> None:
+    TENANTS_HELD.labels("paused").set(paused)
+    TENANTS_HELD.labels("slowed").set(slowed)
+
+
 def reputation_thresholds(slow_bounce: float, slow_complaint: float, pause_bounce: float, pause_complaint: float):
     for rate, action, value in (
         ("bounce", "slow", slow_bounce),

@@ -32,6 +32,7 @@ from gateway.sending.dispatch import Dispatcher, Transport
 from gateway.sending.order import Order
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import Pause
+from gateway.sending.tenant_guard import TenantLimits
 from gateway.ses.outbox import OutboxTransport
 from gateway.ses.suppression_list import SesSuppressionList
 from gateway.ses.transport import SesTransport
@@ -44,6 +45,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MailGatewayService"].full_name
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["MailGatewayAdminService"].full_name
 DISPATCH_HEALTH = "mailgateway.v1.Dispatch"  # NOT_SERVING while dispatch is paused (the gateway still accepts)
 REPUTATION_HEALTH = "mailgateway.v1.ReputationGuard"  # NOT_SERVING while our own bounce or complaint rate pauses it
+TENANTS_HEALTH = "mailgateway.v1.TenantReputation"  # NOT_SERVING while a tenant's own rates hold its mail
 SHUTDOWN_GRACE_SECONDS = 25.0
 SIGNAL_CHECK_SECONDS = 0.5
 
@@ -76,6 +78,7 @@ class Gateway:
         if self.dispatcher is not None:
             self.health.set(DISPATCH_HEALTH, health_pb2.HealthCheckResponse.SERVING)  # until it pauses
             self.health.set(REPUTATION_HEALTH, health_pb2.HealthCheckResponse.SERVING)
+            self.health.set(TENANTS_HEALTH, health_pb2.HealthCheckResponse.SERVING)
             self.dispatcher.start()
         if self.suppression is not None:
             self.suppression.start()
@@ -126,6 +129,7 @@ def create_server(
             Pacer(transport, settings.send_rate),
             settings,
             on_pause=lambda pause: report_pause(health_servicer, pause),
+            on_tenants_paused=lambda names: report_paused_tenants(health_servicer, names),
             timings=timings,
             order=Order(policies.weight, settings.lower_class_min_share),
         )
@@ -151,6 +155,7 @@ def create_server(
         # accept-only replica needs no AWS region or credentials, and leaves the removal to the sync.
         ses_list=SesSuppressionList() if settings.transport == "ses" and settings.dispatch_workers else None,
         limits=reputation.Limits.from_settings(settings),
+        tenant_limits=TenantLimits.of(reputation.Limits.from_settings(settings), settings.tenant_reputation_min_sends),
     )
     admin_pb2_grpc.add_MailGatewayAdminServiceServicer_to_server(admin, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -286,3 +291,12 @@ def _start() -> int:
         return serve_processes(settings)
     serve(settings)
     return 0
+
+
+def report_paused_tenants(health_servicer: health.HealthServicer, names: list[str]) -> None:
+    """Health `mailgateway.v1.TenantReputation` is NOT_SERVING while a tenant is paused (the gateway sends the rest)."""
+    status = health_pb2.HealthCheckResponse.NOT_SERVING if names else health_pb2.HealthCheckResponse.SERVING
+    health_servicer.set(TENANTS_HEALTH, status)
+    if names:
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        log.warning("tenants paused by their own bounce or complaint rates: %s", shown)

@@ -1,6 +1,7 @@
 """The gRPC servicer of MailGatewayAdminService: requests into the admin domain calls (admin/), results into responses.
 Who may call it is decided by its authenticator (rpc/auth.py, AdminAuthenticator)."""
 
+import base64
 import datetime
 import logging
 
@@ -12,10 +13,12 @@ from gateway.admin.listing import ContactFilter, ContactRow
 from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
 from gateway.core import errors
+from gateway.core.ids import is_tenant
 from gateway.rpc.auth import AdminAuthenticator
 from gateway.rpc.service import PROTO_STATUS, requested_contact
 from gateway.rpc.status import rpc, rpc_stream
-from gateway.sending import reputation
+from gateway.sending import reputation, tenant_guard
+from gateway.sending.tenant_guard import TenantLimits
 from gateway.ses.suppression_list import SesSuppressionList
 from gateway.store import contacts
 from gateway.store.models import Contact, ContactStatus, ReputationLevel
@@ -41,11 +44,17 @@ class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
     only); `limits` are the reputation guard's."""
 
     def __init__(
-        self, authenticator: AdminAuthenticator, *, ses_list: SesSuppressionList | None, limits: reputation.Limits
+        self,
+        authenticator: AdminAuthenticator,
+        *,
+        ses_list: SesSuppressionList | None,
+        limits: reputation.Limits,
+        tenant_limits: TenantLimits | None = None,
     ):
         self._authenticator = authenticator
         self._ses_list = ses_list
         self._limits = limits
+        self._tenant_limits = tenant_limits or TenantLimits.of(limits, limits.min_sends)
 
     @rpc
     def ListContacts(
@@ -176,6 +185,66 @@ class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
         return pb.ResumeDispatchResponse(
             previous_level=PROTO_LEVEL[ended.level], previous_reason=ended.reason, previous_detail=ended.detail
         )
+
+    @rpc
+    def ListTenants(
+        self, request: pb.ListTenantsRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.ListTenantsResponse:
+        size = listing.page_size(request.page_size)
+        after = tenant_after(request.page_token)
+        page = tenant_guard.list_tenants(self._tenant_limits, after=after, size=size)
+        response = pb.ListTenantsResponse(tenants=[tenant_message(tenant) for tenant in page])
+        if len(page) == size:
+            response.next_page_token = base64.urlsafe_b64encode(page[-1].name.encode()).decode()
+        return response
+
+    @rpc
+    def ResumeTenant(
+        self, request: pb.ResumeTenantRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.ResumeTenantResponse:
+        if not is_tenant(request.tenant):
+            raise errors.InvalidRequest({"tenant": "a tenant's name: 1-64 ASCII letters, digits, '_' or '-'"})
+        ended = tenant_guard.resume_tenant(request.tenant, caller, request.reason)
+        return pb.ResumeTenantResponse(
+            previous_level=PROTO_LEVEL[ended.level], previous_reason=ended.reason, previous_detail=ended.detail
+        )
+
+
+def tenant_after(page_token: str) -> str:
+    """The tenant a page token says the previous page ended with ("" without one); InvalidRequest otherwise."""
+    if not page_token:
+        return ""
+    try:
+        name = base64.urlsafe_b64decode(page_token.encode("ascii")).decode("ascii") if len(page_token) <= 100 else ""
+    except (ValueError, UnicodeError):
+        name = ""
+    if not is_tenant(name):
+        raise errors.InvalidRequest({"page_token": "not a page token of this listing; start without one"})
+    return name
+
+
+def tenant_message(tenant: tenant_guard.TenantReading) -> pb.Tenant:
+    reading = tenant.reading
+    message = pb.Tenant(
+        name=tenant.name,
+        level=PROTO_LEVEL[reading.level],
+        reason=reading.reason,
+        detail=reading.detail,
+        sends=reading.sends,
+        bounces=reading.bounces,
+        complaints=reading.complaints,
+        bounce_rate=reading.bounce_rate,
+        complaint_rate=reading.complaint_rate,
+        judged=reading.judged,
+        queued=tenant.queued,
+        held=tenant.held,
+        resumed_by=reading.resumed_by,
+        resume_reason=reading.resume_reason,
+    )
+    for field, moment in (("changed_at", reading.changed_at), ("resumed_at", reading.resumed_at)):
+        if moment is not None:
+            getattr(message, field).FromDatetime(moment)
+    return message
 
 
 def contact_filter(message: pb.ContactFilter) -> ContactFilter:

@@ -40,6 +40,7 @@ from gateway.sending.pacing import Pacer
 from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate, Reached
 from gateway.sending.recorder import Recorder, write_until_done
 from gateway.sending.reputation import Limits, ReputationGuard
+from gateway.sending.tenant_guard import TenantGuard, TenantLimits
 from gateway.store import queue
 from gateway.store.contacts import CONTACT_TAG
 from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow
@@ -70,6 +71,7 @@ class Dispatcher:
         settings: Settings,
         *,
         on_pause: Callable[[Pause | None], None] = lambda pause: None,
+        on_tenants_paused: Callable[[list[str]], None] = lambda names: None,
         timings: Timings = PRODUCTION,
         order: Order | None = None,
     ):
@@ -109,6 +111,7 @@ class Dispatcher:
             Loop("dispatch-housekeeping", housekeeper.step, every=timings.sweep_seconds, **background),
         ]
         self.reputation: ReputationGuard | None = None  # read by metrics: .reading
+        self.tenants: TenantGuard | None = None
         if settings.reputation_guard:
             limits = Limits.from_settings(settings)
             self.reputation = ReputationGuard(
@@ -121,6 +124,13 @@ class Dispatcher:
             self.loops.append(
                 Loop("dispatch-reputation", self.reputation.step, every=timings.follow_seconds, **background)
             )
+            self.tenants = TenantGuard(
+                TenantLimits.of(limits, settings.tenant_reputation_min_sends),
+                settings.reputation_check_seconds,
+                follow_seconds=timings.follow_seconds,
+                on_paused=on_tenants_paused,
+            )
+            self.loops.append(Loop("tenant-reputation", self.tenants.step, every=timings.follow_seconds, **background))
 
     @property
     def pause(self) -> Pause | None:

@@ -120,14 +120,14 @@ class Reading:
         return self.complaints / self.sends if self.sends else 0.0
 
 
-def read(limits: Limits) -> tuple[Reading, Verdict, store.Hold]:
-    """The window's counts and the stored decision now (two queries), with the verdict the counts call for; in the
-    caller's unit of work."""
-    hold, now = store.load(), database_now()
+def read(limits: Limits, *, tenant: str | None = None) -> tuple[Reading, Verdict, store.Hold]:
+    """The window's counts and the stored decision now (two queries), with the verdict the counts call for; the
+    account's, or one tenant's (its own sends, its own stored decision). In the caller's unit of work."""
+    hold, now = store.load(store.ACCOUNT if tenant is None else store.tenant_row(tenant)), database_now()
     since = now - datetime.timedelta(days=limits.window_days)
     if hold.counted_from is not None:
         since = max(since, hold.counted_from)
-    counts = store.window(since=since, limit=limits.window_sends)
+    counts = store.window(since=since, limit=limits.window_sends, tenant=tenant)
     reading = Reading(
         read_at=now,
         window_start=since,
@@ -158,6 +158,16 @@ def resume(operator: str, reason: str) -> store.Hold:
     window from now, so the sends that caused the pause are not judged again (nothing is judged until MIN_SENDS new
     sends). The decision it ended; InvalidRequest for a missing reason or operator, NothingToResume when dispatch
     runs at full pace."""
+    operator, reason = checked_resume(operator, reason)
+    ended = store.resume(operator=operator, reason=reason)
+    if ended is None:
+        raise NothingToResume("dispatch is neither paused nor slowed by the reputation guard: nothing to resume")
+    log.info("dispatch resumed by %s (%s); it was %s: %s", operator, reason, ended.level.value, ended.reason)
+    return ended
+
+
+def checked_resume(operator: str, reason: str) -> tuple[str, str]:
+    """An operator's resume as it is recorded (trimmed); InvalidRequest for a missing reason or operator."""
     operator, reason = operator.strip(), reason.strip()
     violations = {}
     if not operator or len(operator) > MAX_OPERATOR or not operator.isprintable():
@@ -168,11 +178,7 @@ def resume(operator: str, reason: str) -> store.Hold:
         violations["reason"] = "must be one line without control characters"
     if violations:
         raise InvalidRequest(violations)
-    ended = store.resume(operator=operator, reason=reason)
-    if ended is None:
-        raise NothingToResume("dispatch is neither paused nor slowed by the reputation guard: nothing to resume")
-    log.info("dispatch resumed by %s (%s); it was %s: %s", operator, reason, ended.level.value, ended.reason)
-    return ended
+    return operator, reason
 
 
 LEVELS = (ReputationLevel.NORMAL, ReputationLevel.SLOWED, ReputationLevel.PAUSED)  # 0, 1, 2 in the level metric

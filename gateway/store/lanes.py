@@ -13,11 +13,15 @@ from dataclasses import dataclass
 
 import peewee
 
+from gateway.store import tenants
 from gateway.store.database import database, insert_row, is_postgres, prepared
 from gateway.store.models import Lane, Message, MessageState, PriorityShare, insert_missing_lanes
 
 QUEUED = MessageState.QUEUED.value
 SENDING = MessageState.SENDING.value
+# Constants written into the statements (not bound), so SQLite's planner can use the indexes' prefixes.
+IS_QUEUED = Message.state == peewee.SQL(f"'{QUEUED}'")
+NOT_HELD = Message.held == peewee.SQL("FALSE")
 
 
 # --- accepting ----------------------------------------------------------------------------------------------------
@@ -47,13 +51,10 @@ def adopt_orphans() -> int:
 
 
 def next_turn(priority, caller, tenant) -> peewee.Node:
-    """The turn of a message entering a lane (an expression for its INSERT): after its tenant's last queued message,
-    and never before the lane's current turn."""
-    after_tenant = Message.select(peewee.fn.MAX(Message.turn) + 1).where(
-        (Message.state == peewee.SQL(f"'{QUEUED}'"))  # a constant, so SQLite can use the index's prefix
-        & (Message.priority == priority)
-        & (Message.caller == caller)
-        & (Message.tenant == tenant)
+    """The turn of a message entering a lane (an expression for its INSERT): after its tenant's last queued message
+    (by the tenant's step: more than one while it is slowed), and never before the lane's current turn."""
+    after_tenant = Message.select(peewee.fn.MAX(Message.turn) + tenants.turn_step(tenant)).where(
+        IS_QUEUED & (Message.priority == priority) & (Message.caller == caller) & (Message.tenant == tenant)
     )
     current = Lane.select(Lane.turn).where((Lane.priority == priority) & (Lane.caller == caller))
     larger = peewee.fn.GREATEST if is_postgres() else peewee.fn.MAX  # SQLite's two-argument max() is a scalar
@@ -78,7 +79,8 @@ class LaneState:
 @prepared
 def _lanes(now):
     due = Message.select(peewee.SQL("1")).where(
-        (Message.state == peewee.SQL(f"'{QUEUED}'"))
+        IS_QUEUED
+        & NOT_HELD
         & (Message.priority == Lane.priority)
         & (Message.caller == Lane.caller)
         & (Message.due_at <= now)
@@ -121,8 +123,8 @@ def save_class_credits(credits: dict[int, float]) -> None:
 @prepared
 def _queued_of(caller, limit):
     rows = Message.select(peewee.SQL("1")).where(
-        (Message.state == peewee.SQL(f"'{QUEUED}'"))
-        & (Message.priority.in_([0, 1, 2]))  # every priority: three seeks of the lane index, not a scan of the queue
+        IS_QUEUED
+        & (Message.priority.in_([0, 1, 2]))  # every priority: three seeks of an index, not a scan of the queue
         & (Message.caller == caller)
     )
     return Message.select(peewee.fn.COUNT(peewee.SQL("*"))).from_(rows.limit(limit).alias("q"))
@@ -135,10 +137,29 @@ def queued_of(caller: str, *, up_to: int) -> int:
 
 @prepared
 def _queued(limit):
-    rows = Message.select(peewee.SQL("1")).where(Message.state == peewee.SQL(f"'{QUEUED}'"))
+    rows = Message.select(peewee.SQL("1")).where(IS_QUEUED)
     return Message.select(peewee.fn.COUNT(peewee.SQL("*"))).from_(rows.limit(limit).alias("q"))
 
 
 def queued(*, up_to: int) -> int:
     """Every caller's queued messages, counted up to `up_to`."""
     return _queued(limit=up_to).fetchone()[0]
+
+
+def shift_to_now(tenant: str) -> None:
+    """A tenant's held messages back in their lanes' rotation at the current turn, in their order: released after a
+    pause, they take turns with the others rather than all going first on their old turns."""
+    held = (
+        Message.select(Message.priority, Message.caller, peewee.fn.MIN(Message.turn))
+        .where(IS_QUEUED & (Message.tenant == tenant) & Message.held)
+        .group_by(Message.priority, Message.caller)
+    )
+    for priority, caller, first in held.tuples():
+        current = Lane.select(Lane.turn).where((Lane.priority == priority) & (Lane.caller == caller)).scalar() or 0
+        Message.update(turn=Message.turn + (current - first)).where(
+            IS_QUEUED
+            & (Message.tenant == tenant)
+            & Message.held
+            & (Message.priority == priority)
+            & (Message.caller == caller)
+        ).execute()

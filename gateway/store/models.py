@@ -118,16 +118,20 @@ class Message(BaseModel):
     priority = peewee.SmallIntegerField(default=int(Priority.TRANSACTIONAL), constraints=[peewee.SQL("DEFAULT 1")])
     tenant = peewee.CharField(max_length=64, default="", constraints=[peewee.SQL("DEFAULT ''")])
     turn = peewee.BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    held = peewee.BooleanField(default=False, constraints=[peewee.SQL("DEFAULT FALSE")])  # its tenant is paused
 
     class Meta:
         indexes = (
             (("caller", "request_id"), True),  # request ids are unique per caller
             # Leases, resends and expiry read only due rows of one state, however many are settled.
             (("state", "due_at"), False),
-            # The claim takes a lane's queued rows in turn order; a caller's queued messages are counted by lane.
-            (("state", "priority", "caller", "turn"), False),
+            # The claim takes a lane's queued rows that are not held in turn order; a caller's queued messages are
+            # counted by lane.
+            (("state", "held", "priority", "caller", "turn"), False),
             # A new message's turn comes after its tenant's last queued one in the lane (store/queue.enqueue).
             (("state", "priority", "caller", "tenant", "turn"), False),
+            # A tenant's window of recent sends (its reputation), and its queued messages held or released.
+            (("tenant", "settled_at"), False),
         )
 
 
@@ -188,11 +192,10 @@ class ReputationLevelField(_EnumField):
     enum = ReputationLevel
 
 
-class ReputationHold(BaseModel):
-    """The reputation guard's decision, one row that every gateway reads, so a pause holds across replicas and
-    restarts; `generation` counts the operator's resumes, and sends settled before `counted_from` are not judged."""
+class _Hold(BaseModel):
+    """A reputation guard's decision, a row every gateway reads, so a pause holds across replicas and restarts;
+    `generation` counts the operator's resumes, and sends settled before `counted_from` are not judged."""
 
-    name = peewee.CharField(max_length=32, primary_key=True)
     level = ReputationLevelField(default=ReputationLevel.NORMAL)
     reason = peewee.CharField(max_length=64, default="")  # REPUTATION_BOUNCE_RATE or REPUTATION_COMPLAINT_RATE
     detail = FreeTextField(500, default="")
@@ -202,6 +205,22 @@ class ReputationHold(BaseModel):
     resumed_by = peewee.CharField(max_length=128, default="")
     resume_reason = FreeTextField(MAX_REASON, default="")
     resumed_at = peewee.DateTimeField(null=True)
+
+
+class ReputationHold(_Hold):
+    """The account's decision: one row."""
+
+    name = peewee.CharField(max_length=32, primary_key=True)
+
+
+class TenantHold(_Hold):
+    """One tenant's decision (sending/reputation.TenantGuard), created with its first message: `name` is the tenant.
+    While it is paused the tenant's queued messages are held (Message.held) and the claim passes them over."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    # Turns each of its new messages takes in its lane (store/lanes.next_turn): 1, or more while it is slowed, so it
+    # gets that fraction of the share it would have against its caller's other mail.
+    turn_step = peewee.IntegerField(default=1)
 
 
 class FeedbackEvent(BaseModel):
@@ -217,7 +236,7 @@ class FeedbackEvent(BaseModel):
     received_at = peewee.DateTimeField(default=utcnow, index=True)
 
 
-MODELS = [Contact, Message, SendBudget, Lane, PriorityShare, StatusChange, FeedbackEvent, ReputationHold]
+MODELS = [Contact, Message, SendBudget, Lane, PriorityShare, StatusChange, FeedbackEvent, ReputationHold, TenantHold]
 
 
 # --- SES's account-level suppression list (gateway/suppression/) ------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import peewee
 
 from gateway.core.ids import new_message_id
-from gateway.store import lanes
+from gateway.store import lanes, tenants
 from gateway.store.database import database, database_now, is_postgres, prepared, utcnow
 from gateway.store.models import Contact, FeedbackEvent, Message, MessageState
 
@@ -47,6 +47,8 @@ def enqueue(
     One INSERT, committed on its own: the message and its request id are one row, so there is nothing else to keep
     in the same transaction (and an explicit one cost two more statements per SendEmail)."""
     lanes.ensure(priority, caller)
+    if tenant:
+        tenants.ensure(tenant)
     message_id, now = new_message_id(), database_now()
     _insert(
         message_id=message_id,
@@ -74,6 +76,7 @@ def _insert(message_id, contact, caller, request_id, request_hash, payload, prio
         priority=priority,
         tenant=tenant,
         turn=lanes.next_turn(priority, caller, tenant),
+        held=tenants.paused(tenant),  # a paused tenant's new mail waits with the rest of it
         state=peewee.SQL(f"'{QUEUED.value}'"),
         due_at=now,
         created_at=now,
@@ -145,10 +148,12 @@ CLAIMED_COLUMNS = (
 @prepared
 def _claim(priority, caller, now, lease_end, worker, limit):
     due = Message.select(Message.id).where(
-        (Message.state == peewee.SQL(f"'{QUEUED.value}'"))  # a constant: the (state, priority, caller, turn) index
+        lanes.IS_QUEUED
+        & lanes.NOT_HELD
         & (Message.priority == priority)
         & (Message.caller == caller)
         & (Message.due_at <= now)
+        & ~tenants.paused(Message.tenant)  # one accepted as its tenant was paused, before it was held
     )
     due = due.order_by(Message.turn, Message.id).limit(limit)
     if is_postgres():
@@ -168,7 +173,7 @@ def claim(
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so a row another transaction holds is passed over. SQLite: the statement
     runs under its single writer lock. Either way it reads only the lane's queued rows, through the
-    (state, priority, caller, turn) index, however many settled rows the table holds.
+    (state, held, priority, caller, turn) index, however many settled rows the table holds.
     """
     lease_end = now + datetime.timedelta(seconds=lease_seconds)
     rows = _claim(priority=priority, caller=caller, now=now, lease_end=lease_end, worker=worker, limit=limit)

@@ -50,6 +50,16 @@ type MailGatewayAdminServiceClient interface {
 	// changes nothing: FAILED_PRECONDITION, ErrorInfo reason
 	// DISPATCH_NOT_PAUSED.
 	ResumeDispatch(ctx context.Context, in *ResumeDispatchRequest, opts ...grpc.CallOption) (*ResumeDispatchResponse, error)
+	// ListTenants lists the tenants messages were sent for (SendEmailRequest's
+	// tenant), by name, each with its own reputation guard's reading: its
+	// level, its rates over its own window of sends, and its queued mail.
+	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
+	// ResumeTenant resumes a tenant that its own bounce or complaint rate
+	// paused or slowed, on every gateway on the database within a second, with
+	// a required reason; its held messages become claimable again and its
+	// window restarts. An unknown tenant is NOT_FOUND (TENANT_NOT_FOUND); one
+	// at full pace is FAILED_PRECONDITION (TENANT_NOT_PAUSED).
+	ResumeTenant(ctx context.Context, in *ResumeTenantRequest, opts ...grpc.CallOption) (*ResumeTenantResponse, error)
 }
 
 type mailGatewayAdminServiceClient struct {
@@ -146,6 +156,24 @@ func (c *mailGatewayAdminServiceClient) ResumeDispatch(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *mailGatewayAdminServiceClient) ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error) {
+	out := new(ListTenantsResponse)
+	err := c.cc.Invoke(ctx, "/mailgateway.v1.MailGatewayAdminService/ListTenants", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mailGatewayAdminServiceClient) ResumeTenant(ctx context.Context, in *ResumeTenantRequest, opts ...grpc.CallOption) (*ResumeTenantResponse, error) {
+	out := new(ResumeTenantResponse)
+	err := c.cc.Invoke(ctx, "/mailgateway.v1.MailGatewayAdminService/ResumeTenant", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MailGatewayAdminServiceServer is the server API for MailGatewayAdminService service.
 // All implementations must embed UnimplementedMailGatewayAdminServiceServer
 // for forward compatibility
@@ -183,6 +211,16 @@ type MailGatewayAdminServiceServer interface {
 	// changes nothing: FAILED_PRECONDITION, ErrorInfo reason
 	// DISPATCH_NOT_PAUSED.
 	ResumeDispatch(context.Context, *ResumeDispatchRequest) (*ResumeDispatchResponse, error)
+	// ListTenants lists the tenants messages were sent for (SendEmailRequest's
+	// tenant), by name, each with its own reputation guard's reading: its
+	// level, its rates over its own window of sends, and its queued mail.
+	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
+	// ResumeTenant resumes a tenant that its own bounce or complaint rate
+	// paused or slowed, on every gateway on the database within a second, with
+	// a required reason; its held messages become claimable again and its
+	// window restarts. An unknown tenant is NOT_FOUND (TENANT_NOT_FOUND); one
+	// at full pace is FAILED_PRECONDITION (TENANT_NOT_PAUSED).
+	ResumeTenant(context.Context, *ResumeTenantRequest) (*ResumeTenantResponse, error)
 	mustEmbedUnimplementedMailGatewayAdminServiceServer()
 }
 
@@ -210,6 +248,12 @@ func (UnimplementedMailGatewayAdminServiceServer) GetDispatchStatus(context.Cont
 }
 func (UnimplementedMailGatewayAdminServiceServer) ResumeDispatch(context.Context, *ResumeDispatchRequest) (*ResumeDispatchResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ResumeDispatch not implemented")
+}
+func (UnimplementedMailGatewayAdminServiceServer) ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListTenants not implemented")
+}
+func (UnimplementedMailGatewayAdminServiceServer) ResumeTenant(context.Context, *ResumeTenantRequest) (*ResumeTenantResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResumeTenant not implemented")
 }
 func (UnimplementedMailGatewayAdminServiceServer) mustEmbedUnimplementedMailGatewayAdminServiceServer() {
 }
@@ -354,6 +398,42 @@ func _MailGatewayAdminService_ResumeDispatch_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MailGatewayAdminService_ListTenants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTenantsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MailGatewayAdminServiceServer).ListTenants(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/mailgateway.v1.MailGatewayAdminService/ListTenants",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MailGatewayAdminServiceServer).ListTenants(ctx, req.(*ListTenantsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MailGatewayAdminService_ResumeTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MailGatewayAdminServiceServer).ResumeTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/mailgateway.v1.MailGatewayAdminService/ResumeTenant",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MailGatewayAdminServiceServer).ResumeTenant(ctx, req.(*ResumeTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _MailGatewayAdminService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "mailgateway.v1.MailGatewayAdminService",
 	HandlerType: (*MailGatewayAdminServiceServer)(nil),
@@ -381,6 +461,14 @@ var _MailGatewayAdminService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResumeDispatch",
 			Handler:    _MailGatewayAdminService_ResumeDispatch_Handler,
+		},
+		{
+			MethodName: "ListTenants",
+			Handler:    _MailGatewayAdminService_ListTenants_Handler,
+		},
+		{
+			MethodName: "ResumeTenant",
+			Handler:    _MailGatewayAdminService_ResumeTenant_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -283,3 +283,73 @@ class ResumeDispatchResponse(_message.Message):
     previous_reason: str
     previous_detail: str
     def __init__(self, previous_level: _Optional[_Union[DispatchLevel, str]] = ..., previous_reason: _Optional[str] = ..., previous_detail: _Optional[str] = ...) -> None: ...
+
+class ListTenantsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTenantsResponse(_message.Message):
+    __slots__ = ("tenants", "next_page_token")
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
+    next_page_token: str
+    def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Tenant(_message.Message):
+    __slots__ = ("name", "level", "reason", "detail", "changed_at", "sends", "bounces", "complaints", "bounce_rate", "complaint_rate", "judged", "queued", "held", "resumed_at", "resumed_by", "resume_reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    SENDS_FIELD_NUMBER: _ClassVar[int]
+    BOUNCES_FIELD_NUMBER: _ClassVar[int]
+    COMPLAINTS_FIELD_NUMBER: _ClassVar[int]
+    BOUNCE_RATE_FIELD_NUMBER: _ClassVar[int]
+    COMPLAINT_RATE_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_BY_FIELD_NUMBER: _ClassVar[int]
+    RESUME_REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    level: DispatchLevel
+    reason: str
+    detail: str
+    changed_at: _timestamp_pb2.Timestamp
+    sends: int
+    bounces: int
+    complaints: int
+    bounce_rate: float
+    complaint_rate: float
+    judged: bool
+    queued: int
+    held: int
+    resumed_at: _timestamp_pb2.Timestamp
+    resumed_by: str
+    resume_reason: str
+    def __init__(self, name: _Optional[str] = ..., level: _Optional[_Union[DispatchLevel, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sends: _Optional[int] = ..., bounces: _Optional[int] = ..., complaints: _Optional[int] = ..., bounce_rate: _Optional[float] = ..., complaint_rate: _Optional[float] = ..., judged: _Optional[bool] = ..., queued: _Optional[int] = ..., held: _Optional[int] = ..., resumed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resumed_by: _Optional[str] = ..., resume_reason: _Optional[str] = ...) -> None: ...
+
+class ResumeTenantRequest(_message.Message):
+    __slots__ = ("tenant", "reason")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    reason: str
+    def __init__(self, tenant: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResumeTenantResponse(_message.Message):
+    __slots__ = ("previous_level", "previous_reason", "previous_detail")
+    PREVIOUS_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    previous_level: DispatchLevel
+    previous_reason: str
+    previous_detail: str
+    def __init__(self, previous_level: _Optional[_Union[DispatchLevel, str]] = ..., previous_reason: _Optional[str] = ..., previous_detail: _Optional[str] = ...) -> None: ...

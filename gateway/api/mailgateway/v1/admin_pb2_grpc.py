@@ -72,6 +72,16 @@ class MailGatewayAdminServiceStub:
                 request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchResponse.FromString,
                 _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/mailgateway.v1.MailGatewayAdminService/ListTenants',
+                request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.ResumeTenant = channel.unary_unary(
+                '/mailgateway.v1.MailGatewayAdminService/ResumeTenant',
+                request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantResponse.FromString,
+                _registered_method=True)
 
 
 class MailGatewayAdminServiceServicer:
@@ -148,6 +158,26 @@ class MailGatewayAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTenants(self, request, context):
+        """ListTenants lists the tenants messages were sent for (SendEmailRequest's
+        tenant), by name, each with its own reputation guard's reading: its
+        level, its rates over its own window of sends, and its queued mail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeTenant(self, request, context):
+        """ResumeTenant resumes a tenant that its own bounce or complaint rate
+        paused or slowed, on every gateway on the database within a second, with
+        a required reason; its held messages become claimable again and its
+        window restarts. An unknown tenant is NOT_FOUND (TENANT_NOT_FOUND); one
+        at full pace is FAILED_PRECONDITION (TENANT_NOT_PAUSED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MailGatewayAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +215,16 @@ def add_MailGatewayAdminServiceServicer_to_server(servicer, server):
                     servicer.ResumeDispatch,
                     request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchRequest.FromString,
                     response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchResponse.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ListTenantsRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'ResumeTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeTenant,
+                    request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -379,6 +419,60 @@ class MailGatewayAdminService:
             '/mailgateway.v1.MailGatewayAdminService/ResumeDispatch',
             gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchRequest.SerializeToString,
             gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeDispatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailgateway.v1.MailGatewayAdminService/ListTenants',
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ListTenantsRequest.SerializeToString,
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailgateway.v1.MailGatewayAdminService/ResumeTenant',
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantRequest.SerializeToString,
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,

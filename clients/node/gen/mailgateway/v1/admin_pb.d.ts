@@ -860,6 +860,249 @@ export declare type ResumeDispatchResponse = Message<"mailgateway.v1.ResumeDispa
 export declare const ResumeDispatchResponseSchema: GenMessage<ResumeDispatchResponse>;
 
 /**
+ * ListTenantsRequest asks for a page of tenants, in name order.
+ *
+ * @generated from message mailgateway.v1.ListTenantsRequest
+ */
+export declare type ListTenantsRequest = Message<"mailgateway.v1.ListTenantsRequest"> & {
+  /**
+   * At most this many tenants (1-1000; 0 means 100).
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.ListTenantsRequest.
+ * Use `create(ListTenantsRequestSchema)` to create a new message.
+ */
+export declare const ListTenantsRequestSchema: GenMessage<ListTenantsRequest>;
+
+/**
+ * ListTenantsResponse is a page of tenants.
+ *
+ * @generated from message mailgateway.v1.ListTenantsResponse
+ */
+export declare type ListTenantsResponse = Message<"mailgateway.v1.ListTenantsResponse"> & {
+  /**
+   * The tenants of this page, in name order.
+   *
+   * @generated from field: repeated mailgateway.v1.Tenant tenants = 1;
+   */
+  tenants: Tenant[];
+
+  /**
+   * The token for the next page; empty on the last.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.ListTenantsResponse.
+ * Use `create(ListTenantsResponseSchema)` to create a new message.
+ */
+export declare const ListTenantsResponseSchema: GenMessage<ListTenantsResponse>;
+
+/**
+ * Tenant is one tenant as its reputation guard reads it now.
+ *
+ * @generated from message mailgateway.v1.Tenant
+ */
+export declare type Tenant = Message<"mailgateway.v1.Tenant"> & {
+  /**
+   * The tenant's name, as SendEmailRequest.tenant gave it.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * What its own guard does to its mail: full pace, slowed or paused.
+   *
+   * @generated from field: mailgateway.v1.DispatchLevel level = 2;
+   */
+  level: DispatchLevel;
+
+  /**
+   * Why it slowed or paused (REPUTATION_BOUNCE_RATE or
+   * REPUTATION_COMPLAINT_RATE); empty at full pace.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * The rate and threshold that slowed or paused it; empty at full pace.
+   *
+   * @generated from field: string detail = 4;
+   */
+  detail: string;
+
+  /**
+   * When its level last changed; unset when it never did.
+   *
+   * @generated from field: google.protobuf.Timestamp changed_at = 5;
+   */
+  changedAt?: Timestamp | undefined;
+
+  /**
+   * Sends in its window (its own newest, within the account's window).
+   *
+   * @generated from field: int64 sends = 6;
+   */
+  sends: bigint;
+
+  /**
+   * How many of them hard-bounced.
+   *
+   * @generated from field: int64 bounces = 7;
+   */
+  bounces: bigint;
+
+  /**
+   * How many of them were complained about.
+   *
+   * @generated from field: int64 complaints = 8;
+   */
+  complaints: bigint;
+
+  /**
+   * bounces / sends, from 0 to 1.
+   *
+   * @generated from field: double bounce_rate = 9;
+   */
+  bounceRate: number;
+
+  /**
+   * complaints / sends, from 0 to 1.
+   *
+   * @generated from field: double complaint_rate = 10;
+   */
+  complaintRate: number;
+
+  /**
+   * Whether the window holds MAILGW_TENANT_REPUTATION_MIN_SENDS sends, the
+   * fewest its rates are judged on.
+   *
+   * @generated from field: bool judged = 11;
+   */
+  judged: boolean;
+
+  /**
+   * Its queued messages, held ones included.
+   *
+   * @generated from field: int64 queued = 12;
+   */
+  queued: bigint;
+
+  /**
+   * Of those, the ones held while it is paused.
+   *
+   * @generated from field: int64 held = 13;
+   */
+  held: bigint;
+
+  /**
+   * When an admin last resumed it; unset when nobody ever did.
+   *
+   * @generated from field: google.protobuf.Timestamp resumed_at = 14;
+   */
+  resumedAt?: Timestamp | undefined;
+
+  /**
+   * Who last resumed it.
+   *
+   * @generated from field: string resumed_by = 15;
+   */
+  resumedBy: string;
+
+  /**
+   * Why it was last resumed.
+   *
+   * @generated from field: string resume_reason = 16;
+   */
+  resumeReason: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.Tenant.
+ * Use `create(TenantSchema)` to create a new message.
+ */
+export declare const TenantSchema: GenMessage<Tenant>;
+
+/**
+ * ResumeTenantRequest is an admin's resume of one paused or slowed tenant.
+ *
+ * @generated from message mailgateway.v1.ResumeTenantRequest
+ */
+export declare type ResumeTenantRequest = Message<"mailgateway.v1.ResumeTenantRequest"> & {
+  /**
+   * The tenant's name.
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * Why its mail may go again, for the record: required, at most 1,000
+   * characters.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.ResumeTenantRequest.
+ * Use `create(ResumeTenantRequestSchema)` to create a new message.
+ */
+export declare const ResumeTenantRequestSchema: GenMessage<ResumeTenantRequest>;
+
+/**
+ * ResumeTenantResponse tells what the resume ended.
+ *
+ * @generated from message mailgateway.v1.ResumeTenantResponse
+ */
+export declare type ResumeTenantResponse = Message<"mailgateway.v1.ResumeTenantResponse"> & {
+  /**
+   * The tenant's level before the resume: SLOWED or PAUSED.
+   *
+   * @generated from field: mailgateway.v1.DispatchLevel previous_level = 1;
+   */
+  previousLevel: DispatchLevel;
+
+  /**
+   * Why its guard had slowed or paused it.
+   *
+   * @generated from field: string previous_reason = 2;
+   */
+  previousReason: string;
+
+  /**
+   * The rate and threshold that had slowed or paused it, as a sentence.
+   *
+   * @generated from field: string previous_detail = 3;
+   */
+  previousDetail: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.ResumeTenantResponse.
+ * Use `create(ResumeTenantResponseSchema)` to create a new message.
+ */
+export declare const ResumeTenantResponseSchema: GenMessage<ResumeTenantResponse>;
+
+/**
  * SesListRemoval is what a reactivation did on SES's account-level
  * suppression list, on which SES drops mail to an address without sending it.
  *
@@ -1106,6 +1349,32 @@ export declare const MailGatewayAdminService: GenService<{
     methodKind: "unary";
     input: typeof ResumeDispatchRequestSchema;
     output: typeof ResumeDispatchResponseSchema;
+  },
+  /**
+   * ListTenants lists the tenants messages were sent for (SendEmailRequest's
+   * tenant), by name, each with its own reputation guard's reading: its
+   * level, its rates over its own window of sends, and its queued mail.
+   *
+   * @generated from rpc mailgateway.v1.MailGatewayAdminService.ListTenants
+   */
+  listTenants: {
+    methodKind: "unary";
+    input: typeof ListTenantsRequestSchema;
+    output: typeof ListTenantsResponseSchema;
+  },
+  /**
+   * ResumeTenant resumes a tenant that its own bounce or complaint rate
+   * paused or slowed, on every gateway on the database within a second, with
+   * a required reason; its held messages become claimable again and its
+   * window restarts. An unknown tenant is NOT_FOUND (TENANT_NOT_FOUND); one
+   * at full pace is FAILED_PRECONDITION (TENANT_NOT_PAUSED).
+   *
+   * @generated from rpc mailgateway.v1.MailGatewayAdminService.ResumeTenant
+   */
+  resumeTenant: {
+    methodKind: "unary";
+    input: typeof ResumeTenantRequestSchema;
+    output: typeof ResumeTenantResponseSchema;
   },
 }>;
 
