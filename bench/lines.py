@@ -20,6 +20,7 @@ from bench.harness import (
     peak_rss_mb,
     process,
 )
+from bench.lanes import rows as lanes
 from bench.reputation import measure as reputation_window
 
 SUPPRESSED = "bounced@example.org"
@@ -380,4 +381,5 @@ LINES = {
     "dispatch": dispatch,
     "sns": sns_ingest,
     "scale": scale,
+    "lanes": lanes,
 }

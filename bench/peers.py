@@ -41,9 +41,14 @@ def ses_peer() -> None:
         standin.requests.clear()
         return web.json_response(times)
 
+    async def sends(request: web.Request) -> web.Response:
+        """Every send so far, kept: its arrival time and its EmailTags (the lanes line reads who and how urgent)."""
+        return web.json_response([{"at": sent.at, "tags": sent.tags} for sent in standin.sent])
+
     app = web.Application(client_max_size=MAX_REQUEST)
     standin.register(app)
     app.router.add_post("/_bench/arrivals", arrivals)
+    app.router.add_get("/_bench/sends", sends)
     run_http(app)
 
 

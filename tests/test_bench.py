@@ -21,7 +21,7 @@ def test_bench_smoke_run_produces_every_line(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
     lines = {row["line"].split()[0] for row in report["rows"]}
-    assert lines == {"1", "2", "3", "4", "5", "6"}
+    assert lines == {"1", "2", "3", "4", "5", "6", "7"}
     assert all(value > 0 for row in report["rows"] for value in row["ours"] + row["baseline"])
     assert report["machine"]["cores"] >= 1
     assert "| line | metric |" in run.stdout

@@ -70,8 +70,8 @@ def test_a_removed_rpc_fails_the_check(repo):
 
 @pytest.mark.slow
 def test_an_added_field_passes_in_a_shallow_clone_too(repo, tmp_path):
-    tags = "  map<string, string> tags = 8;\n"
-    edit(repo, tags, tags + "  // A new field.\n  bool priority = 9;\n")
+    last = "  string tenant = 10;\n"
+    edit(repo, last, last + "  // A new field.\n  bool urgent = 11;\n")
     commit(repo, "a new field")
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(clone))

@@ -79,7 +79,7 @@ def test_example_sends_then_follows_the_message_until_ses_took_it(example, addre
     message_id, contact_id = (part.split("=")[1] for part in accepted.removeprefix("accepted: ").split())
     assert message_id.startswith("msg_") and len(contact_id) == 22
     [received] = ses.accepted
-    assert received.tags == {"message_id": message_id, "contact_id": contact_id}
+    assert received.tags == {"message_id": message_id, "contact_id": contact_id, "priority": "transactional"}
     assert followed == f"message: state=SENT ses_message_id={received.message_id} attempts=1"
 
 
