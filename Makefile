@@ -25,14 +25,16 @@ run: $(BIN)/.installed
 ## test: lint (buf, ruff, the order of layers), then the whole suite on several workers (pytest-xdist: each its own
 ## PostgreSQL database at 127.0.0.1:5432, ports and files); the browser, Node and Go tests included
 test: $(BIN)/.installed node_modules/.package-lock.json system-packages lint
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --max-worker-restart=0
 
 ## check: the fast tier, every test that starts no process, browser or other language's toolchain (pytest -m slow
 ## is the rest): what to run after each change
 check: $(BIN)/.installed
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-check} $(BIN)/python -m pytest -m "not slow" -n $(WORKERS) --dist loadgroup -q
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-check} $(BIN)/python -m pytest -m "not slow" -n $(WORKERS) --dist loadgroup --max-worker-restart=0 -q
 
 # Workers: the tests mostly wait (on the database, loopback servers, child processes), so one more than the cores.
+# --max-worker-restart=0: a worker that dies fails the run naming its test; pytest-xdist 3.8's loadgroup hangs when
+# it replaces a crashed worker (pytest-dev/pytest-xdist#1323, #1327).
 WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 ## system-packages: the Debian packages the tests need (Go and its gRPC libraries, Chromium), installed when missing
