@@ -39,7 +39,7 @@ def pause_by_hand(gateway) -> None:
 @pytest.mark.slow
 def test_an_admin_reads_the_pause_and_resumes_dispatch(guarded):
     sent = send_all(public_stub(guarded, OPS_TOKEN), range(20))
-    with database.connection_context():
+    with database.connection_context(), database.atomic():  # one commit: the guard sees none or all ten
         for i in range(10):  # 10 hard bounces in 20 sends: 50 %, past the pause threshold
             event = hard_bounce(sent[i], f"reader{i}@example.org")
             record_event(f"bounce-{i}", parse_ses_event(ses_samples.message(event)))
