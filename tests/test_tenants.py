@@ -240,6 +240,10 @@ def test_the_admin_service_lists_tenants_a_page_at_a_time_and_refuses_a_bad_resu
         assert (failed_code, error_info(details).reason) == (code, reason)
     failed_code, _, details = rpc_failure(admin.ListTenants, admin_pb2.ListTenantsRequest(page_token="%%%"))
     assert failed_code == grpc.StatusCode.INVALID_ARGUMENT
+    queue_status = admin.GetQueueStatus(admin_pb2.GetQueueStatusRequest(tenant_count=2))
+    assert [(depth.name, depth.queued) for depth in queue_status.tenants] == [("acme", 1), ("globex", 1)]
+    failed_code, _, _ = rpc_failure(admin.GetQueueStatus, admin_pb2.GetQueueStatusRequest(tenant_count=101))
+    assert failed_code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_reputation_reads_the_account_and_a_tenant_apart(db):
@@ -252,3 +256,26 @@ def test_reputation_reads_the_account_and_a_tenant_apart(db):
 
     assert (account.sends, account.bounces) == (40, 4)
     assert (tenant.sends, tenant.bounces) == (20, 4)
+
+
+@pytest.mark.slow
+def test_mailgw_queue_shows_the_depth_by_priority_by_caller_and_the_busiest_tenants(make_gateway):
+    gateway, stub = make_gateway(dispatch_workers=0, admin_allow_unauthenticated=True)
+    for tenant, count in (("acme", 3), ("globex", 1)):
+        send(stub, tenant, count)
+    stub.SendEmail(pb.SendEmailRequest(to="ada@example.org", subject="Reset", text_body="x", priority=1))
+
+    shown = mailgw("queue", "--addr", f"127.0.0.1:{gateway.port}", "--tenants", "1")
+
+    assert shown.returncode == 0, shown.stderr
+    lines = [line.split(", oldest ")[0] for line in shown.stdout.splitlines()]
+    assert lines == [
+        "by priority:",
+        "  critical: 1 queued",
+        "  transactional: 4 queued",
+        "  bulk: 0 queued",
+        "by caller:",
+        "  (none): 5 queued",
+        "busiest tenants:",
+        "  acme: 3 queued",
+    ]

@@ -2,40 +2,41 @@
 Who may call it is decided by its authenticator (rpc/auth.py, AdminAuthenticator)."""
 
 import base64
-import datetime
 import logging
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from gateway.admin import listing, operations
-from gateway.admin.listing import ContactFilter, ContactRow
 from gateway.api.mailgateway.v1 import admin_pb2 as pb
 from gateway.api.mailgateway.v1 import admin_pb2_grpc as pb_grpc
 from gateway.core import errors
 from gateway.core.ids import is_tenant
+from gateway.core.states import Priority
+from gateway.rpc.admin_messages import (
+    PROTO_LEVEL,
+    STATUS_OF,
+    contact_filter,
+    contact_message,
+    depth_message,
+    tenant_after,
+    tenant_message,
+)
 from gateway.rpc.auth import AdminAuthenticator
 from gateway.rpc.service import PROTO_STATUS, requested_contact
 from gateway.rpc.status import rpc, rpc_stream
 from gateway.sending import reputation, tenant_guard
 from gateway.sending.tenant_guard import TenantLimits
 from gateway.ses.suppression_list import SesSuppressionList
-from gateway.store import contacts
-from gateway.store.models import Contact, ContactStatus, ReputationLevel
+from gateway.store import contacts, lanes
+from gateway.store.models import ContactStatus
 from gateway.suppression.reactivate import SesRemoval, reactivate
 
 log = logging.getLogger(__name__)
 
-STATUS_OF = {value: status for status, value in PROTO_STATUS.items()}
 PROTO_OUTCOME = {outcome: pb.ImportOutcome.Value(f"IMPORT_OUTCOME_{outcome.name}") for outcome in operations.Outcome}
 PROTO_REMOVAL = {removal: pb.SesListRemoval.Value(f"SES_LIST_REMOVAL_{removal.name}") for removal in SesRemoval}
-PROTO_LEVEL = {
-    ReputationLevel.NORMAL: pb.DISPATCH_LEVEL_FULL_PACE,
-    ReputationLevel.SLOWED: pb.DISPATCH_LEVEL_SLOWED,
-    ReputationLevel.PAUSED: pb.DISPATCH_LEVEL_PAUSED,
-}
-# Timestamps a filter may name: those Python's datetime holds (protobuf's own range is the same years, 1-9999).
-EARLIEST, LATEST = timestamp_pb2.Timestamp(seconds=-62135596800), timestamp_pb2.Timestamp(seconds=253402300799)
+
+DEFAULT_TENANT_COUNT, MAX_TENANT_COUNT = 10, 100  # GetQueueStatus's busiest tenants
 
 
 class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
@@ -209,73 +210,20 @@ class MailGatewayAdminServicer(pb_grpc.MailGatewayAdminServiceServicer):
             previous_level=PROTO_LEVEL[ended.level], previous_reason=ended.reason, previous_detail=ended.detail
         )
 
-
-def tenant_after(page_token: str) -> str:
-    """The tenant a page token says the previous page ended with ("" without one); InvalidRequest otherwise."""
-    if not page_token:
-        return ""
-    try:
-        name = base64.urlsafe_b64decode(page_token.encode("ascii")).decode("ascii") if len(page_token) <= 100 else ""
-    except (ValueError, UnicodeError):
-        name = ""
-    if not is_tenant(name):
-        raise errors.InvalidRequest({"page_token": "not a page token of this listing; start without one"})
-    return name
-
-
-def tenant_message(tenant: tenant_guard.TenantReading) -> pb.Tenant:
-    reading = tenant.reading
-    message = pb.Tenant(
-        name=tenant.name,
-        level=PROTO_LEVEL[reading.level],
-        reason=reading.reason,
-        detail=reading.detail,
-        sends=reading.sends,
-        bounces=reading.bounces,
-        complaints=reading.complaints,
-        bounce_rate=reading.bounce_rate,
-        complaint_rate=reading.complaint_rate,
-        judged=reading.judged,
-        queued=tenant.queued,
-        held=tenant.held,
-        resumed_by=reading.resumed_by,
-        resume_reason=reading.resume_reason,
-    )
-    for field, moment in (("changed_at", reading.changed_at), ("resumed_at", reading.resumed_at)):
-        if moment is not None:
-            getattr(message, field).FromDatetime(moment)
-    return message
-
-
-def contact_filter(message: pb.ContactFilter) -> ContactFilter:
-    """The filter a request names; InvalidRequest naming the field that is wrong."""
-    statuses = set()
-    for value in message.statuses:
-        if value not in STATUS_OF:
-            raise errors.InvalidRequest({"filter.statuses": f"{value} is not a contact status"})
-        statuses.add(STATUS_OF[value])
-    times = {}
-    for name in ("updated_after", "updated_before"):
-        if message.HasField(name):
-            times[name] = _moment(getattr(message, name), f"filter.{name}")
-    return ContactFilter(frozenset(statuses), **times)
-
-
-def _moment(timestamp: timestamp_pb2.Timestamp, field: str) -> datetime.datetime:
-    valid = EARLIEST.seconds <= timestamp.seconds <= LATEST.seconds and 0 <= timestamp.nanos < 1_000_000_000
-    if not valid:
-        raise errors.InvalidRequest({field: "not a time between the years 1 and 9999"})
-    return timestamp.ToDatetime()  # naive UTC, as the database stores times
-
-
-def contact_message(contact: ContactRow | Contact) -> pb.Contact:
-    """A contact (a listed row or a model) as the API shows it."""
-    message = pb.Contact(
-        email=contact.email,
-        contact_id=contact.contact_id,
-        status=PROTO_STATUS[ContactStatus(contact.status)],
-        reason=contact.reason,
-    )
-    message.created_at.FromDatetime(contact.created_at)
-    message.updated_at.FromDatetime(contact.updated_at)
-    return message
+    @rpc
+    def GetQueueStatus(
+        self, request: pb.GetQueueStatusRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.GetQueueStatusResponse:
+        if not 0 <= request.tenant_count <= MAX_TENANT_COUNT:
+            raise errors.InvalidRequest({"tenant_count": f"0-{MAX_TENANT_COUNT} (0: {DEFAULT_TENANT_COUNT})"})
+        by_priority = {depth.name: depth for depth in lanes.depth_by("priority")}
+        priorities = [by_priority.get(int(priority), lanes.Depth(int(priority), 0, 0, None)) for priority in Priority]
+        return pb.GetQueueStatusResponse(
+            priorities=[depth_message(depth, Priority(depth.name).label) for depth in priorities],
+            callers=[depth_message(depth) for depth in lanes.depth_by("caller")],
+            tenants=[
+                depth_message(depth)
+                for depth in lanes.depth_by("tenant", limit=request.tenant_count or DEFAULT_TENANT_COUNT)
+                if depth.name
+            ],
+        )

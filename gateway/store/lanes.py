@@ -163,3 +163,30 @@ def shift_to_now(tenant: str) -> None:
             & (Message.priority == priority)
             & (Message.caller == caller)
         ).execute()
+
+
+@dataclass(frozen=True)
+class Depth:
+    """The queued messages of one priority, caller or tenant."""
+
+    name: str | int
+    queued: int
+    held: int
+    oldest: datetime.datetime | None
+
+
+def depth_by(column: str, *, limit: int | None = None) -> list[Depth]:
+    """Queued messages grouped by `column` ("priority", "caller" or "tenant"), the most first: one pass over the queued
+    rows (an admin's question, not a hot path)."""
+    key = getattr(Message, column)
+    count = peewee.fn.COUNT(Message.id)
+    query = (
+        Message.select(key, count, peewee.fn.SUM(Message.held.cast("integer")), peewee.fn.MIN(Message.created_at))
+        .where(IS_QUEUED)
+        .group_by(key)
+        .order_by(count.desc(), key)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    created = Message.created_at.python_value
+    return [Depth(name, total, int(held or 0), created(oldest)) for name, total, held, oldest in query.tuples()]

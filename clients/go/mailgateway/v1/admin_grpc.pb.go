@@ -60,6 +60,9 @@ type MailGatewayAdminServiceClient interface {
 	// window restarts. An unknown tenant is NOT_FOUND (TENANT_NOT_FOUND); one
 	// at full pace is FAILED_PRECONDITION (TENANT_NOT_PAUSED).
 	ResumeTenant(ctx context.Context, in *ResumeTenantRequest, opts ...grpc.CallOption) (*ResumeTenantResponse, error)
+	// GetQueueStatus counts the queued messages of every gateway on the
+	// database: by priority, by caller, and the tenants with the most.
+	GetQueueStatus(ctx context.Context, in *GetQueueStatusRequest, opts ...grpc.CallOption) (*GetQueueStatusResponse, error)
 }
 
 type mailGatewayAdminServiceClient struct {
@@ -174,6 +177,15 @@ func (c *mailGatewayAdminServiceClient) ResumeTenant(ctx context.Context, in *Re
 	return out, nil
 }
 
+func (c *mailGatewayAdminServiceClient) GetQueueStatus(ctx context.Context, in *GetQueueStatusRequest, opts ...grpc.CallOption) (*GetQueueStatusResponse, error) {
+	out := new(GetQueueStatusResponse)
+	err := c.cc.Invoke(ctx, "/mailgateway.v1.MailGatewayAdminService/GetQueueStatus", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MailGatewayAdminServiceServer is the server API for MailGatewayAdminService service.
 // All implementations must embed UnimplementedMailGatewayAdminServiceServer
 // for forward compatibility
@@ -221,6 +233,9 @@ type MailGatewayAdminServiceServer interface {
 	// window restarts. An unknown tenant is NOT_FOUND (TENANT_NOT_FOUND); one
 	// at full pace is FAILED_PRECONDITION (TENANT_NOT_PAUSED).
 	ResumeTenant(context.Context, *ResumeTenantRequest) (*ResumeTenantResponse, error)
+	// GetQueueStatus counts the queued messages of every gateway on the
+	// database: by priority, by caller, and the tenants with the most.
+	GetQueueStatus(context.Context, *GetQueueStatusRequest) (*GetQueueStatusResponse, error)
 	mustEmbedUnimplementedMailGatewayAdminServiceServer()
 }
 
@@ -254,6 +269,9 @@ func (UnimplementedMailGatewayAdminServiceServer) ListTenants(context.Context, *
 }
 func (UnimplementedMailGatewayAdminServiceServer) ResumeTenant(context.Context, *ResumeTenantRequest) (*ResumeTenantResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ResumeTenant not implemented")
+}
+func (UnimplementedMailGatewayAdminServiceServer) GetQueueStatus(context.Context, *GetQueueStatusRequest) (*GetQueueStatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetQueueStatus not implemented")
 }
 func (UnimplementedMailGatewayAdminServiceServer) mustEmbedUnimplementedMailGatewayAdminServiceServer() {
 }
@@ -434,6 +452,24 @@ func _MailGatewayAdminService_ResumeTenant_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MailGatewayAdminService_GetQueueStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQueueStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MailGatewayAdminServiceServer).GetQueueStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/mailgateway.v1.MailGatewayAdminService/GetQueueStatus",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MailGatewayAdminServiceServer).GetQueueStatus(ctx, req.(*GetQueueStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _MailGatewayAdminService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "mailgateway.v1.MailGatewayAdminService",
 	HandlerType: (*MailGatewayAdminServiceServer)(nil),
@@ -469,6 +505,10 @@ var _MailGatewayAdminService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResumeTenant",
 			Handler:    _MailGatewayAdminService_ResumeTenant_Handler,
+		},
+		{
+			MethodName: "GetQueueStatus",
+			Handler:    _MailGatewayAdminService_GetQueueStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -353,3 +353,31 @@ class ResumeTenantResponse(_message.Message):
     previous_reason: str
     previous_detail: str
     def __init__(self, previous_level: _Optional[_Union[DispatchLevel, str]] = ..., previous_reason: _Optional[str] = ..., previous_detail: _Optional[str] = ...) -> None: ...
+
+class GetQueueStatusRequest(_message.Message):
+    __slots__ = ("tenant_count",)
+    TENANT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    tenant_count: int
+    def __init__(self, tenant_count: _Optional[int] = ...) -> None: ...
+
+class GetQueueStatusResponse(_message.Message):
+    __slots__ = ("priorities", "callers", "tenants")
+    PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    CALLERS_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    priorities: _containers.RepeatedCompositeFieldContainer[QueueDepth]
+    callers: _containers.RepeatedCompositeFieldContainer[QueueDepth]
+    tenants: _containers.RepeatedCompositeFieldContainer[QueueDepth]
+    def __init__(self, priorities: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ..., callers: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ..., tenants: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ...) -> None: ...
+
+class QueueDepth(_message.Message):
+    __slots__ = ("name", "queued", "held", "oldest")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    queued: int
+    held: int
+    oldest: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., queued: _Optional[int] = ..., held: _Optional[int] = ..., oldest: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -82,6 +82,11 @@ class MailGatewayAdminServiceStub:
                 request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantResponse.FromString,
                 _registered_method=True)
+        self.GetQueueStatus = channel.unary_unary(
+                '/mailgateway.v1.MailGatewayAdminService/GetQueueStatus',
+                request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetQueueStatusRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetQueueStatusResponse.FromString,
+                _registered_method=True)
 
 
 class MailGatewayAdminServiceServicer:
@@ -178,6 +183,14 @@ class MailGatewayAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQueueStatus(self, request, context):
+        """GetQueueStatus counts the queued messages of every gateway on the
+        database: by priority, by caller, and the tenants with the most.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MailGatewayAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +238,11 @@ def add_MailGatewayAdminServiceServicer_to_server(servicer, server):
                     servicer.ResumeTenant,
                     request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantRequest.FromString,
                     response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantResponse.SerializeToString,
+            ),
+            'GetQueueStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueueStatus,
+                    request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetQueueStatusRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetQueueStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -473,6 +491,33 @@ class MailGatewayAdminService:
             '/mailgateway.v1.MailGatewayAdminService/ResumeTenant',
             gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantRequest.SerializeToString,
             gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.ResumeTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueueStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailgateway.v1.MailGatewayAdminService/GetQueueStatus',
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetQueueStatusRequest.SerializeToString,
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_admin__pb2.GetQueueStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1103,6 +1103,103 @@ export declare type ResumeTenantResponse = Message<"mailgateway.v1.ResumeTenantR
 export declare const ResumeTenantResponseSchema: GenMessage<ResumeTenantResponse>;
 
 /**
+ * GetQueueStatusRequest asks for the queue's depth.
+ *
+ * @generated from message mailgateway.v1.GetQueueStatusRequest
+ */
+export declare type GetQueueStatusRequest = Message<"mailgateway.v1.GetQueueStatusRequest"> & {
+  /**
+   * How many of the busiest tenants to list (0 means 10; at most 100).
+   *
+   * @generated from field: int32 tenant_count = 1;
+   */
+  tenantCount: number;
+};
+
+/**
+ * Describes the message mailgateway.v1.GetQueueStatusRequest.
+ * Use `create(GetQueueStatusRequestSchema)` to create a new message.
+ */
+export declare const GetQueueStatusRequestSchema: GenMessage<GetQueueStatusRequest>;
+
+/**
+ * GetQueueStatusResponse is the queue's depth as the database holds it now.
+ *
+ * @generated from message mailgateway.v1.GetQueueStatusResponse
+ */
+export declare type GetQueueStatusResponse = Message<"mailgateway.v1.GetQueueStatusResponse"> & {
+  /**
+   * Queued messages by priority ("critical", "transactional", "bulk"),
+   * most urgent first; every priority is listed.
+   *
+   * @generated from field: repeated mailgateway.v1.QueueDepth priorities = 1;
+   */
+  priorities: QueueDepth[];
+
+  /**
+   * Queued messages by caller, the most first.
+   *
+   * @generated from field: repeated mailgateway.v1.QueueDepth callers = 2;
+   */
+  callers: QueueDepth[];
+
+  /**
+   * The tenants with the most queued messages, the most first.
+   *
+   * @generated from field: repeated mailgateway.v1.QueueDepth tenants = 3;
+   */
+  tenants: QueueDepth[];
+};
+
+/**
+ * Describes the message mailgateway.v1.GetQueueStatusResponse.
+ * Use `create(GetQueueStatusResponseSchema)` to create a new message.
+ */
+export declare const GetQueueStatusResponseSchema: GenMessage<GetQueueStatusResponse>;
+
+/**
+ * QueueDepth is the queued messages of one priority, caller or tenant.
+ *
+ * @generated from message mailgateway.v1.QueueDepth
+ */
+export declare type QueueDepth = Message<"mailgateway.v1.QueueDepth"> & {
+  /**
+   * The priority, caller or tenant ("" for untenanted mail or a caller
+   * without a name).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Its queued messages, held ones included.
+   *
+   * @generated from field: int64 queued = 2;
+   */
+  queued: bigint;
+
+  /**
+   * Of those, the ones held while their tenant is paused.
+   *
+   * @generated from field: int64 held = 3;
+   */
+  held: bigint;
+
+  /**
+   * When the oldest of them was accepted.
+   *
+   * @generated from field: google.protobuf.Timestamp oldest = 4;
+   */
+  oldest?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mailgateway.v1.QueueDepth.
+ * Use `create(QueueDepthSchema)` to create a new message.
+ */
+export declare const QueueDepthSchema: GenMessage<QueueDepth>;
+
+/**
  * SesListRemoval is what a reactivation did on SES's account-level
  * suppression list, on which SES drops mail to an address without sending it.
  *
@@ -1375,6 +1472,17 @@ export declare const MailGatewayAdminService: GenService<{
     methodKind: "unary";
     input: typeof ResumeTenantRequestSchema;
     output: typeof ResumeTenantResponseSchema;
+  },
+  /**
+   * GetQueueStatus counts the queued messages of every gateway on the
+   * database: by priority, by caller, and the tenants with the most.
+   *
+   * @generated from rpc mailgateway.v1.MailGatewayAdminService.GetQueueStatus
+   */
+  getQueueStatus: {
+    methodKind: "unary";
+    input: typeof GetQueueStatusRequestSchema;
+    output: typeof GetQueueStatusResponseSchema;
   },
 }>;
 
