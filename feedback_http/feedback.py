@@ -5,7 +5,7 @@ import logging
 
 from feedback_http.events import RecipientOutcome, SesEvent
 from gateway.core.states import StatusSource
-from gateway.store import queue
+from gateway.store import message_events
 from gateway.store.contacts import change_status, count_soft_bounce, find_contact, reset_soft_bounces
 from gateway.store.database import insert_row, joined_transaction
 from gateway.store.models import ContactStatus, FeedbackEvent
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: int = 0) -> bool:
     """Store and apply `event`; False when this notification was already stored (a redelivery), changing nothing."""
     with joined_transaction():
-        message_pk = queue.find_for_event(event.message_id, event.ses_message_id)
+        message_pk = message_events.find_for_event(event.message_id, event.ses_message_id)
         stored = insert_row(
             FeedbackEvent,
             ignore_conflict=True,  # the notification id is stored already: a redelivery
@@ -29,7 +29,9 @@ def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: in
         if not stored:
             return False
         if message_pk is not None and event.message_state is not None:
-            queue.settle_by_event(message_pk, event.message_state, event.ses_message_id, detail=event.message_error)
+            message_events.settle_by_event(
+                message_pk, event.message_state, event.ses_message_id, detail=event.message_error
+            )
         changes = affected_contacts(event)
         # One lock order for every transaction: two events naming the same recipients in another order cannot
         # deadlock on PostgreSQL's row locks.

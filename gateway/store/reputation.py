@@ -21,7 +21,7 @@ def tenant_row(tenant: str) -> tuple:
 
 
 # A send is a message SES took: SENT, or a state only SES's events lead to after it. A message settled by such an
-# event keeps the settled_at of its send (settle_by_event), so settled_at is when it was sent.
+# event keeps the settled_at of its send (message_events.settle_by_event), so settled_at is when it was sent.
 SENDS = (MessageState.SENT, MessageState.DELIVERED, MessageState.BOUNCED, MessageState.COMPLAINED)
 
 
