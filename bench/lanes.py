@@ -1,6 +1,7 @@
 """Lanes under a bulk backlog: two bulk callers of equal weight queue a backlog while `auth` sends one CRITICAL message
 a second and `billing` two TRANSACTIONAL a second, all through real gateway processes at MAILGW_SEND_RATE to the SES
-stand-in; on SQLite (one gateway) and on PostgreSQL (two gateways on one database).
+stand-in; on SQLite (one gateway) and on PostgreSQL (two gateways on one database). Then tenants: `stale` bounces
+one send in ten (signed SNS notifications through the sidecar) beside `fresh`, which does not.
 
 Measured at the stand-in over the timed window: accept-to-SES p99 per priority (SendEmail's return to the request's
 arrival, one monotonic clock), each bulk caller's share of the bulk sends, the SES rate against the limit, and
@@ -136,6 +137,118 @@ def run(database_url: str, gateways: int, *, seconds: float, backlog: int, tmp: 
     }
 
 
+def tenants_run(database_url: str, gateways: int, *, seconds: float, tmp: Path) -> dict:
+    """Tenant `fresh` sends 20 messages a second and `stale` 5, all transactional; one in ten of stale's sends
+    bounces, as a signed SNS notification through the sidecar. When stale was paused, and what the account's bounce
+    rate was then; fresh's rate before and after."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+    from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
+    from support import ses_samples
+    from support.processes import free_port
+    from support.sns_signing import TOPIC_ARN, SigningCertificate, signed_envelope
+
+    signer = SigningCertificate()
+    pem = tmp / "sns.pem"
+    pem.write_bytes(signer.pem)
+    env = {
+        "MAILGW_SEND_RATE": str(RATE),
+        "MAILGW_DISPATCH_WORKERS": "8",
+        "MAILGW_REPUTATION_CHECK_SECONDS": "1",
+        "MAILGW_REPUTATION_MIN_SENDS": "20",
+        "MAILGW_TENANT_REPUTATION_MIN_SENDS": "20",
+    }
+    bounced: list[float] = []  # when each bounce was answered 200 by the sidecar
+    with ExitStack() as stack:
+        _, ses_port = stack.enter_context(process(["-m", "bench.peers", "ses"], {}))
+        _, cert_port = stack.enter_context(process(["-m", "bench.peers", "cert-host", str(pem)], {}))
+        ses_url = f"http://127.0.0.1:{ses_port}"
+        env["AWS_ENDPOINT_URL_SESV2"] = ses_url
+        http_port = free_port()
+        sidecar_env = {
+            "MAILGW_DATABASE_URL": database_url,
+            "MAILGW_HTTP_ADDR": f"127.0.0.1:{http_port}",
+            "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN,
+            "AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{cert_port}",
+            "MAILGW_LOG_LEVEL": "WARNING",
+        }
+        healthz = f"http://127.0.0.1:{http_port}/healthz"
+        addresses = [stack.enter_context(gateway(database_url, env))[1] for _ in range(gateways)]
+        stack.enter_context(
+            process(["-m", "feedback_http"], sidecar_env, ready=lambda: urllib.request.urlopen(healthz, timeout=1))
+        )
+        channel = stack.enter_context(grpc.insecure_channel(addresses[0]))
+        stubs = [pb_grpc.MailGatewayServiceStub(stack.enter_context(grpc.insecure_channel(a))) for a in addresses]
+        health = health_pb2_grpc.HealthStub(channel)
+        started = time.monotonic()
+        paused_at: list[float] = []
+
+        def steady(tenant: str, per_second: int) -> None:
+            for tick in range(int(seconds * per_second)):
+                time.sleep(max(0.0, started + tick / per_second - time.monotonic()))
+                request = pb.SendEmailRequest(to=f"{tenant}{tick}@example.org", subject="Hi", text_body="x")
+                request.tenant = tenant
+                stubs[tick % len(stubs)].SendEmail(request, timeout=30)
+
+        def bounce_one_in_ten() -> None:
+            seen = 0
+            while time.monotonic() < started + seconds:
+                stale = [s for s in sends(ses_url) if s["tags"].get("tenant") == "stale"]
+                for sent in stale[seen:]:
+                    seen += 1
+                    if seen % 10:
+                        continue
+                    tags = {"contact_id": sent["tags"]["contact_id"], "message_id": sent["tags"]["message_id"]}
+                    address = f"stale{len(bounced)}@example.org"
+                    event = ses_samples.bounce_event(
+                        "Permanent",
+                        "General",
+                        [ses_samples.bounced_recipient(address)],
+                        message_id=sent["ses_id"],
+                        tags={name: [value] for name, value in tags.items()},
+                    )
+                    body = json.dumps(signed_envelope(signer, message=ses_samples.message(event))).encode()
+                    request = urllib.request.Request(f"http://127.0.0.1:{http_port}/sns", data=body, method="POST")
+                    with urllib.request.urlopen(request, timeout=10):
+                        bounced.append(time.monotonic())
+                if not paused_at:
+                    status = health.Check(health_pb2.HealthCheckRequest(service="mailgateway.v1.TenantReputation"))
+                    if status.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                        paused_at.append(time.monotonic())
+                time.sleep(0.2)
+
+        threads = [
+            threading.Thread(target=steady, args=("fresh", 20)),
+            threading.Thread(target=steady, args=("stale", 5)),
+            threading.Thread(target=bounce_one_in_ten),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        arrived = sends(ses_url)
+
+    paused = paused_at[0] if paused_at else float("inf")
+    before_pause = [s for s in arrived if s["at"] < paused]
+    bounces_by_then = sum(1 for at in bounced if at < paused)
+    fresh = [s["at"] for s in arrived if s["tags"].get("tenant") == "fresh"]
+    ended = started + seconds
+    before = (started + 1, min(paused, ended))  # fresh's rate before stale's pause and after it
+    after = (min(paused + 1, ended), ended)
+
+    def rate(span: tuple[float, float]) -> float:
+        return sum(1 for t in fresh if span[0] <= t < span[1]) / max(1e-9, span[1] - span[0])
+
+    return {
+        "paused_after_seconds": paused - started,
+        "account_bounce_rate_at_pause": bounces_by_then / max(1, len(before_pause)),
+        "stale_sent_after_pause": sum(1 for s in arrived if s["tags"].get("tenant") == "stale" and s["at"] > paused),
+        "fresh_rate_ratio": rate(after) / max(1e-9, rate(before)),
+    }
+
+
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -153,6 +266,10 @@ def rows(profile: Profile, tmp: Path) -> list[Row]:
     postgres_url = bench_postgres_url()
     emptied_postgres(postgres_url)
     results.append(("PostgreSQL, 2 gateways", run(postgres_url, 2, seconds=seconds, backlog=backlog, tmp=tmp)))
+    tenant_seconds = 30.0 if profile.rounds > 1 else 12.0
+    tenants = [("SQLite, 1 gateway", tenants_run(f"sqlite:///{tmp}/tenants.db", 1, seconds=tenant_seconds, tmp=tmp))]
+    emptied_postgres(postgres_url)
+    tenants.append(("PostgreSQL, 2 gateways", tenants_run(postgres_url, 2, seconds=tenant_seconds, tmp=tmp)))
     table = []
     for where, figures in results:
         line = f"7 lanes at {RATE:g}/s under a {2 * backlog:,}-message bulk backlog ({where})"
@@ -165,6 +282,15 @@ def rows(profile: Profile, tmp: Path) -> list[Row]:
             Row(line, "SES rate / limit, at most", "", [figures["rate"] / RATE], target="<= 1.05"),
             Row(line, "messages sent twice", "", [figures["sent_twice"]], target="<= 0"),
         ]
+    for where, figures in tenants:
+        line = f"7 tenants: stale bounces 10 %, fresh does not ({where})"
+        table += [
+            Row(line, "stale paused after", "s", [figures["paused_after_seconds"]], target=f"<= {tenant_seconds:g}"),
+            Row(line, "account bounce rate when stale paused", "", [figures["account_bounce_rate_at_pause"]],
+                target="<= 0.04"),
+            Row(line, "stale's messages sent after its pause", "", [figures["stale_sent_after_pause"]], target="<= 0"),
+            Row(line, "fresh's rate after stale's pause / before", "", [figures["fresh_rate_ratio"]], target=">= 0.95"),
+        ]  # fmt: skip
     return table
 
 
@@ -182,6 +308,9 @@ def main() -> None:
         else:
             figures = run(f"sqlite:///{tmp}/lanes.db", 1, seconds=args.seconds, backlog=args.backlog, tmp=Path(tmp))
     print(json.dumps(figures, indent=2))
+    with tempfile.TemporaryDirectory(prefix="mailgw-lanes-") as tmp:
+        url = f"sqlite:///{tmp}/tenants.db"
+        print(json.dumps(tenants_run(url, 1, seconds=args.seconds, tmp=Path(tmp)), indent=2))
 
 
 if __name__ == "__main__":

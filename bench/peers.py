@@ -43,7 +43,7 @@ def ses_peer() -> None:
 
     async def sends(request: web.Request) -> web.Response:
         """Every send so far, kept: its arrival time and its EmailTags (the lanes line reads who and how urgent)."""
-        return web.json_response([{"at": sent.at, "tags": sent.tags} for sent in standin.sent])
+        return web.json_response([{"at": s.at, "tags": s.tags, "ses_id": s.message_id} for s in standin.sent])
 
     app = web.Application(client_max_size=MAX_REQUEST)
     standin.register(app)

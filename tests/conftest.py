@@ -210,6 +210,12 @@ def settings(database_url, tmp_path):
     )
 
 
+# A gateway stopped at a test's end gets this long to let its dispatch workers finish the send in hand: with none, a
+# worker still sending when the test's database fixture closed the connection pool under it crashed the worker process
+# (a segfault in sqlite3, which took the pytest-xdist worker down).
+TEARDOWN_GRACE = 5.0
+
+
 @pytest.fixture
 def served(settings, ses):
     """A running gateway (gRPC server and dispatcher) whose SES transport reaches the stand-in through
@@ -217,7 +223,7 @@ def served(settings, ses):
     gateway = create_server(settings, timings=FAST)
     gateway.start()
     yield gateway
-    gateway.stop(None)
+    gateway.stop(TEARDOWN_GRACE)
 
 
 @pytest.fixture
@@ -234,7 +240,7 @@ def make_gateway(settings, ses):
 
     yield make
     for gateway in started:
-        gateway.stop(None)
+        gateway.stop(TEARDOWN_GRACE)
 
 
 @pytest.fixture

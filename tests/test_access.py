@@ -12,6 +12,7 @@ from gateway.core.config import ConfigError
 from gateway.process.gateway import create_server
 from gateway.store.models import Message, database, open_database
 from support.tls_certs import CertificateAuthority
+from tests.conftest import TEARDOWN_GRACE
 from tests.rpc import error_info, rpc_failure, settled
 
 BILLING_TOKEN = "billing-token-0123456789abcdef"
@@ -34,7 +35,7 @@ def serve(ses):
 
     yield start
     for gateway in started:
-        gateway.stop(None)
+        gateway.stop(TEARDOWN_GRACE)
 
 
 def callers() -> list[str]:
