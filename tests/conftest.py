@@ -18,8 +18,7 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core.config import Settings
 from gateway.dev.ses_standin import SesStandIn
 from gateway.process.gateway import Gateway, create_server
-from gateway.store import lanes, tenants
-from gateway.store.database import unit_of_work
+from gateway.store.database import seen_rows, unit_of_work
 from gateway.store.models import database, open_database
 from support.moto_server import MotoServer
 from support.sns_signing import TOPIC_ARN, FakeSnsHost, SigningCertificate
@@ -135,8 +134,7 @@ def database_url(request, tmp_path):
         url = request.getfixturevalue("postgres_url")
         changes_schema = request.node.get_closest_marker("fresh_schema") is not None
         (fresh_postgres if changes_schema else emptied_postgres)(url)
-        lanes.forget_known()  # this process's memory of the lanes and tenants the emptied tables held
-        tenants.forget_known()
+        seen_rows.forget()  # this process's memory of the rows the emptied tables held (lanes, tenants, buckets)
         yield url
         if database.obj is not None:
             database.close_all()

@@ -10,9 +10,9 @@ import pytest
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.core.states import Priority
 from gateway.sending.order import Order
-from gateway.store import lanes, queue
+from gateway.store import queue
 from gateway.store.contacts import ensure_recipient
-from gateway.store.database import unit_of_work
+from gateway.store.database import seen_rows, unit_of_work
 from gateway.store.models import Message, database, open_database
 from tests.conftest import emptied_postgres
 from tests.rpc import settled
@@ -168,7 +168,7 @@ def test_a_message_back_from_a_retry_keeps_its_place_in_its_lane(db):
 def postgres(postgres_url):
     """The run's PostgreSQL database, emptied and connected for this thread."""
     emptied_postgres(postgres_url)
-    lanes.forget_known()
+    seen_rows.forget()
     open_database(postgres_url)
     with unit_of_work():
         yield postgres_url

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from gateway.core.config import listen_address
 from gateway.core.startup import AddressInUse, claim_address
 from gateway.core.states import Priority
-from gateway.store import budget, queue
+from gateway.store import budget, lanes, queue
 from gateway.store.database import database, database_now
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class QueueCollector(Collector):
         try:
             with database.connection_context():
                 depth = queue.depth_by_state()
-                by_priority = queue.queued_by_priority()
+                by_priority = {depth.name: depth for depth in lanes.depth_by("priority")}
                 quota = budget.quota_remaining(SES_BUDGET)
                 now = database_now()
         except peewee.DatabaseError as exc:
@@ -81,9 +81,10 @@ class QueueCollector(Collector):
             labels=["priority"],
         )
         for priority in Priority:
-            count, created_at = by_priority.get(int(priority), (0, None))
-            queued.add_metric([priority.label], count)
-            waiting.add_metric([priority.label], max(0.0, (now - created_at).total_seconds()) if created_at else 0.0)
+            depth = by_priority.get(int(priority), lanes.Depth(int(priority), 0, 0, None))
+            queued.add_metric([priority.label], depth.queued)
+            age = max(0.0, (now - depth.oldest).total_seconds()) if depth.oldest else 0.0
+            waiting.add_metric([priority.label], age)
         yield queued
         yield waiting
         if quota is not None:

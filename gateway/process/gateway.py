@@ -188,6 +188,15 @@ def report_pause(health_servicer: health.HealthServicer, pause: Pause | None) ->
     health_servicer.set(REPUTATION_HEALTH, not_serving if by_reputation else serving)
 
 
+def report_paused_tenants(health_servicer: health.HealthServicer, names: list[str]) -> None:
+    """Health `mailgateway.v1.TenantReputation` is NOT_SERVING while a tenant is paused (the gateway sends the rest)."""
+    status = health_pb2.HealthCheckResponse.NOT_SERVING if names else health_pb2.HealthCheckResponse.SERVING
+    health_servicer.set(TENANTS_HEALTH, status)
+    if names:
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        log.warning("tenants paused by their own bounce or complaint rates: %s", shown)
+
+
 def serve(settings: Settings, *, shared_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT, then refuse new RPCs, stop claiming, and let in-flight RPCs and sends finish."""
     stopping = threading.Event()
@@ -291,12 +300,3 @@ def _start() -> int:
         return serve_processes(settings)
     serve(settings)
     return 0
-
-
-def report_paused_tenants(health_servicer: health.HealthServicer, names: list[str]) -> None:
-    """Health `mailgateway.v1.TenantReputation` is NOT_SERVING while a tenant is paused (the gateway sends the rest)."""
-    status = health_pb2.HealthCheckResponse.NOT_SERVING if names else health_pb2.HealthCheckResponse.SERVING
-    health_servicer.set(TENANTS_HEALTH, status)
-    if names:
-        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        log.warning("tenants paused by their own bounce or complaint rates: %s", shown)

@@ -21,6 +21,7 @@ from gateway.core.errors import CallerQueueFull, CallerRateLimited, OverQuota, P
 from gateway.core.policy import CallerPolicies
 from gateway.core.states import Priority
 from gateway.store import budget, lanes
+from gateway.store.database import seen_rows
 
 QUEUE_FULL_RETRY_SECONDS = 5.0  # a hint: a full queue drains at the caller's share of the rate, which varies
 TOTAL_RECOUNT_SECONDS = 1.0
@@ -65,7 +66,7 @@ class Admission:
         if policy.max_submit_rate is not None:
             rate = policy.max_submit_rate
             name = bucket_name(caller)
-            budget.ensure(name, 1.0)
+            seen_rows.ensure(("budget", name), lambda: budget.ensure(name, 1.0))
             grant = budget.spend(name, 1, lambda granted: granted, rate=rate, capacity=1.0)
             if not grant.used:
                 raise CallerRateLimited(

@@ -16,12 +16,13 @@ Leases, the guard's re-check and the failure table are the dispatcher's; this mo
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.core.states import Priority
 from gateway.store import lanes, queue
 from gateway.store.database import database_now
 
+CLASSES = tuple(int(priority) for priority in Priority)  # most urgent first
 CREDIT_CAP = 2.0  # sends a lane or class may be owed beyond one claim's share: exact over time, never a burst
 
 
@@ -31,7 +32,6 @@ class Order:
 
     weight: Callable[[str], float]
     min_share: float = 0.05
-    _classes: tuple[int, ...] = field(default=tuple(int(p) for p in Priority), init=False)
 
     def claim(self, n: int, *, lease_seconds: float, worker: str) -> list[queue.Claimed]:
         """Up to n due messages, now SENDING under `worker`'s lease; the lanes' and classes' credits written back in
@@ -68,7 +68,7 @@ class Order:
         classes = sorted(by_class)
         owed: dict[int, int] = {}
         left = n
-        for priority in self._classes:
+        for priority in CLASSES:
             if priority not in by_class or priority == classes[0]:
                 credits[priority] = 0.0  # nothing due, or first anyway: owed nothing
                 continue

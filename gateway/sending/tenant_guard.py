@@ -119,8 +119,14 @@ class TenantReading:
 def list_tenants(limits: TenantLimits, *, after: str, size: int) -> list[TenantReading]:
     """A page of tenants in name order, after `after`: each one's window read now (one indexed query each)."""
     names = tenants.page(after=after, size=size)
-    counts = tenants.queued_counts(names)
-    return [TenantReading(name, read(limits.limits, tenant=name)[0], *counts.get(name, (0, 0))) for name in names]
+    queued = {depth.name: depth for depth in lanes.depth_by("tenant", among=names)} if names else {}
+    nothing = lanes.Depth("", 0, 0, None)
+
+    def reading(name: str) -> TenantReading:
+        depth = queued.get(name, nothing)
+        return TenantReading(name, read(limits.limits, tenant=name)[0], depth.queued, depth.held)
+
+    return [reading(name) for name in names]
 
 
 class TenantGuard:

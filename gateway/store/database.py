@@ -110,6 +110,30 @@ def database_now() -> datetime.datetime:
     return utcnow()
 
 
+class SeenRows:
+    """Rows a hot path makes sure of once per process and database (an INSERT ... ON CONFLICT DO NOTHING the first
+    time, nothing after): a caller's lane, a tenant's row, a caller's rate bucket. Rows are never deleted in service;
+    forget() is for tests that empty the tables under a running process."""
+
+    def __init__(self) -> None:
+        self._seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # database -> keys made sure of
+        self._lock = threading.Lock()
+
+    def ensure(self, key: tuple, create: Callable[[], object]) -> None:
+        with self._lock:
+            seen = self._seen.setdefault(database.obj, set())
+        if key not in seen:
+            create()
+            seen.add(key)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+seen_rows = SeenRows()
+
+
 class prepared:
     """A hot query whose SQL is rendered once per database: peewee renders a query in Python on every call (~100 us,
     as much as the guard's whole lookup).

@@ -7,18 +7,15 @@ one, and a (priority, caller) pair that sent once stays a few bytes.
 """
 
 import datetime
-import threading
-import weakref
 from dataclasses import dataclass
 
 import peewee
 
 from gateway.store import tenants
-from gateway.store.database import database, insert_row, is_postgres, prepared
+from gateway.store.database import database, insert_row, is_postgres, prepared, seen_rows
 from gateway.store.models import Lane, Message, MessageState, PriorityShare, insert_missing_lanes
 
 QUEUED = MessageState.QUEUED.value
-SENDING = MessageState.SENDING.value
 # Constants written into the statements (not bound), so SQLite's planner can use the indexes' prefixes.
 IS_QUEUED = Message.state == peewee.SQL(f"'{QUEUED}'")
 NOT_HELD = Message.held == peewee.SQL("FALSE")
@@ -26,23 +23,14 @@ NOT_HELD = Message.held == peewee.SQL("FALSE")
 
 # --- accepting ----------------------------------------------------------------------------------------------------
 
-_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # database -> the lanes this process saw it hold
-_known_lock = threading.Lock()
-
 
 def ensure(priority: int, caller: str) -> None:
     """The lane exists (created on a caller's first message of that priority; this process remembers it after)."""
-    with _known_lock:
-        known = _known.setdefault(database.obj, set())
-    if (priority, caller) not in known:
+
+    def create() -> None:
         insert_row(Lane, ignore_conflict=True, priority=priority, caller=caller)
-        known.add((priority, caller))
 
-
-def forget_known() -> None:
-    """Forget which lanes exist (a test that empties the tables under a running process)."""
-    with _known_lock:
-        _known.clear()
+    seen_rows.ensure(("lane", priority, caller), create)
 
 
 def adopt_orphans() -> int:
@@ -175,14 +163,14 @@ class Depth:
     oldest: datetime.datetime | None
 
 
-def depth_by(column: str, *, limit: int | None = None) -> list[Depth]:
-    """Queued messages grouped by `column` ("priority", "caller" or "tenant"), the most first: one pass over the queued
-    rows (an admin's question, not a hot path)."""
+def depth_by(column: str, *, limit: int | None = None, among: list[str] | None = None) -> list[Depth]:
+    """Queued messages grouped by `column` ("priority", "caller" or "tenant"; only the values `among`, when given), the
+    most first: one pass over the queued rows (an admin's question or a scrape, not a hot path)."""
     key = getattr(Message, column)
     count = peewee.fn.COUNT(Message.id)
     query = (
         Message.select(key, count, peewee.fn.SUM(Message.held.cast("integer")), peewee.fn.MIN(Message.created_at))
-        .where(IS_QUEUED)
+        .where(IS_QUEUED if among is None else IS_QUEUED & key.in_(among))
         .group_by(key)
         .order_by(count.desc(), key)
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import peewee
 
 from gateway.core.ids import new_message_id
+from gateway.core.states import Priority
 from gateway.store import lanes, tenants
 from gateway.store.database import database, database_now, is_postgres, prepared, utcnow
 from gateway.store.models import Contact, FeedbackEvent, Message, MessageState
@@ -38,7 +39,7 @@ def enqueue(
     request_id: str | None,
     request_hash: str | None,
     payload: str,
-    priority: int = 1,
+    priority: int = int(Priority.TRANSACTIONAL),
     tenant: str = "",
 ) -> str:
     """A new queued message, due now, in the lane of its priority and caller, its turn after its tenant's last one
@@ -320,15 +321,3 @@ def depth_by_state() -> dict[str, tuple[int, datetime.datetime | None]]:
     )
     created = Message.created_at.python_value
     return {str(state): (count, created(oldest)) for state, count, oldest in query.tuples()}
-
-
-def queued_by_priority() -> dict[int, tuple[int, datetime.datetime | None]]:
-    """Priority -> (queued messages, the oldest one's creation time), for the metrics: the lanes' index, queued rows
-    only."""
-    query = (
-        Message.select(Message.priority, peewee.fn.COUNT(Message.id), peewee.fn.MIN(Message.created_at))
-        .where(Message.state == peewee.SQL(f"'{QUEUED.value}'"))
-        .group_by(Message.priority)
-    )
-    created = Message.created_at.python_value
-    return {priority: (count, created(oldest)) for priority, count, oldest in query.tuples()}

@@ -3,32 +3,18 @@ holds its reputation guard's decision; a paused tenant's queued messages are hel
 out of the claim's index range, and released when an operator resumes it."""
 
 import datetime
-import threading
-import weakref
 
 import peewee
 
-from gateway.store.database import database, insert_row
+from gateway.store.database import insert_row, seen_rows
 from gateway.store.models import FeedbackEvent, Message, MessageState, ReputationLevel, TenantHold
 
 QUEUED = MessageState.QUEUED.value
-_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # database -> the tenants this process saw it hold
-_known_lock = threading.Lock()
 
 
 def ensure(tenant: str) -> None:
     """The tenant's row exists (created at full pace with its first message; this process remembers it after)."""
-    with _known_lock:
-        known = _known.setdefault(database.obj, set())
-    if tenant not in known:
-        insert_row(TenantHold, ignore_conflict=True, name=tenant)
-        known.add(tenant)
-
-
-def forget_known() -> None:
-    """Forget which tenants exist (a test that empties the tables under a running process)."""
-    with _known_lock:
-        _known.clear()
+    seen_rows.ensure(("tenant", tenant), lambda: insert_row(TenantHold, ignore_conflict=True, name=tenant))
 
 
 def paused(tenant) -> peewee.Node:
@@ -74,18 +60,6 @@ def active_since(since: datetime.datetime) -> list[str]:
         .where((FeedbackEvent.received_at >= since) & (Message.tenant != ""))
     )
     return sorted({tenant for (tenant,) in settled.union(events).tuples()})
-
-
-def queued_counts(names: list[str]) -> dict[str, tuple[int, int]]:
-    """Tenant -> (queued messages, of which held), for the listed tenants."""
-    if not names:
-        return {}
-    query = (
-        Message.select(Message.tenant, peewee.fn.COUNT(Message.id), peewee.fn.SUM(Message.held.cast("integer")))
-        .where((Message.state == QUEUED) & Message.tenant.in_(names))
-        .group_by(Message.tenant)
-    )
-    return {tenant: (count, int(held or 0)) for tenant, count, held in query.tuples()}
 
 
 def page(*, after: str, size: int) -> list[str]:
