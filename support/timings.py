@@ -11,4 +11,5 @@ FAST = Timings(
     follow_seconds=0.05,
     suppression_check_seconds=0.05,
     suppression_jitter_seconds=0.0,
+    ses_tenant_retry_seconds=0.05,
 )

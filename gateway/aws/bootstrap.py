@@ -1,5 +1,6 @@
 """`mailgw aws bootstrap`: the configuration set, the topic, the event destination, the HTTPS subscription and/or
-the SQS queue with its dead-letter queue, policy and subscription; each created, found right, or found different."""
+the SQS queue with its dead-letter queue, policy and subscription, and SES tenants with their identity and
+configuration set; each created, found right, or found different."""
 
 import contextlib
 import re
@@ -33,6 +34,7 @@ EVENT_DESTINATION = "feedback"
 TOPIC_NAME = re.compile(r"[A-Za-z0-9_-]{1,256}")
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,76}")
 DESTINATION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TENANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # SES's TenantName, as SendEmailRequest.tenant takes it
 
 
 def feedback_name(configuration_set: str) -> str:
@@ -49,6 +51,8 @@ class Plan:
     event_destination: str = EVENT_DESTINATION
     https_endpoint: str | None = None  # {MAILGW_PUBLIC_BASE_URL}/sns
     queue: str | None = None
+    tenants: tuple[str, ...] = ()  # SES tenants, each associated with `identity` and the configuration set
+    identity: str = ""  # the sending identity (MAILGW_DEFAULT_FROM's domain)
 
     def __post_init__(self):
         names = (
@@ -62,6 +66,11 @@ class Plan:
                 raise ConfigError(f"{option} must be {length} letters, digits, '-' or '_', not {value!r}")
         if self.https_endpoint is None and self.queue is None:
             raise ConfigError("nothing to deliver to: choose --https and/or --sqs")
+        for tenant in self.tenants:
+            if not TENANT_NAME.fullmatch(tenant):
+                raise ConfigError(f"--tenant must be 1-64 letters, digits, '-' or '_', not {tenant!r}")
+        if self.tenants and not self.identity:
+            raise ConfigError("--tenant needs MAILGW_DEFAULT_FROM: its domain is the identity the tenant sends from")
 
     @property
     def dead_letter_queue(self) -> str:
@@ -103,10 +112,19 @@ class Bootstrap:
                 yield sqs_side.queue_policy(sqs, mode, plan.queue, queue, self.topic_arn)
                 queue_arn = queue["arn"] if queue else None
                 yield sns_side.subscription(sns, mode, "SQS subscription", plan.queue, self.topic_arn, "sqs", queue_arn)
+            for tenant in plan.tenants:
+                outcome, tenant_arn = ses_side.tenant(sesv2, mode, tenant)
+                yield outcome
+                yield ses_side.tenant_resource(sesv2, mode, tenant, tenant_arn, "identity", plan.identity)
+                yield ses_side.tenant_resource(
+                    sesv2, mode, tenant, tenant_arn, "configuration-set", plan.configuration_set
+                )
 
     def settings_lines(self, topic_arns: str = "") -> list[str]:
         """The MAILGW_* lines the operator sets afterwards; `topic_arns` is MAILGW_SNS_TOPIC_ARNS as set now."""
         lines = [f"MAILGW_SES_CONFIGURATION_SET={self.plan.configuration_set}"]
+        if self.plan.tenants:
+            lines.append("MAILGW_SES_TENANTS=true")
         if self.topic_arn:
             arns = [arn.strip() for arn in topic_arns.split(",") if arn.strip()]  # other topics the sidecar takes
             arns += [self.topic_arn] if self.topic_arn not in arns else []

@@ -69,3 +69,45 @@ def event_destination(sesv2, mode: Mode, configuration_set: str, name: str, topi
     label = f"{configuration_set}/{name}"
     outcome, _ = ensure(mode, "event destination", label, found, create=create, check=check, fix=fix)
     return outcome
+
+
+def tenant(sesv2, mode: Mode, name: str) -> tuple[Outcome, str | None]:
+    """The SES tenant (MAILGW_SES_TENANTS), and its ARN (None when a dry run would create it)."""
+    try:
+        found = sesv2.get_tenant(TenantName=name)["Tenant"]
+    except sesv2.exceptions.NotFoundException:
+        found = None
+
+    def create():
+        return sesv2.create_tenant(TenantName=name)
+
+    def check(found):
+        # SES's decision, or an operator's: reported, never undone here.
+        if found.get("SendingStatus") == "DISABLED":
+            yield "its sending is disabled in SES (the gateway holds its mail until it is enabled)"
+
+    outcome, state = ensure(mode, "SES tenant", name, found, create=create, check=check)
+    return outcome, state["TenantArn"] if state else None
+
+
+def tenant_resource(sesv2, mode: Mode, tenant_name: str, tenant_arn: str | None, kind: str, resource: str) -> Outcome:
+    """`resource` (an identity, or a configuration set: `kind` as its ARN names it) associated with the tenant, as
+    SendEmail with a TenantName requires. Its ARN is the tenant's own account and region."""
+    label = f"{tenant_name} -> {kind} {resource}"
+    if tenant_arn is None:  # a dry run that would create the tenant
+        return ensure(mode, "tenant resource", label, None, create=lambda: None)[0]
+    arn = f"{tenant_arn.partition(':tenant/')[0]}:{kind}/{resource}"
+    associated: set[str] = set()
+    request = {"TenantName": tenant_name}
+    while True:
+        page = sesv2.list_tenant_resources(**request)
+        associated |= {entry.get("ResourceArn") for entry in page.get("TenantResources", [])}
+        if not page.get("NextToken"):
+            break
+        request["NextToken"] = page["NextToken"]
+
+    def create():
+        sesv2.create_tenant_resource_association(TenantName=tenant_name, ResourceArn=arn)
+        return arn
+
+    return ensure(mode, "tenant resource", label, arn if arn in associated else None, create=create)[0]

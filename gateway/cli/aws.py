@@ -4,6 +4,7 @@ and the exit code."""
 import argparse
 import os
 import sys
+from email.utils import parseaddr
 
 EXIT_AWS_FAILED = 1  # AWS refused or failed; a bad setting or option is 2, as everywhere (startup.exit_code)
 EXIT_DIFFERS = 3  # something is not as bootstrap wants it, and this run did not change it
@@ -13,7 +14,7 @@ def add_commands(commands, client: argparse.ArgumentParser) -> None:
     """The `aws` command and its `bootstrap` subcommand, on mailgw's subparsers (no gateway called: no `client`)."""
     aws = commands.add_parser(
         "aws",
-        help="set up the AWS side (SES configuration set, SNS topic, SQS queue)",
+        help="set up the AWS side (SES configuration set, SNS topic, SQS queue, SES tenants)",
         description="Set up and check the AWS resources that bring SES feedback to the sidecar.",
     )
     actions = aws.add_subparsers(dest="aws_command", required=True, metavar="ACTION", help="what to do")
@@ -59,6 +60,14 @@ def add_commands(commands, client: argparse.ArgumentParser) -> None:
         default="feedback",
         help="the configuration set's event destination, when none publishes to the topic yet (default: %(default)s)",
     )
+    bootstrap.add_argument(
+        "--tenant",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="an SES tenant (MAILGW_SES_TENANTS), with the identity of MAILGW_DEFAULT_FROM's domain and the "
+        "configuration set associated with it; repeat for more",
+    )
     bootstrap.set_defaults(run=run_bootstrap)
 
 
@@ -103,4 +112,6 @@ def plan_from(args: argparse.Namespace, settings):
         event_destination=args.event_destination,
         https_endpoint=f"{settings.public_base_url}/sns" if https else None,
         queue=queue if sqs else None,
+        tenants=tuple(args.tenant),
+        identity=parseaddr(settings.default_from)[1].rpartition("@")[2].lower(),
     )

@@ -66,6 +66,9 @@ def describe(tenant: pb.Tenant) -> str:
     line = f"{tenant.name}: {level_name(tenant.level)}; {rates}; {queued}"
     if tenant.level in (pb.DISPATCH_LEVEL_SLOWED, pb.DISPATCH_LEVEL_PAUSED):
         line += f"\n  since {when(tenant, 'changed_at')}: {tenant.reason} ({tenant.detail})"
+    if tenant.ses_sending_status:
+        cause = f" ({tenant.ses_status_cause})" if tenant.ses_status_cause else ""
+        line += f"\n  in SES: {tenant.ses_sending_status}{cause}, read {when(tenant, 'ses_read_at')}"
     return line
 
 

@@ -71,6 +71,10 @@ class Settings:
     ses_suppression_reconcile_hours: float = 24.0  # a full listing at least this often; incremental ones in between
     ses_suppression_push: bool = False  # put our own bounced and complained contacts on it
     ses_suppression_settle_seconds: float = 300.0  # a reconcile leaves a status changed this recently for the next
+    # SES tenants (sending/ses_tenants.py), with the SES transport only
+    ses_tenants: bool = False  # every tenant's send carries its TenantName; SES's status of it holds its mail
+    ses_tenant_status_seconds: float = 300.0  # each active tenant's SES status is read this often
+    ses_tenant_pause_in_ses: bool = False  # a tenant's pause here also disables it in SES (customer-managed status)
     # Lanes (sending/order.py, core/policy.py)
     caller_policy_file: str = ""  # TOML: each caller's max priority, weight, queue and submit-rate limits
     max_queued_messages: int = 1_000_000  # every caller's queued messages together: a guard for the disk
@@ -112,6 +116,12 @@ class Settings:
             )
         if self.ses_suppression_settle_seconds < 0:
             raise ConfigError("MAILGW_SES_SUPPRESSION_SETTLE_SECONDS must not be negative")
+        if self.ses_tenants and self.transport != "ses":
+            raise ConfigError(f"MAILGW_SES_TENANTS needs MAILGW_TRANSPORT=ses, not {self.transport!r}")
+        if self.ses_tenant_status_seconds <= 0:
+            raise ConfigError("MAILGW_SES_TENANT_STATUS_SECONDS must be above 0")
+        if self.ses_tenant_pause_in_ses and not self.ses_tenants:
+            raise ConfigError("MAILGW_SES_TENANT_PAUSE_IN_SES needs MAILGW_SES_TENANTS=true")
         if self.tenant_reputation_min_sends < 1:
             raise ConfigError("MAILGW_TENANT_REPUTATION_MIN_SENDS must be at least 1")
         if self.max_queued_messages < 1:

@@ -31,6 +31,10 @@ class Outcome(enum.Enum):
     REFUSED = "refused for good"  # this message will never be accepted: FAILED
     PAUSE = "nobody can send"  # the account or its setup refuses every message: dispatch pauses, the queue waits
     MAYBE_SENT = "maybe sent"  # the request left and no answer came: UNKNOWN until an event or a resend settles it
+    # SES refused a send through a tenant (MAILGW_SES_TENANTS) for that tenant's sake: the message backs off as for
+    # RETRY, and the tenant's mail waits until its status in SES was read again (sending/ses_tenants.py); the account's
+    # other mail goes on
+    TENANT_HELD = "its tenant cannot send"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class SendFailed(Exception):
 
 
 RETRY, REFUSED, PAUSE, MAYBE_SENT = Outcome.RETRY, Outcome.REFUSED, Outcome.PAUSE, Outcome.MAYBE_SENT
+TENANT_HELD = Outcome.TENANT_HELD
 
 # SES error code -> (outcome, reason). SES v2 names throttling TooManyRequestsException (HTTP 429); the other
 # spellings are what v1 and the SDKs' retry tables use for the same thing.
@@ -79,6 +84,12 @@ SES_ERRORS: dict[str, tuple[Outcome, str]] = {
     "ExpiredTokenException": (RETRY, "SES_CREDENTIALS_EXPIRED"),  # refreshed by the credential chain
     # ListSuppressedDestinations: the NextToken of a listing expired; the listing starts again.
     "InvalidNextTokenException": (RETRY, "SES_INVALID_NEXT_TOKEN"),
+}
+# On a send that named a tenant, these are the tenant's (SES documents no error of its own for a tenant that may not
+# send; these are SendEmail's documented ones that fit): not the account's, so dispatch does not pause for them.
+SES_TENANT_ERRORS: dict[str, str] = {
+    "SendingPausedException": "SES_TENANT_SENDING_PAUSED",
+    "NotFoundException": "SES_TENANT_NOT_FOUND",
 }
 # Raised before a byte of the request left the machine, or when no connection was made: nothing was sent. botocore's
 # (GetAccount, and the signer's credentials) and urllib3's (the SendEmail request, ses/transport.py).
@@ -116,10 +127,12 @@ def classify_ses_error(exc: Exception) -> Failure:
     return Failure(MAYBE_SENT, "SES_NO_ANSWER", detail=type(exc).__name__)
 
 
-def classify_ses_answer(http_status: int, code: str, text: str) -> Failure:
+def classify_ses_answer(http_status: int, code: str, text: str, *, tenant: bool = False) -> Failure:
     """The failure for an error SES answered: its HTTP status, error code and message (both bounded here, so whatever
-    SES answers can be stored)."""
+    SES answers can be stored); `tenant`: the send named a tenant (SES_TENANT_ERRORS)."""
     code = storable_code(code)
+    if tenant and code in SES_TENANT_ERRORS:
+        return Failure(TENANT_HELD, SES_TENANT_ERRORS[code], ses_error_code=code, detail=error_text(http_status, text))
     outcome, reason = SES_ERRORS.get(code, (None, ""))
     if reason == "SES_THROTTLED" and DAILY_QUOTA_TEXT in text.lower():
         outcome, reason = PAUSE, SES_DAILY_QUOTA_EXCEEDED

@@ -24,6 +24,7 @@ class Timings:
     purge_seconds: float = 3600.0  # the retention purge runs at start, then this often
     suppression_check_seconds: float = 60.0  # an idle suppression sync asks this often whether a pass is due
     suppression_jitter_seconds: float = 5.0  # gateways started together do not all ask at once
+    ses_tenant_retry_seconds: float = 30.0  # a tenant's SES status that could not be read is asked for again
 
 
 PRODUCTION = Timings()

@@ -195,3 +195,19 @@ def reputation_read(sends: int, bounces: int, complaints: int, level: int) -> No
     REPUTATION_RATE.labels("bounce").set(bounces / sends if sends else 0.0)
     REPUTATION_RATE.labels("complaint").set(complaints / sends if sends else 0.0)
     REPUTATION_LEVEL.set(level)
+
+
+SES_TENANTS = Gauge(
+    "mailgw_ses_tenants",
+    "Tenants by the sending status SES last gave the gateway (MAILGW_SES_TENANTS): enabled, reinstated, disabled "
+    "(their mail held), missing (SES has no such tenant: held), unread (their mail waits for a first read).",
+    ["status"],
+    multiprocess_mode="livemax",
+)
+SES_TENANT_STATUSES = {"ENABLED": "enabled", "REINSTATED": "reinstated", "DISABLED": "disabled", "MISSING": "missing"}
+
+
+def ses_tenants(counts: dict[str, int]) -> None:
+    for status, label in SES_TENANT_STATUSES.items():
+        SES_TENANTS.labels(label).set(counts.get(status, 0))
+    SES_TENANTS.labels("unread").set(sum(n for status, n in counts.items() if status not in SES_TENANT_STATUSES))

@@ -53,7 +53,9 @@ SIGNAL_CHECK_SECONDS = 0.5
 def make_transport(settings: Settings) -> Transport:
     if settings.transport == "outbox":
         return OutboxTransport(settings.outbox_dir)
-    return SesTransport(settings.ses_configuration_set, max_connections=max(1, settings.dispatch_workers))
+    return SesTransport(
+        settings.ses_configuration_set, tenants=settings.ses_tenants, max_connections=max(1, settings.dispatch_workers)
+    )
 
 
 @dataclass
@@ -131,7 +133,7 @@ def create_server(
             on_pause=lambda pause: report_pause(health_servicer, pause),
             on_tenants_paused=lambda names: report_paused_tenants(health_servicer, names),
             timings=timings,
-            order=Order(policies.weight, settings.lower_class_min_share),
+            order=Order(policies.weight, settings.lower_class_min_share, ses_tenants=settings.ses_tenants),
         )
     suppression = None
     if settings.transport == "ses" and settings.dispatch_workers and settings.ses_suppression_sync_seconds:

@@ -63,7 +63,14 @@ def tenant_message(tenant: tenant_guard.TenantReading) -> pb.Tenant:
         resumed_by=reading.resumed_by,
         resume_reason=reading.resume_reason,
     )
-    for field, moment in (("changed_at", reading.changed_at), ("resumed_at", reading.resumed_at)):
+    if tenant.ses is not None:
+        message.ses_sending_status, message.ses_status_cause = tenant.ses.status, tenant.ses.cause
+    moments = (
+        ("changed_at", reading.changed_at),
+        ("resumed_at", reading.resumed_at),
+        ("ses_read_at", tenant.ses.read_at if tenant.ses else None),
+    )
+    for field, moment in moments:
         if moment is not None:
             getattr(message, field).FromDatetime(moment)
     return message

@@ -5,7 +5,6 @@ message is held unless it may be sent now; worker threads send them; a housekeep
 the leases of dead dispatchers, resends unknown outcomes once, expires, purges and re-reads SES's quotas.
 """
 
-import datetime
 import logging
 import os
 import queue as local_queue
@@ -23,10 +22,8 @@ from gateway.core.failures import (
     NOT_DISPATCHED,
     TRANSPORT_FAILED,
     Failure,
-    Outcome,
     SendFailed,
     recipient_suppressed,
-    retry_delay,
 )
 from gateway.core.logs import contact_ref, masked
 from gateway.core.loops import PRODUCTION, Loop, Timings
@@ -35,12 +32,15 @@ from gateway.sending import guard
 from gateway.sending.compose import compose, unsubscribe_url
 from gateway.sending.housekeeping import Housekeeper
 from gateway.sending.order import Order
+from gateway.sending.outcomes import Outcomes
 from gateway.sending.outgoing import OutgoingEmail
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate, Reached
 from gateway.sending.recorder import Recorder, write_until_done
 from gateway.sending.reputation import Limits, ReputationGuard
+from gateway.sending.ses_tenants import SesTenantWatch
 from gateway.sending.tenant_guard import TenantGuard, TenantLimits
+from gateway.ses.tenants import SesTenants
 from gateway.store import queue
 from gateway.store.contacts import CONTACT_TAG
 from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow
@@ -94,6 +94,7 @@ class Dispatcher:
         self._recorder = Recorder()
         self._wake = threading.Event()
         self._gate = PauseGate(settings.pause_probe_seconds, on_pause)
+        self._outcomes = Outcomes(self._recorder, self._gate, settings, timings)
         self._workers: list[threading.Thread] = []
         housekeeper = Housekeeper(
             pacer,
@@ -131,6 +132,14 @@ class Dispatcher:
                 on_paused=on_tenants_paused,
             )
             self.loops.append(Loop("tenant-reputation", self.tenants.step, every=timings.follow_seconds, **background))
+        if settings.ses_tenants:
+            watch = SesTenantWatch(
+                SesTenants(),
+                status_seconds=settings.ses_tenant_status_seconds,
+                pause_in_ses=settings.ses_tenant_pause_in_ses,
+                retry_seconds=timings.ses_tenant_retry_seconds,
+            )
+            self.loops.append(Loop("ses-tenants", watch.step, every=timings.follow_seconds, **background))
 
     @property
     def pause(self) -> Pause | None:
@@ -254,7 +263,7 @@ class Dispatcher:
                     type(exc).__name__,
                     extra={"message_id": message.message_id},
                 )
-                self._record_failure(message, NOT_DISPATCHED, attempted=False)
+                self._outcomes.failed(message, NOT_DISPATCHED, attempted=False)
             except Exception:  # a bug before the send: nothing was sent
                 log.exception(
                     "dispatch of %s failed unexpectedly; it is retried later",
@@ -262,15 +271,15 @@ class Dispatcher:
                     extra={"message_id": message.message_id},
                 )
                 failure = DISPATCH_FAILED
-                self._record_failure(message, failure, attempted=False)
+                self._outcomes.failed(message, failure, attempted=False)
             finally:
                 self._gate.after_attempt(message.pk, failure, reached)
                 self._done_with_one()
 
     def _deliver(self, message: queue.Claimed) -> tuple[Failure | None, Reached]:
         """Guard, compose, send, hand the outcome to the recorder; the failure (None: sent) and how far it got."""
-        if self._too_old(message):
-            self._record(message, self._expired_state(message), EXPIRED, attempted=False)
+        if self._outcomes.too_old(message):
+            self._outcomes.record(message, self._outcomes.expired_state(message), EXPIRED, attempted=False)
             return None, Reached.NOT_TRIED
         with unit_of_work():
             contact = guard.recheck(message.contact_pk)  # right before the SES call, as the database holds it now
@@ -280,7 +289,7 @@ class Dispatcher:
             work = {"message_id": message.message_id, "contact": contact_ref(contact.contact_id) if contact else ""}
             log.info("dispatch refused %s: the recipient is %s now", message.message_id, status, extra=work)
             failure = recipient_suppressed(status)
-            self._record(message, MessageState.SUPPRESSED, failure, attempted=False)
+            self._outcomes.record(message, MessageState.SUPPRESSED, failure, attempted=False)
             return None, Reached.NOT_TRIED
 
         email = OutgoingEmail.from_payload(message.payload)
@@ -332,52 +341,5 @@ class Dispatcher:
             failure.outcome.value,
             extra={"message_id": message.message_id, "contact": ref},
         )
-        self._record_failure(message, failure)
+        self._outcomes.failed(message, failure)
         return failure, Reached.ANSWERED if failure.ses_error_code else Reached.TRIED
-
-    def _record_failure(self, message: queue.Claimed, failure: Failure, *, attempted: bool = True) -> None:
-        """The state a failure leads to, by its class (failures.py), handed to the recorder."""
-        now = utcnow()
-        if failure.outcome is Outcome.RETRY or failure.outcome is Outcome.PAUSE:
-            # A pause backs its message off too: a refusal of one sender's messages only (an IAM condition on the
-            # sender, say) must not bring that message back at every probe.
-            due = now + datetime.timedelta(seconds=retry_delay(message.attempts + 1, self._timings.retry_base_seconds))
-            state = self._expired_state(message) if self._too_old(message, at=due) else MessageState.QUEUED
-            self._record(message, state, failure, due_at=due, attempted=attempted)
-            if failure.outcome is Outcome.PAUSE:
-                self._gate.shut(Pause(failure.reason, failure.detail or failure.ses_error_code))
-        elif failure.outcome is Outcome.REFUSED:
-            self._record(message, MessageState.FAILED, failure)
-        else:
-            resend = now + datetime.timedelta(seconds=self._settings.unknown_resend_seconds)
-            self._record(message, MessageState.UNKNOWN, failure, due_at=resend)
-
-    def _too_old(self, message: queue.Claimed, *, at: datetime.datetime | None = None) -> bool:
-        age = (at or utcnow()) - message.created_at
-        return age.total_seconds() >= self._settings.max_message_age_seconds
-
-    @staticmethod
-    def _expired_state(message: queue.Claimed) -> MessageState:
-        """Past its age a message expires; a resend after an unknown outcome returns to UNKNOWN instead: its first
-        request may have been delivered."""
-        return MessageState.EXPIRED if message.resends == 0 else MessageState.UNKNOWN
-
-    def _record(
-        self,
-        message: queue.Claimed,
-        state: MessageState,
-        failure: Failure,
-        *,
-        due_at: datetime.datetime | None = None,
-        attempted: bool = True,
-    ) -> None:
-        outcome = queue.AttemptOutcome(
-            message.pk,
-            state,
-            reason=failure.reason,
-            ses_error_code=failure.ses_error_code,
-            detail=failure.detail,
-            due_at=due_at,
-            attempted=attempted,
-        )
-        self._recorder.put(outcome)

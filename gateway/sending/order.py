@@ -32,6 +32,7 @@ class Order:
 
     weight: Callable[[str], float]
     min_share: float = 0.05
+    ses_tenants: bool = False  # a tenant's mail waits until SES's status of it was read (MAILGW_SES_TENANTS)
 
     def claim(self, n: int, *, lease_seconds: float, worker: str) -> list[queue.Claimed]:
         """Up to n due messages, now SENDING under `worker`'s lease; the lanes' and classes' credits written back in
@@ -99,7 +100,13 @@ class Order:
                 if not plan[lane.id]:
                     continue
                 taken = queue.claim(
-                    lane.priority, lane.caller, plan[lane.id], now=now, lease_seconds=lease_seconds, worker=worker
+                    lane.priority,
+                    lane.caller,
+                    plan[lane.id],
+                    now=now,
+                    lease_seconds=lease_seconds,
+                    worker=worker,
+                    ses_tenants=self.ses_tenants,
                 )
                 lane.credit -= len(taken)
                 if taken:

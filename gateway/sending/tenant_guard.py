@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from gateway.core import metrics
 from gateway.core.errors import TenantNotFound, TenantNotHeld
 from gateway.sending.reputation import Limits, Reading, checked_resume, read
-from gateway.store import lanes, tenants
+from gateway.store import lanes, ses_tenants, tenants
 from gateway.store import reputation as store
 from gateway.store.database import database, database_now, unit_of_work
 from gateway.store.models import ReputationLevel
@@ -114,17 +114,19 @@ class TenantReading:
     reading: Reading
     queued: int
     held: int
+    ses: ses_tenants.SesState | None = None  # what SES last said of it (MAILGW_SES_TENANTS); None: never read
 
 
 def list_tenants(limits: TenantLimits, *, after: str, size: int) -> list[TenantReading]:
     """A page of tenants in name order, after `after`: each one's window read now (one indexed query each)."""
     names = tenants.page(after=after, size=size)
     queued = {depth.name: depth for depth in lanes.depth_by("tenant", among=names)} if names else {}
+    in_ses = ses_tenants.states(names) if names else {}
     nothing = lanes.Depth("", 0, 0, None)
 
     def reading(name: str) -> TenantReading:
         depth = queued.get(name, nothing)
-        return TenantReading(name, read(limits.limits, tenant=name)[0], depth.queued, depth.held)
+        return TenantReading(name, read(limits.limits, tenant=name)[0], depth.queued, depth.held, in_ses.get(name))
 
     return [reading(name) for name in names]
 

@@ -29,6 +29,7 @@ from gateway.core.config import ConfigError
 from gateway.core.failures import SendFailed, classify_ses_answer, classify_ses_error
 from gateway.core.ids import is_token
 
+TENANT_TAG = "tenant"  # the EmailTag that names a message's tenant (store/queue.TENANT_TAG)
 # botocore's own retries are off: every attempt goes through the dispatcher, so the shared rate limit counts it,
 # and a retry after "maybe sent" is never made behind the dispatcher's back.
 CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=15)
@@ -85,6 +86,7 @@ class SesTransport:
         self,
         configuration_set: str,
         *,
+        tenants: bool = False,
         max_connections: int = 10,
         read_timeout: float = READ_TIMEOUT,
         session: boto3.session.Session | None = None,
@@ -96,20 +98,23 @@ class SesTransport:
         self._region = self._client.meta.region_name
         self._url = self._client.meta.endpoint_url.rstrip("/") + SEND_PATH
         self._configuration_set = configuration_set
+        self._tenants = tenants  # MAILGW_SES_TENANTS: a message's tenant (its EmailTag) is its SES TenantName
         self._http = _pool(self._url, max_connections, read_timeout)
 
     def send(self, raw: bytes, *, sender: str, recipient: str, tags: dict[str, str]) -> str | None:
         """One attempt; SES's message id (None: SES took it but named no usable id), or SendFailed with the classified
         failure."""
-        body = json.dumps(
-            {
-                "FromEmailAddress": sender,
-                "Destination": {"ToAddresses": [recipient]},
-                "Content": {"Raw": {"Data": base64.b64encode(raw).decode("ascii")}},
-                "ConfigurationSetName": self._configuration_set,
-                "EmailTags": [{"Name": name, "Value": value} for name, value in tags.items()],
-            }
-        ).encode()
+        request = {
+            "FromEmailAddress": sender,
+            "Destination": {"ToAddresses": [recipient]},
+            "Content": {"Raw": {"Data": base64.b64encode(raw).decode("ascii")}},
+            "ConfigurationSetName": self._configuration_set,
+            "EmailTags": [{"Name": name, "Value": value} for name, value in tags.items()],
+        }
+        tenant = tags.get(TENANT_TAG) if self._tenants else None
+        if tenant:
+            request["TenantName"] = tenant
+        body = json.dumps(request).encode()
         try:
             headers = self._signed_headers(body)
             response = self._http.urlopen("POST", self._url, body=body, headers=headers)
@@ -118,7 +123,7 @@ class SesTransport:
         if 200 <= response.status < 300:
             return _message_id_of(response)
         code, text = _error_of(response)
-        raise SendFailed(classify_ses_answer(response.status, code, text))
+        raise SendFailed(classify_ses_answer(response.status, code, text, tenant=bool(tenant)))
 
     def _signed_headers(self, body: bytes) -> dict[str, str]:
         if self._credentials is None:

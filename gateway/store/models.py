@@ -287,6 +287,23 @@ class SesListSync(BaseModel):
 MODELS += [SesListIntent, SesListedAddress, SesListSync]
 
 
+class SesTenant(BaseModel):
+    """What SES says of one tenant (MAILGW_SES_TENANTS, sending/ses_tenants.py): its ARN, its aggregate sending status
+    when last read ("" until the first read, or after a send SES refused for it: its mail waits for a read), and
+    whether this gateway set its customer-managed status to DISABLED for a pause of its own."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    arn = peewee.CharField(max_length=512, default="")
+    status = peewee.CharField(max_length=16, default="")  # ENABLED | REINSTATED | DISABLED | MISSING | ""
+    cause = FreeTextField(512, default="")
+    read_at = peewee.DateTimeField(null=True)
+    next_read_at = peewee.DateTimeField(default=utcnow, index=True)
+    paused_here = peewee.BooleanField(default=False)
+
+
+MODELS += [SesTenant]
+
+
 def open_database(url: str, *, existing: bool = False) -> peewee.Database:
     """Connect both processes' models to `url` (sqlite:///path or postgresql://…): tables and columns created,
     earlier schemas upgraded; with `existing` (a command), only a database that is there already. CannotUseDatabase

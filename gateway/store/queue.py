@@ -77,7 +77,7 @@ def _insert(message_id, contact, caller, request_id, request_hash, payload, prio
         priority=priority,
         tenant=tenant,
         turn=lanes.next_turn(priority, caller, tenant),
-        held=tenants.paused(tenant),  # a paused tenant's new mail waits with the rest of it
+        held=tenants.held(tenant),  # a held tenant's new mail waits with the rest of it
         state=peewee.SQL(f"'{QUEUED.value}'"),
         due_at=now,
         created_at=now,
@@ -146,17 +146,18 @@ CLAIMED_COLUMNS = (
 )
 
 
-@prepared
-def _claim(priority, caller, now, lease_end, worker, limit):
-    due = Message.select(Message.id).where(
+def _claiming(priority, caller, now, lease_end, worker, limit, *, ses_tenants: bool):
+    condition = (
         lanes.IS_QUEUED
         & lanes.NOT_HELD
         & (Message.priority == priority)
         & (Message.caller == caller)
         & (Message.due_at <= now)
-        & ~tenants.paused(Message.tenant)  # one accepted as its tenant was paused, before it was held
+        & ~tenants.held(Message.tenant)  # one accepted as its tenant was paused, before it was held
     )
-    due = due.order_by(Message.turn, Message.id).limit(limit)
+    if ses_tenants:
+        condition &= tenants.sendable_in_ses(Message.tenant)
+    due = Message.select(Message.id).where(condition).order_by(Message.turn, Message.id).limit(limit)
     if is_postgres():
         due = due.for_update("FOR UPDATE SKIP LOCKED")
     return (
@@ -166,18 +167,37 @@ def _claim(priority, caller, now, lease_end, worker, limit):
     )
 
 
+@prepared
+def _claim(priority, caller, now, lease_end, worker, limit):
+    return _claiming(priority, caller, now, lease_end, worker, limit, ses_tenants=False)
+
+
+@prepared
+def _claim_through_ses_tenants(priority, caller, now, lease_end, worker, limit):
+    return _claiming(priority, caller, now, lease_end, worker, limit, ses_tenants=True)
+
+
 def claim(
-    priority: int, caller: str, limit: int, *, now: datetime.datetime, lease_seconds: float, worker: str
+    priority: int,
+    caller: str,
+    limit: int,
+    *,
+    now: datetime.datetime,
+    lease_seconds: float,
+    worker: str,
+    ses_tenants: bool = False,
 ) -> list[Claimed]:
     """Up to `limit` due queued messages of one lane, in turn order, now SENDING under a lease held by `worker`
     (sending/order.py decides how many from which lane).
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so a row another transaction holds is passed over. SQLite: the statement
     runs under its single writer lock. Either way it reads only the lane's queued rows, through the
-    (state, held, priority, caller, turn) index, however many settled rows the table holds.
+    (state, held, priority, caller, turn) index, however many settled rows the table holds. With `ses_tenants`
+    (MAILGW_SES_TENANTS) a tenant's message is claimed only once SES's status of the tenant was read and allows it.
     """
     lease_end = now + datetime.timedelta(seconds=lease_seconds)
-    rows = _claim(priority=priority, caller=caller, now=now, lease_end=lease_end, worker=worker, limit=limit)
+    statement = _claim_through_ses_tenants if ses_tenants else _claim
+    rows = statement(priority=priority, caller=caller, now=now, lease_end=lease_end, worker=worker, limit=limit)
     created = Message.created_at.python_value
     return [Claimed(*row[:-1], created_at=created(row[-1])) for row in rows.fetchall()]
 

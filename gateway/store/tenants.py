@@ -1,15 +1,18 @@
 """Tenants: the client companies messages are sent for. A row each (tenant_hold, created with a tenant's first message)
-holds its reputation guard's decision; a paused tenant's queued messages are held (Message.held), which keeps them
-out of the claim's index range, and released when an operator resumes it."""
+holds its reputation guard's decision, and with MAILGW_SES_TENANTS another (ses_tenant) what SES last said of it; a
+paused tenant's queued messages, or those of a tenant SES disabled, are held (Message.held), which keeps them out of
+the claim's index range, and released when nothing holds them any more."""
 
 import datetime
 
 import peewee
 
 from gateway.store.database import insert_row, seen_rows
-from gateway.store.models import FeedbackEvent, Message, MessageState, ReputationLevel, TenantHold
+from gateway.store.models import FeedbackEvent, Message, MessageState, ReputationLevel, SesTenant, TenantHold
 
 QUEUED = MessageState.QUEUED.value
+SES_SENDABLE = ("ENABLED", "REINSTATED")  # SES's aggregate sending statuses that let a tenant send
+SES_BLOCKED = ("DISABLED", "MISSING")  # SES disabled it, or has no such tenant
 
 
 def ensure(tenant: str) -> None:
@@ -17,12 +20,21 @@ def ensure(tenant: str) -> None:
     seen_rows.ensure(("tenant", tenant), lambda: insert_row(TenantHold, ignore_conflict=True, name=tenant))
 
 
-def paused(tenant) -> peewee.Node:
-    """Whether `tenant` (a value or a column) is paused: an expression for a statement."""
-    return peewee.fn.EXISTS(
-        TenantHold.select(peewee.SQL("1")).where(
-            (TenantHold.name == tenant) & (TenantHold.level == ReputationLevel.PAUSED.value)
-        )
+def held(tenant) -> peewee.Node:
+    """Whether `tenant`'s mail (a value or a column) waits: its guard paused it, or SES has it disabled or does not
+    have it (MAILGW_SES_TENANTS). An expression for a statement."""
+    paused = TenantHold.select(peewee.SQL("1")).where(
+        (TenantHold.name == tenant) & (TenantHold.level == ReputationLevel.PAUSED.value)
+    )
+    blocked = SesTenant.select(peewee.SQL("1")).where((SesTenant.name == tenant) & SesTenant.status.in_(SES_BLOCKED))
+    return peewee.fn.EXISTS(paused) | peewee.fn.EXISTS(blocked)
+
+
+def sendable_in_ses(tenant) -> peewee.Node:
+    """Whether SES's sending status of `tenant` (a column) was read and lets it send: with MAILGW_SES_TENANTS a
+    tenant's mail is claimed only then, so its first message waits for the first read."""
+    return (tenant == "") | peewee.fn.EXISTS(
+        SesTenant.select(peewee.SQL("1")).where((SesTenant.name == tenant) & SesTenant.status.in_(SES_SENDABLE))
     )
 
 
@@ -42,10 +54,11 @@ def hold_queued(tenant: str) -> int:
 
 
 def release_queued(tenant: str) -> int:
-    """The tenant's held messages claimable again, each in its place in its lane. How many."""
+    """The tenant's held messages claimable again, each in its place in its lane, unless something still holds
+    them (its guard's pause, or SES). How many."""
     return (
         Message.update(held=False)
-        .where((Message.tenant == tenant) & (Message.state == QUEUED) & Message.held)
+        .where((Message.tenant == tenant) & (Message.state == QUEUED) & Message.held & ~held(tenant))
         .execute()
     )
 

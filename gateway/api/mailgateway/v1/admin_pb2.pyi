@@ -301,7 +301,7 @@ class ListTenantsResponse(_message.Message):
     def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "level", "reason", "detail", "changed_at", "sends", "bounces", "complaints", "bounce_rate", "complaint_rate", "judged", "queued", "held", "resumed_at", "resumed_by", "resume_reason")
+    __slots__ = ("name", "level", "reason", "detail", "changed_at", "sends", "bounces", "complaints", "bounce_rate", "complaint_rate", "judged", "queued", "held", "resumed_at", "resumed_by", "resume_reason", "ses_sending_status", "ses_status_cause", "ses_read_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -318,6 +318,9 @@ class Tenant(_message.Message):
     RESUMED_AT_FIELD_NUMBER: _ClassVar[int]
     RESUMED_BY_FIELD_NUMBER: _ClassVar[int]
     RESUME_REASON_FIELD_NUMBER: _ClassVar[int]
+    SES_SENDING_STATUS_FIELD_NUMBER: _ClassVar[int]
+    SES_STATUS_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    SES_READ_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     level: DispatchLevel
     reason: str
@@ -334,7 +337,10 @@ class Tenant(_message.Message):
     resumed_at: _timestamp_pb2.Timestamp
     resumed_by: str
     resume_reason: str
-    def __init__(self, name: _Optional[str] = ..., level: _Optional[_Union[DispatchLevel, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sends: _Optional[int] = ..., bounces: _Optional[int] = ..., complaints: _Optional[int] = ..., bounce_rate: _Optional[float] = ..., complaint_rate: _Optional[float] = ..., judged: _Optional[bool] = ..., queued: _Optional[int] = ..., held: _Optional[int] = ..., resumed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resumed_by: _Optional[str] = ..., resume_reason: _Optional[str] = ...) -> None: ...
+    ses_sending_status: str
+    ses_status_cause: str
+    ses_read_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., level: _Optional[_Union[DispatchLevel, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sends: _Optional[int] = ..., bounces: _Optional[int] = ..., complaints: _Optional[int] = ..., bounce_rate: _Optional[float] = ..., complaint_rate: _Optional[float] = ..., judged: _Optional[bool] = ..., queued: _Optional[int] = ..., held: _Optional[int] = ..., resumed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resumed_by: _Optional[str] = ..., resume_reason: _Optional[str] = ..., ses_sending_status: _Optional[str] = ..., ses_status_cause: _Optional[str] = ..., ses_read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ResumeTenantRequest(_message.Message):
     __slots__ = ("tenant", "reason")

@@ -1032,6 +1032,29 @@ export declare type Tenant = Message<"mailgateway.v1.Tenant"> & {
    * @generated from field: string resume_reason = 16;
    */
   resumeReason: string;
+
+  /**
+   * Its sending status as SES last gave it (MAILGW_SES_TENANTS): ENABLED,
+   * REINSTATED, DISABLED (its mail held), MISSING (SES has no such tenant:
+   * held); empty when it was not read yet, or SES tenants are off.
+   *
+   * @generated from field: string ses_sending_status = 17;
+   */
+  sesSendingStatus: string;
+
+  /**
+   * Why SES (or the gateway, through its customer-managed status) disabled it.
+   *
+   * @generated from field: string ses_status_cause = 18;
+   */
+  sesStatusCause: string;
+
+  /**
+   * When its SES status was last read; unset when never.
+   *
+   * @generated from field: google.protobuf.Timestamp ses_read_at = 19;
+   */
+  sesReadAt?: Timestamp | undefined;
 };
 
 /**
