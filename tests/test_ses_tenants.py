@@ -169,6 +169,7 @@ def test_each_send_names_its_tenant_and_a_disabled_or_missing_tenant_waits_until
     quiet_for(gateway, "ses-tenants", "dispatch-claim")
     assert {message(stub, m).state for m in held} == {pb.MESSAGE_STATE_QUEUED}
     assert tenant_of_sends(ses) == {("acme", "acme"): 2, (None, None): 1}
+    assert {r.body.get("TenantName") for r in ses.sent} == {"acme", None}  # the held ones were never tried
     tenants = listed(gateway)
     assert (tenants["acme"].ses_sending_status, tenants["acme"].HasField("ses_read_at")) == ("ENABLED", True)
     assert (tenants["globex"].ses_sending_status, tenants["globex"].ses_status_cause) == (
@@ -249,3 +250,37 @@ async def test_a_pause_here_disables_the_tenant_in_ses_and_the_resume_enables_it
     assert {(await asyncio.to_thread(settled, stub, m)).state for m in waiting} == {pb.MESSAGE_STATE_SENT}
     updates = [call["SendingStatus"] for call in ses.tenants.called("UpdateReputationEntityCustomerManagedStatus")]
     assert updates == ["DISABLED", "ENABLED"]
+
+
+@pytest.mark.slow
+def test_a_refusal_that_is_the_accounts_pauses_dispatch_even_when_only_tenant_mail_meets_it(make_gateway, ses):
+    ready_in_ses(ses, "acme")
+    gateway, stub = make_gateway(**SES_TENANTS | {"pause_probe_seconds": 0.5})
+    [first] = send(stub, "acme", 1)
+    assert settled(stub, first).state == pb.MESSAGE_STATE_SENT
+    ses.fail(400, "SendingPausedException", "Sending is paused for this account.", times=1000)
+
+    [refused] = send(stub, "acme", 1)
+
+    # SES still says acme may send: the refusal was the account's, and dispatch pauses as for any other message.
+    wait_until(lambda: health(gateway, "mailgateway.v1.Dispatch") == NOT_SERVING)
+    assert message(stub, refused).state == pb.MESSAGE_STATE_QUEUED
+    ses.clear_failures()
+    assert settled(stub, refused).state == pb.MESSAGE_STATE_SENT  # the probe found SES sending again
+    wait_until(lambda: health(gateway, "mailgateway.v1.Dispatch") == SERVING)
+
+
+@pytest.mark.slow
+def test_without_ses_tenants_what_ses_said_holds_no_mail(make_gateway, ses):
+    ready_in_ses(ses, "globex")
+    ses.tenants.set_ses_status("globex", "DISABLED", "high bounce rate")
+    gateway, stub = make_gateway(**SES_TENANTS)
+    [held] = send(stub, "globex", 1)
+    wait_until(lambda: listed(gateway)["globex"].held == 1)
+    gateway.stop(None)
+
+    _, again = make_gateway(send_rate=50)  # the same database, MAILGW_SES_TENANTS off
+
+    assert settled(again, held).state == pb.MESSAGE_STATE_SENT
+    [sent] = [r for r in ses.accepted if r.tags.get("message_id") == held]
+    assert "TenantName" not in sent.body

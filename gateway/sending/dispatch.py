@@ -42,6 +42,7 @@ from gateway.sending.ses_tenants import SesTenantWatch
 from gateway.sending.tenant_guard import TenantGuard, TenantLimits
 from gateway.ses.tenants import SesTenants
 from gateway.store import queue
+from gateway.store import ses_tenants as ses_tenant_rows
 from gateway.store.contacts import CONTACT_TAG
 from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow
 from gateway.store.models import MessageState
@@ -135,6 +136,7 @@ class Dispatcher:
         if settings.ses_tenants:
             watch = SesTenantWatch(
                 SesTenants(),
+                self._gate,
                 status_seconds=settings.ses_tenant_status_seconds,
                 pause_in_ses=settings.ses_tenant_pause_in_ses,
                 retry_seconds=timings.ses_tenant_retry_seconds,
@@ -146,6 +148,9 @@ class Dispatcher:
         return self._gate.current
 
     def start(self) -> None:
+        if not self._settings.ses_tenants:
+            with unit_of_work():
+                ses_tenant_rows.forget()  # what SES said of the tenants holds no mail without MAILGW_SES_TENANTS
         with unit_of_work():
             self._pacer.start()
             if self.reputation is not None:

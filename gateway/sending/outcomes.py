@@ -12,7 +12,7 @@ from gateway.sending.pause import Pause, PauseGate
 from gateway.sending.recorder import Recorder
 from gateway.store import queue
 from gateway.store import ses_tenants as ses_tenant_rows
-from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow
+from gateway.store.database import UNAVAILABLE, database_now, unit_of_work, utcnow
 from gateway.store.models import MessageState
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class Outcomes:
         """The state a failure leads to, by its class (failures.py), handed to the recorder."""
         now = utcnow()
         if failure.outcome is Outcome.TENANT_HELD:
-            self._read_tenant_again(message.tenant)
+            self._read_tenant_again(message.tenant, failure.ses_error_code)
         if failure.outcome in (Outcome.RETRY, Outcome.PAUSE, Outcome.TENANT_HELD):
             # A pause backs its message off too: a refusal of one sender's messages only (an IAM condition on the
             # sender, say) must not bring that message back at every probe.
@@ -48,11 +48,12 @@ class Outcomes:
             self.record(message, MessageState.UNKNOWN, failure, due_at=resend)
 
     @staticmethod
-    def _read_tenant_again(tenant: str) -> None:
-        """SES refused a send for the tenant's sake: its mail waits for a new read of its status (ses_tenants.py)."""
+    def _read_tenant_again(tenant: str, ses_error_code: str) -> None:
+        """SES refused a send for the tenant's sake: its mail waits for a new read of its status (ses_tenants.py),
+        which tells whether the refusal was the tenant's or the account's."""
         try:
             with unit_of_work():
-                ses_tenant_rows.read_again(tenant, utcnow())
+                ses_tenant_rows.read_again(tenant, database_now(), refused_with=ses_error_code)
         except UNAVAILABLE as exc:  # its next send is refused the same way, and asks again
             log.warning("tenant %s: its SES status could not be marked for reading (%s)", tenant, type(exc).__name__)
 

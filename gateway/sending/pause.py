@@ -129,7 +129,9 @@ class PauseGate:
         if pk != self._probe_pk:
             return
         still_paused = failure is not None and failure.outcome is Outcome.PAUSE
-        if reached is Reached.ANSWERED and not still_paused:
+        # A refusal SES gave for the probe's tenant says nothing of the account (ses_tenants.py decides that).
+        learnt = reached is Reached.ANSWERED and not (failure is not None and failure.outcome is Outcome.TENANT_HELD)
+        if learnt and not still_paused:
             self.open()  # SES took the probe, or answered it with something other than "nobody can send"
             return
         with self._lock:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.core.failures import SendFailed, classify_ses_error
+from gateway.core.failures import RETRY, Failure, SendFailed, classify_ses_error
 from gateway.ses.transport import CLIENT_CONFIG, aws_session
 
 ENTITY_TYPE = "RESOURCE"  # a tenant is a resource-type reputation entity, referenced by its ARN
 SENDABLE = ("ENABLED", "REINSTATED")  # a tenant sends unless its aggregate status is DISABLED
+STATUSES = (*SENDABLE, "DISABLED")
 MISSING = "MISSING"  # our name for a tenant SES does not have (GetTenant: NotFoundException)
 MAX_CAUSE = 512  # StatusCause, at most (botocore's model)
 
@@ -51,7 +52,10 @@ class SesTenants:
             raise SendFailed(classify_ses_error(exc)) from None
         except BotoCoreError as exc:
             raise SendFailed(classify_ses_error(exc)) from None
-        status = str(entity.get("SendingStatusAggregate") or "ENABLED")
+        status = entity.get("SendingStatusAggregate")
+        if status not in STATUSES:  # no status, or one we do not know: nothing learnt, and nothing let go
+            unread = Failure(RETRY, "SES_UNREADABLE_STATUS", detail="GetReputationEntity named no sending status")
+            raise SendFailed(unread)
         return TenantStatus(arn, status, _cause(entity) if status not in SENDABLE else "")
 
     def set_customer_status(self, arn: str, status: str) -> None:

@@ -328,6 +328,8 @@ def record_outcome(
     }
     if state.settled:
         changes |= settled_changes(now)
+    elif state is QUEUED:
+        changes[Message.held] = tenants.held(Message.tenant)  # its tenant was paused or disabled meanwhile
     Message.update(changes).where((Message.id == pk) & Message.state.in_(IN_FLIGHT)).execute()
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import peewee
 
-from gateway.store import tenants
+from gateway.store import lanes, tenants
 from gateway.store.database import database, insert_row
 from gateway.store.models import Message, ReputationLevel, SesTenant, TenantHold
 
@@ -67,22 +67,44 @@ def states(names: list[str]) -> dict[str, SesState]:
     return {row[0]: SesState(*row[1:]) for row in query.where(SesTenant.name.in_(names)).tuples()}
 
 
-def record(name: str, *, arn: str, status: str, cause: str, now: datetime.datetime, next_read_at) -> None:
-    """A read's answer stored, and the tenant's queued mail held or released by it (in one transaction)."""
+def record(name: str, *, taken_until, arn: str, status: str, cause: str, now: datetime.datetime, next_read_at) -> bool:
+    """A read's answer stored, and the tenant's queued mail held or released by it (in one transaction); released
+    mail takes its turns from now on (lanes.shift_to_now), as after a resume. False, storing nothing, when SES
+    refused one of its sends since the read was taken (read_again): that read is older than the refusal."""
     with database.atomic():
-        SesTenant.update(arn=arn, status=status, cause=cause, read_at=now, next_read_at=next_read_at).where(
-            SesTenant.name == name
-        ).execute()
+        stored = (
+            SesTenant.update(arn=arn, status=status, cause=cause, read_at=now, next_read_at=next_read_at)
+            .where((SesTenant.name == name) & (SesTenant.next_read_at == taken_until))
+            .execute()
+        )
+        if not stored:
+            return False
         if status in tenants.SES_BLOCKED:
             tenants.hold_queued(name)
-        else:
+        elif tenants.has_held(name):
+            lanes.shift_to_now(name)
             tenants.release_queued(name)
+    return True
 
 
-def read_again(name: str, now: datetime.datetime) -> None:
-    """SES refused a send for the tenant: its mail waits until its status was read again, which is due now."""
+def read_again(name: str, now: datetime.datetime, *, refused_with: str) -> None:
+    """SES refused a send for the tenant (its error code `refused_with`, kept in `cause` until the read): its mail
+    waits until its status was read again, which is due now."""
     insert_row(SesTenant, ignore_conflict=True, name=name, next_read_at=now)
-    SesTenant.update(status=NOT_READ, next_read_at=now).where(SesTenant.name == name).execute()
+    SesTenant.update(status=NOT_READ, cause=refused_with, next_read_at=now).where(SesTenant.name == name).execute()
+
+
+def forget() -> int:
+    """Without MAILGW_SES_TENANTS: what SES said of the tenants no longer holds their mail (the rows go; the mail
+    of a tenant its own guard did not pause is released). How many rows."""
+    with database.atomic():
+        names = [name for (name,) in SesTenant.select(SesTenant.name).tuples()]
+        SesTenant.delete().execute()
+        for name in names:
+            if tenants.has_held(name):
+                lanes.shift_to_now(name)
+                tenants.release_queued(name)
+    return len(names)
 
 
 def pause_changes() -> list[tuple[str, str, bool]]:

@@ -63,6 +63,10 @@ def release_queued(tenant: str) -> int:
     )
 
 
+def has_held(tenant: str) -> bool:
+    return Message.select().where((Message.tenant == tenant) & (Message.state == QUEUED) & Message.held).exists()
+
+
 def active_since(since: datetime.datetime) -> list[str]:
     """Tenants whose mail changed since `since`: a send settled, or an SES event received (a bounce comes after the
     send it is about). Two index ranges, the last check's worth of sends and events."""
