@@ -56,6 +56,7 @@ class SesEvent:
     outcomes: tuple[RecipientOutcome, ...]
     unreadable: tuple[tuple[str, str], ...]  # (address, why) for each reported address the validator refuses
     known: bool
+    bounce: tuple[str, str, str] = ("", "", "")  # a Bounce's bounceType, bounceSubType, first diagnosticCode
 
 
 def parse_ses_event(message: str) -> SesEvent:
@@ -99,7 +100,15 @@ def parse_ses_event(message: str) -> SesEvent:
         outcomes=outcomes,
         unreadable=tuple(dict.fromkeys(unreadable)),
         known=event_type in KNOWN_TYPES,
+        bounce=_bounce_kind(event.get("bounce")) if event_type == "Bounce" else ("", "", ""),
     )
+
+
+def _bounce_kind(bounce: dict) -> tuple[str, str, str]:
+    """bounceType, bounceSubType and the first recipient's diagnosticCode (whitespace folded), as SES wrote them."""
+    recipients = bounce.get("bouncedRecipients") or [{}]
+    diagnostic = " ".join(_text(recipients[0], "diagnosticCode").split())
+    return _text(bounce, "bounceType"), _text(bounce, "bounceSubType"), diagnostic
 
 
 def _bounce_outcomes(bounce: dict) -> list[RecipientOutcome]:

@@ -8,7 +8,7 @@ from gateway.core.states import StatusSource
 from gateway.store import message_events
 from gateway.store.contacts import change_status, count_soft_bounce, find_contact, reset_soft_bounces
 from gateway.store.database import insert_row, joined_transaction
-from gateway.store.models import ContactStatus, FeedbackEvent
+from gateway.store.models import ContactStatus, FeedbackEvent, MessageState
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,19 @@ def record_event(notification_id: str, event: SesEvent, *, soft_bounce_limit: in
         )
         if not stored:
             return False
-        if message_pk is not None and event.message_state is not None:
-            message_events.settle_by_event(
-                message_pk, event.message_state, event.ses_message_id, detail=event.message_error
+        if message_pk is not None:
+            previous, moved = message_events.state_of(message_pk), False
+            if event.message_state is not None:
+                moved = message_events.settle_by_event(
+                    message_pk, event.message_state, event.ses_message_id, detail=event.message_error
+                )
+            message_events.note_event(
+                message_pk,
+                event.event_type,
+                hard_bounce=event.message_state is MessageState.BOUNCED,
+                previous=previous if moved else "",
+                bounce=event.bounce,
+                detail=event.message_error,
             )
         changes = affected_contacts(event)
         # One lock order for every transaction: two events naming the same recipients in another order cannot

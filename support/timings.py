@@ -12,4 +12,5 @@ FAST = Timings(
     suppression_check_seconds=0.05,
     suppression_jitter_seconds=0.0,
     ses_tenant_retry_seconds=0.05,
+    event_poll_seconds=0.02,
 )

@@ -4,14 +4,14 @@ Each command module adds its commands to the parser, each with the function that
 import argparse
 import sys
 
-from gateway.cli import aws, contacts, dev, dispatch, messages, queue, servers, suppression, tenants
+from gateway.cli import aws, contacts, dev, dispatch, events, messages, queue, servers, suppression, tenants
 from gateway.cli.client import CallFailed, address_option
 from gateway.core.startup import exit_code
 
 EXIT_FAILED = 1  # the gateway refused a call, or did not answer
 
 # In the order `mailgw --help` lists them.
-COMMAND_MODULES = (servers, aws, dev, messages, queue, dispatch, tenants, suppression, contacts)
+COMMAND_MODULES = (servers, aws, dev, messages, events, queue, dispatch, tenants, suppression, contacts)
 
 
 def main(argv: list[str] | None = None) -> int:

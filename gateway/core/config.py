@@ -79,6 +79,10 @@ class Settings:
     caller_policy_file: str = ""  # TOML: each caller's max priority, weight, queue and submit-rate limits
     max_queued_messages: int = 1_000_000  # every caller's queued messages together: a guard for the disk
     lower_class_min_share: float = 0.05  # of the rate, for each class with due mail below a busier, more urgent one
+    # Events back to the callers (gateway/events/, WatchEvents)
+    event_retention_days: float = 0.0  # the event log's records are kept this long; 0: MAILGW_MESSAGE_RETENTION_DAYS
+    max_watchers_per_caller: int = 16  # WatchEvents streams one caller may hold open on one gateway
+    max_watchers: int = 0  # WatchEvents streams on one gateway, all callers together; 0: half of MAILGW_GRPC_WORKERS
     metrics_addr: str = ""  # Prometheus /metrics on a listener of its own; unset: none
     brand_name: str = ""  # the sender every mail's footer names (named_sender); the unsubscribe page names the same
 
@@ -128,6 +132,15 @@ class Settings:
             raise ConfigError("MAILGW_MAX_QUEUED_MESSAGES must be at least 1")
         if not 0 <= self.lower_class_min_share <= 0.5:
             raise ConfigError("MAILGW_LOWER_CLASS_MIN_SHARE must be a fraction from 0 to 0.5 (0.05: 5 % of the rate)")
+        if self.event_retention_days < 0:
+            raise ConfigError("MAILGW_EVENT_RETENTION_DAYS must not be negative (0: MAILGW_MESSAGE_RETENTION_DAYS)")
+        if self.max_watchers_per_caller < 1 or self.max_watchers < 0:
+            raise ConfigError("MAILGW_MAX_WATCHERS_PER_CALLER must be at least 1 and MAILGW_MAX_WATCHERS not negative")
+        if self.max_watchers >= self.grpc_workers:
+            raise ConfigError(
+                "MAILGW_MAX_WATCHERS must be below MAILGW_GRPC_WORKERS: each stream holds one of those threads, and "
+                "calls need the others"
+            )
         if self.metrics_addr:
             check_metrics_address(self.metrics_addr, "MAILGW_METRICS_ADDR", self.grpc_addr, "MAILGW_GRPC_ADDR")
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
@@ -139,6 +152,16 @@ class Settings:
             http_addr = environ.get("MAILGW_HTTP_ADDR", "").strip() or DEFAULT_HTTP_ADDR
             values["public_base_url"] = f"http://{host_port(*listen_address(http_addr, 'MAILGW_HTTP_ADDR'))}"
         return cls(**values)
+
+    @property
+    def watchers(self) -> int:
+        """WatchEvents streams one gateway holds at most, all callers together."""
+        return self.max_watchers or max(1, self.grpc_workers // 2)
+
+    @property
+    def event_retention(self) -> float:
+        """Days the event log keeps a record."""
+        return self.event_retention_days or self.message_retention_days
 
     @property
     def sender_name(self) -> str:

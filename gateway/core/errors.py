@@ -152,3 +152,15 @@ def _password(url: str) -> str:
         return str(db_url.parse(url).get("password") or "")
     except Exception:  # a URL the driver cannot read has nothing it could quote
         return ""
+
+
+class CursorExpired(GatewayError):
+    """WatchEvents: the records after the cursor were purged; `oldestCursor` is where a complete watch starts."""
+
+    reason = failures.CURSOR_EXPIRED
+
+
+class TooManyWatchers(GatewayError):
+    """WatchEvents: the caller has MAILGW_MAX_WATCHERS_PER_CALLER streams open on this gateway."""
+
+    reason = failures.TOO_MANY_WATCHERS

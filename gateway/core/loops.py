@@ -25,6 +25,7 @@ class Timings:
     suppression_check_seconds: float = 60.0  # an idle suppression sync asks this often whether a pass is due
     suppression_jitter_seconds: float = 5.0  # gateways started together do not all ask at once
     ses_tenant_retry_seconds: float = 30.0  # a tenant's SES status that could not be read is asked for again
+    event_poll_seconds: float = 0.1  # the event log: records without a position looked for, watchers woken
 
 
 PRODUCTION = Timings()

@@ -103,3 +103,33 @@ class Priority(enum.IntEnum):
             return cls[label.upper()]
         except KeyError:
             raise ValueError(f"not a priority: {label!r} (critical, transactional or bulk)") from None
+
+
+class EventType(enum.StrEnum):
+    """What a record of the event log says happened (WatchEvents' EventType, lower case). A message's state change is
+    its new state's name, so a statement can write the state as the type."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    UNKNOWN = "unknown"
+    SUPPRESSED = "suppressed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    DELIVERED = "delivered"
+    DELIVERY_DELAYED = "delivery_delayed"
+    BOUNCED = "bounced"
+    SOFT_BOUNCED = "soft_bounced"
+    COMPLAINED = "complained"
+    REJECTED = "rejected"
+    CONTACT_UNSUBSCRIBED = "contact_unsubscribed"
+    CONTACT_BOUNCED = "contact_bounced"
+    CONTACT_COMPLAINED = "contact_complained"
+    CONTACT_REACTIVATED = "contact_reactivated"
+
+    @classmethod
+    def of_contact_status(cls, status: ContactStatus) -> "EventType":
+        return {
+            ContactStatus.UNSUBSCRIBED: cls.CONTACT_UNSUBSCRIBED,
+            ContactStatus.BOUNCED: cls.CONTACT_BOUNCED,
+            ContactStatus.COMPLAINED: cls.CONTACT_COMPLAINED,
+        }.get(status, cls.CONTACT_REACTIVATED)

@@ -21,6 +21,8 @@ from gateway.core.logs import setup_logging
 from gateway.core.loops import PRODUCTION, Loop, Timings
 from gateway.core.policy import CallerPolicies
 from gateway.core.startup import AddressInUse, claim_address, claim_port_group, run
+from gateway.events.feed import EventFeed
+from gateway.events.watch import Watchers
 from gateway.process import exposition
 from gateway.rpc.admin_service import MailGatewayAdminServicer
 from gateway.rpc.auth import admin_authenticator, authenticator, check_exposure, server_credentials
@@ -69,11 +71,13 @@ class Gateway:
     dispatcher: Dispatcher | None
     suppression: SuppressionJob | None = None  # the SES suppression-list sync (MAILGW_SES_SUPPRESSION_SYNC_SECONDS)
     metrics: exposition.MetricsListener | None = None  # MAILGW_METRICS_ADDR; None when unset (or in a copy)
+    events: EventFeed | None = None  # the event log's sequencer and this process's watchers' pulse
 
     @property
     def loops(self) -> list[Loop]:
         """Every background loop this process runs (core/loops.py), in the order they start."""
-        return (self.dispatcher.loops if self.dispatcher else []) + (self.suppression.loops if self.suppression else [])
+        jobs = (self.dispatcher, self.suppression, self.events)
+        return [loop for job in jobs if job is not None for loop in job.loops]
 
     def start(self) -> None:
         self.server.start()
@@ -84,6 +88,8 @@ class Gateway:
             self.dispatcher.start()
         if self.suppression is not None:
             self.suppression.start()
+        if self.events is not None:
+            self.events.start()
         if self.loops:
             log.info("background loops: %s", ", ".join(f"{loop.name} (every {loop.every:g} s)" for loop in self.loops))
 
@@ -91,6 +97,8 @@ class Gateway:
         """Refuse new RPCs and stop claiming; in-flight RPCs and sends get `grace` seconds to finish."""
         self.health.enter_graceful_shutdown()
         stopped = self.server.stop(grace)
+        if self.events is not None:
+            self.events.stop(grace or 0.0)  # ends the watchers' streams
         if self.dispatcher is not None:
             self.dispatcher.stop(grace or 0.0)
         if self.suppression is not None:
@@ -138,7 +146,10 @@ def create_server(
     suppression = None
     if settings.transport == "ses" and settings.dispatch_workers and settings.ses_suppression_sync_seconds:
         suppression = SuppressionJob(settings, timings=timings)
+    events = EventFeed(every=timings.event_poll_seconds)
     server = grpc.server(
+        # A WatchEvents stream holds one of these threads while it is open: MAILGW_MAX_WATCHERS of them at most, so
+        # the calls keep the rest (more threads would mean more database connections: each keeps its own).
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
         options=[("grpc.so_reuseport", int(shared_port))],
         interceptors=[ServerMetrics()],
@@ -149,6 +160,8 @@ def create_server(
         dispatcher.wake if dispatcher else lambda: None,
         public_base_url=settings.public_base_url,
         admission=Admission(policies, settings.max_queued_messages),
+        feed=events,
+        watchers=Watchers(per_caller=settings.max_watchers_per_caller, total=settings.watchers),
     )
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
     admin = MailGatewayAdminServicer(
@@ -178,7 +191,7 @@ def create_server(
     metrics = None
     if settings.metrics_addr and not shared_port:  # a copy's metrics are served by its parent (serve_processes)
         metrics = exposition.listen(settings.metrics_addr, exposition.gateway_registry())
-    return Gateway(server, port, health_servicer, dispatcher, suppression, metrics)
+    return Gateway(server, port, health_servicer, dispatcher, suppression, metrics, events)
 
 
 def report_pause(health_servicer: health.HealthServicer, pause: Pause | None) -> None:

@@ -1,6 +1,6 @@
 """The gRPC servicer of MailGatewayService: requests into domain calls, results into responses; no business logic."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -8,16 +8,18 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core import errors
 from gateway.core.addresses import InvalidAddress, email_key
-from gateway.core.ids import is_contact_id, is_token
-from gateway.core.states import Priority
+from gateway.core.ids import is_contact_id, is_tenant, is_token
+from gateway.core.states import EventType, Priority
+from gateway.events.feed import EventFeed
+from gateway.events.watch import KeepAlive, Watchers, cursor_of, position_of, watch
 from gateway.rpc.auth import Authenticator
-from gateway.rpc.status import rpc
+from gateway.rpc.status import rpc, rpc_watch
 from gateway.sending.accept import accept
 from gateway.sending.admission import OPEN, Admission
 from gateway.sending.compose import unsubscribe_url
 from gateway.sending.outgoing import outgoing_email
 from gateway.store import contacts, queue
-from gateway.store.models import ContactStatus, MessageState
+from gateway.store.models import ContactStatus, EventRecord, MessageState
 
 PROTO_STATUS = {status: pb.ContactStatus.Value(f"CONTACT_STATUS_{status.name}") for status in ContactStatus}
 PROTO_STATE = {state: pb.MessageState.Value(f"MESSAGE_STATE_{state.name}") for state in MessageState}
@@ -38,7 +40,11 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         *,
         public_base_url: str,
         admission: Admission = OPEN,
+        feed: EventFeed | None = None,
+        watchers: Watchers | None = None,
     ):
+        self._feed = feed
+        self._watchers = watchers or Watchers(per_caller=16, total=64)
         self._admission = admission
         self._default_from = default_from
         self._public_base_url = public_base_url
@@ -115,6 +121,56 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         )
         response.updated_at.FromDatetime(contact.updated_at)
         return response
+
+    @rpc_watch
+    def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: grpc.ServicerContext, caller: str
+    ) -> Iterator[pb.WatchEventsResponse]:
+        types = []
+        for number in request.types:
+            if number not in EVENT_TYPE_FROM_PROTO:
+                raise errors.InvalidRequest({"types": f"{number} is not an event type"})
+            types.append(EVENT_TYPE_FROM_PROTO[number])
+        if request.tenant and not is_tenant(request.tenant):
+            raise errors.InvalidRequest({"tenant": "1-64 ASCII letters, digits, '_' or '-'"})
+        if request.cursor:
+            position_of(request.cursor)  # a bad cursor is refused before it takes a place
+        if self._feed is None:
+            raise errors.GatewayError("this gateway keeps no event feed")
+        with self._watchers.one(caller):
+            items = watch(
+                caller, request.cursor, self._feed, types=tuple(types), tenant=request.tenant, active=context.is_active
+            )
+            for item in items:
+                yield event_response(item)
+
+
+PROTO_EVENT_TYPE = {kind: pb.EventType.Value(f"EVENT_TYPE_{kind.name}") for kind in EventType}
+EVENT_TYPE_FROM_PROTO = {number: kind for kind, number in PROTO_EVENT_TYPE.items()}
+PROTO_STATE_NAMED = {state.value: number for state, number in PROTO_STATE.items()}
+
+
+def event_response(item: EventRecord | KeepAlive) -> pb.WatchEventsResponse:
+    """A record of the event log as WatchEvents sends it; a keep-alive carries its cursor only."""
+    if isinstance(item, KeepAlive):
+        return pb.WatchEventsResponse(cursor=cursor_of(item.position))
+    response = pb.WatchEventsResponse(
+        cursor=cursor_of(item.position),
+        type=PROTO_EVENT_TYPE[EventType(item.type)],
+        message_id=item.message_id,
+        request_id=item.request_id,
+        contact_id=item.contact_id,
+        tenant=item.tenant,
+        state=PROTO_STATE_NAMED.get(item.state, 0),
+        previous_state=PROTO_STATE_NAMED.get(item.previous_state, 0),
+        bounce_type=item.bounce_type,
+        bounce_subtype=item.bounce_subtype,
+        diagnostic=item.diagnostic,
+    )
+    if item.priority is not None:
+        response.priority = PROTO_PRIORITY[Priority(item.priority)]
+    response.time.FromDatetime(item.time)
+    return response
 
 
 def requested_contact(request) -> dict[str, str]:

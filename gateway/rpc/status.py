@@ -95,6 +95,23 @@ def rpc_stream(method):
     return wrapper
 
 
+def rpc_watch(method):
+    """rpc_stream() for a stream that may stay open for hours (WatchEvents): no unit of database work around it, the
+    method opens one for each read, so a waiting stream holds no database connection beyond its thread's own."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            caller = self._authenticator.caller(context)
+            yield from method(self, request, context, caller)
+            return
+        except Exception as exc:
+            error = _as_error(exc, method.__name__)
+        context.abort_with_status(rich_status(error))
+
+    return wrapper
+
+
 def _as_error(exc: Exception, method_name: str) -> errors.GatewayError:
     """The domain error a failure of an RPC is answered with."""
     if isinstance(exc, errors.GatewayError):

@@ -102,6 +102,7 @@ class Dispatcher:
             unknown_resend_seconds=settings.unknown_resend_seconds,
             max_message_age_seconds=settings.max_message_age_seconds,
             retention_days=settings.message_retention_days,
+            event_retention_days=settings.event_retention,
             paused=lambda: self._gate.current is not None,
             timings=timings,
             stopping=self._stopping,

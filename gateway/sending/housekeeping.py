@@ -10,7 +10,7 @@ from collections.abc import Callable
 from gateway.core.failures import LEASE_EXPIRED, MESSAGE_EXPIRED
 from gateway.core.loops import PRODUCTION, Timings
 from gateway.sending.pacing import Pacer
-from gateway.store import lanes, upkeep
+from gateway.store import event_log, lanes, upkeep
 from gateway.store.database import unit_of_work, utcnow
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class Housekeeper:
         unknown_resend_seconds: float,
         max_message_age_seconds: float,
         retention_days: float,
+        event_retention_days: float | None = None,
         paused: Callable[[], bool],
         timings: Timings = PRODUCTION,
         stopping: threading.Event | None = None,
@@ -36,6 +37,7 @@ class Housekeeper:
         self._resend = datetime.timedelta(seconds=unknown_resend_seconds)
         self._max_age = datetime.timedelta(seconds=max_message_age_seconds)
         self._retention = datetime.timedelta(days=retention_days)
+        self._event_retention = datetime.timedelta(days=event_retention_days or retention_days)
         self._paused = paused
         self._timings = timings
         self._stopping = stopping or threading.Event()
@@ -75,13 +77,21 @@ class Housekeeper:
     def purge(self, stopping: threading.Event, seconds: float) -> bool:
         """Delete what is past its retention in batches, each a short transaction followed by a pause as long (so a
         writer waiting for SQLite's lock gets it between two), for up to `seconds`; True once nothing is left."""
-        cutoff, until, purged = utcnow() - self._retention, time.monotonic() + seconds, 0
-        while True:
-            started = time.monotonic()
-            deleted = upkeep.purge_batch(cutoff)
-            purged += deleted
-            if not deleted or time.monotonic() >= until or stopping.wait(max(time.monotonic() - started, 0.005)):
-                break
-        if purged:
-            log.info("purged %d messages and feedback events older than MAILGW_MESSAGE_RETENTION_DAYS", purged)
-        return not deleted
+        until = time.monotonic() + seconds
+        kinds = (
+            (upkeep.purge_batch, self._retention, "messages and feedback events", "MAILGW_MESSAGE_RETENTION_DAYS"),
+            (event_log.purge_batch, self._event_retention, "event log records", "MAILGW_EVENT_RETENTION_DAYS"),
+        )
+        for purge_batch, retention, what, setting in kinds:
+            cutoff, purged = utcnow() - retention, 0
+            while True:
+                started = time.monotonic()
+                deleted = purge_batch(cutoff)
+                purged += deleted
+                if not deleted or time.monotonic() >= until or stopping.wait(max(time.monotonic() - started, 0.005)):
+                    break
+            if purged:
+                log.info("purged %d %s older than %s", purged, what, setting)
+            if deleted:
+                return False  # out of time: the rest in the next slice
+        return True

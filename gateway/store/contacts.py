@@ -13,8 +13,8 @@ from gateway.core import contact_metrics
 from gateway.core.errors import UndoRefused
 from gateway.core.ids import new_contact_id
 from gateway.core.logs import contact_ref, masked
-from gateway.core.states import StatusSource
-from gateway.store import ses_list
+from gateway.core.states import EventType, StatusSource
+from gateway.store import event_log, ses_list
 from gateway.store.database import (
     database,
     database_now,
@@ -201,6 +201,7 @@ def change_status(
         if undone is not None:  # one use: a replayed form finds nothing to undo
             StatusChange.update(undo_digest=None).where(StatusChange.id == undone).execute()
         ses_list.note_status_change(pk, current, to, source)
+        event_log.note_contact(pk, contact_id, EventType.of_contact_status(to), reason)
         # Counted when the change is committed: this may be a caller's transaction (a group of notifications) that
         # rolls back and runs again, and peewee forgets a rolled-back transaction's callbacks. (A savepoint rolled
         # back around this call would not forget it: no caller makes one.)

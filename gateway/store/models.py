@@ -304,6 +304,47 @@ class SesTenant(BaseModel):
 MODELS += [SesTenant]
 
 
+# --- the event log (store/event_log.py, WatchEvents) ---------------------------------------------------------------
+
+
+class EventRecord(BaseModel):
+    """One thing that happened to a caller's mail, appended in the transaction that made it happen; `position` is
+    given after commit, in commit order (store/event_log.sequence), and is what a watcher's cursor names."""
+
+    position = peewee.BigIntegerField(null=True, unique=True)
+    caller = peewee.CharField(max_length=128)
+    type = peewee.CharField(max_length=32)  # core/states.EventType
+    message_id = peewee.CharField(max_length=128, default="")
+    request_id = peewee.CharField(max_length=128, default="")
+    contact_id = peewee.CharField(max_length=32, default="")
+    tenant = peewee.CharField(max_length=64, default="")
+    priority = peewee.SmallIntegerField(null=True)
+    state = peewee.CharField(max_length=16, default="")
+    previous_state = peewee.CharField(max_length=16, default="")
+    bounce_type = FreeCharField(max_length=32, default="")
+    bounce_subtype = FreeCharField(max_length=64, default="")
+    diagnostic = FreeTextField(500, default="")
+    time = peewee.DateTimeField(default=utcnow)
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "event_log"
+        indexes = (
+            (("caller", "position"), False),  # a watcher's reads: its caller's records after its cursor
+            (("position", "id"), False),  # the sequencer's: the records without a position yet, in insert order
+        )
+
+
+class EventPosition(BaseModel):
+    """The last position the sequencer gave, one row; its row lock orders the sequencers of every process."""
+
+    name = peewee.CharField(max_length=16, primary_key=True)
+    last = peewee.BigIntegerField(default=0)
+
+
+MODELS += [EventRecord, EventPosition]
+
+
 def open_database(url: str, *, existing: bool = False) -> peewee.Database:
     """Connect both processes' models to `url` (sqlite:///path or postgresql://…): tables and columns created,
     earlier schemas upgraded; with `existing` (a command), only a database that is there already. CannotUseDatabase

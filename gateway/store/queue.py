@@ -8,7 +8,7 @@ import peewee
 
 from gateway.core.ids import new_message_id
 from gateway.core.states import Priority
-from gateway.store import lanes, tenants
+from gateway.store import event_log, lanes, tenants
 from gateway.store.database import database, database_now, is_postgres, prepared, utcnow
 from gateway.store.models import Contact, FeedbackEvent, Message, MessageState
 
@@ -45,23 +45,24 @@ def enqueue(
     """A new queued message, due now, in the lane of its priority and caller, its turn after its tenant's last one
     (store/lanes.py); its message_id. IntegrityError when (caller, request_id) exists already.
 
-    One INSERT, committed on its own: the message and its request id are one row, so there is nothing else to keep
-    in the same transaction (and an explicit one cost two more statements per SendEmail)."""
+    The message (its request id with it: one row) and its QUEUED record in the event log, in one transaction."""
     lanes.ensure(priority, caller)
     if tenant:
         tenants.ensure(tenant)
     message_id, now = new_message_id(), database_now()
-    _insert(
-        message_id=message_id,
-        contact=contact_pk,
-        caller=caller,
-        request_id=request_id,
-        request_hash=request_hash,
-        payload=payload,
-        priority=priority,
-        tenant=tenant,
-        now=now,
-    )
+    with database.atomic():
+        _insert(
+            message_id=message_id,
+            contact=contact_pk,
+            caller=caller,
+            request_id=request_id,
+            request_hash=request_hash,
+            payload=payload,
+            priority=priority,
+            tenant=tenant,
+            now=now,
+        )
+        event_log.note_messages(Message.message_id == message_id)
     return message_id
 
 
@@ -233,10 +234,25 @@ def record_outcomes(outcomes: list[AttemptOutcome]) -> None:
         with database.atomic():
             _record_sent(sent)
             _record_failures(outcomes)
+            _note(outcomes)
     except peewee.IntegrityError:  # an SES id another message holds (SES never reuses one): row by row instead
         with database.atomic():
             _record_sent_one_by_one(sent)
             _record_failures(outcomes)
+            _note(outcomes)
+
+
+def _note(outcomes: list[AttemptOutcome]) -> None:
+    """The event log's records of what the outcomes changed: a message SES took, or one a failure settled or made
+    UNKNOWN (one due again stays QUEUED, no change a caller sees). A message an SES event settled meanwhile kept its
+    state, and gets none."""
+    by_state: dict[MessageState, list[int]] = {}
+    for outcome in outcomes:
+        if outcome.state is not QUEUED:
+            by_state.setdefault(outcome.state, []).append(outcome.pk)
+    for state, pks in by_state.items():
+        where = Message.id.in_(pks) & (Message.state == state)
+        event_log.note_messages(where, previous=QUEUED.value, failure=state is not SENT)
 
 
 def _record_failures(outcomes: list[AttemptOutcome]) -> None:

@@ -6,6 +6,7 @@ import datetime
 
 import peewee
 
+from gateway.store import event_log
 from gateway.store.database import database, database_now
 from gateway.store.models import FeedbackEvent, Message, MessageState
 from gateway.store.queue import QUEUED, SENDING, UNKNOWN, settled_changes
@@ -14,37 +15,49 @@ from gateway.store.queue import QUEUED, SENDING, UNKNOWN, settled_changes
 def end_expired_leases(*, reason: str, detail: str, resend_after: datetime.timedelta) -> int:
     """Messages whose dispatcher died holding them: the SES call may have been made, so UNKNOWN (not retried)."""
     now = database_now()
-    return (
-        Message.update(
-            state=UNKNOWN,
-            attempts=Message.attempts + 1,
-            error_reason=reason,
-            error_code="",
-            error_detail=detail,
-            due_at=now + resend_after,
-            claimed_by=None,
-            updated_at=now,
+    with database.atomic():
+        ended = (
+            Message.update(
+                state=UNKNOWN,
+                attempts=Message.attempts + 1,
+                error_reason=reason,
+                error_code="",
+                error_detail=detail,
+                due_at=now + resend_after,
+                claimed_by=None,
+                updated_at=now,
+            )
+            .where((Message.state == SENDING) & (Message.due_at <= now))
+            .returning(Message.id)
         )
-        .where((Message.state == SENDING) & (Message.due_at <= now))
-        .execute()
-    )
+        return _noted(ended, previous=QUEUED, failure=True)
+
+
+def _noted(update: peewee.Query, *, previous: MessageState, failure: bool = False) -> int:
+    """Run `update` (which returns the ids it changed) and put a record of each change in the event log."""
+    pks = [pk for (pk,) in update.tuples()]
+    if pks:
+        event_log.note_messages(Message.id.in_(pks), previous=previous.value, failure=failure)
+    return len(pks)
 
 
 def queue_unknown_for_resend(max_age: datetime.timedelta) -> int:
     """UNKNOWN messages whose resend time came and that no event settled: queued once more (at most once), while
     they are younger than `max_age`; older ones stay UNKNOWN."""
     now = database_now()
-    return (
-        Message.update(state=QUEUED, resends=Message.resends + 1, due_at=now, updated_at=now)
-        .where(
-            (Message.state == UNKNOWN)
-            & (Message.due_at <= now)
-            & (Message.resends == 0)
-            & Message.payload.is_null(False)
-            & (Message.created_at > now - max_age)
+    with database.atomic():
+        queued = (
+            Message.update(state=QUEUED, resends=Message.resends + 1, due_at=now, updated_at=now)
+            .where(
+                (Message.state == UNKNOWN)
+                & (Message.due_at <= now)
+                & (Message.resends == 0)
+                & Message.payload.is_null(False)
+                & (Message.created_at > now - max_age)
+            )
+            .returning(Message.id)
         )
-        .execute()
-    )
+        return _noted(queued, previous=UNKNOWN)
 
 
 def expire_older_than(max_age: datetime.timedelta, *, reason: str) -> int:
@@ -61,15 +74,20 @@ def expire_older_than(max_age: datetime.timedelta, *, reason: str) -> int:
         ),
     }
     too_old = (Message.state == QUEUED) & (Message.created_at <= now - max_age)
-    expired = (
-        Message.update(changes | {Message.state: MessageState.EXPIRED} | settled_changes(now))
-        .where(too_old & (Message.resends == 0))
-        .execute()
-    )
-    Message.update(changes | {Message.state: UNKNOWN, Message.updated_at: now}).where(
-        too_old & (Message.resends > 0)
-    ).execute()
-    return expired
+    with database.atomic():
+        expired = (
+            Message.update(changes | {Message.state: MessageState.EXPIRED} | settled_changes(now))
+            .where(too_old & (Message.resends == 0))
+            .returning(Message.id)
+        )
+        count = _noted(expired, previous=QUEUED, failure=True)
+        unknown = (
+            Message.update(changes | {Message.state: UNKNOWN, Message.updated_at: now})
+            .where(too_old & (Message.resends > 0))
+            .returning(Message.id)
+        )
+        _noted(unknown, previous=QUEUED, failure=True)
+    return count
 
 
 PURGE_BATCH = 1000  # rows a purge deletes per transaction: SQLite's write lock is held for one batch at a time

@@ -31,6 +31,15 @@ type MailGatewayServiceClient interface {
 	// GetContactStatus tells whether a recipient may be mailed, and why not.
 	// An address or id the gateway has never seen answers NOT_FOUND.
 	GetContactStatus(ctx context.Context, in *GetContactStatusRequest, opts ...grpc.CallOption) (*GetContactStatusResponse, error)
+	// WatchEvents streams what happens to the caller's mail, in the order of
+	// the gateway's event log: its messages' state changes, every SES event
+	// received for them, and status changes of recipients it has mailed. Each
+	// response carries the cursor to resume right after it; delivery is
+	// at-least-once across reconnects, and within one stream nothing is
+	// skipped or reordered. A cursor whose events were purged answers
+	// OUT_OF_RANGE (CURSOR_EXPIRED, metadata oldestCursor); past
+	// MAILGW_MAX_WATCHERS_PER_CALLER open streams, RESOURCE_EXHAUSTED.
+	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (MailGatewayService_WatchEventsClient, error)
 }
 
 type mailGatewayServiceClient struct {
@@ -68,6 +77,38 @@ func (c *mailGatewayServiceClient) GetContactStatus(ctx context.Context, in *Get
 	return out, nil
 }
 
+func (c *mailGatewayServiceClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (MailGatewayService_WatchEventsClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_MailGatewayService_serviceDesc.Streams[0], "/mailgateway.v1.MailGatewayService/WatchEvents", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &mailGatewayServiceWatchEventsClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type MailGatewayService_WatchEventsClient interface {
+	Recv() (*WatchEventsResponse, error)
+	grpc.ClientStream
+}
+
+type mailGatewayServiceWatchEventsClient struct {
+	grpc.ClientStream
+}
+
+func (x *mailGatewayServiceWatchEventsClient) Recv() (*WatchEventsResponse, error) {
+	m := new(WatchEventsResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // MailGatewayServiceServer is the server API for MailGatewayService service.
 // All implementations must embed UnimplementedMailGatewayServiceServer
 // for forward compatibility
@@ -86,6 +127,15 @@ type MailGatewayServiceServer interface {
 	// GetContactStatus tells whether a recipient may be mailed, and why not.
 	// An address or id the gateway has never seen answers NOT_FOUND.
 	GetContactStatus(context.Context, *GetContactStatusRequest) (*GetContactStatusResponse, error)
+	// WatchEvents streams what happens to the caller's mail, in the order of
+	// the gateway's event log: its messages' state changes, every SES event
+	// received for them, and status changes of recipients it has mailed. Each
+	// response carries the cursor to resume right after it; delivery is
+	// at-least-once across reconnects, and within one stream nothing is
+	// skipped or reordered. A cursor whose events were purged answers
+	// OUT_OF_RANGE (CURSOR_EXPIRED, metadata oldestCursor); past
+	// MAILGW_MAX_WATCHERS_PER_CALLER open streams, RESOURCE_EXHAUSTED.
+	WatchEvents(*WatchEventsRequest, MailGatewayService_WatchEventsServer) error
 	mustEmbedUnimplementedMailGatewayServiceServer()
 }
 
@@ -101,6 +151,9 @@ func (UnimplementedMailGatewayServiceServer) GetMessage(context.Context, *GetMes
 }
 func (UnimplementedMailGatewayServiceServer) GetContactStatus(context.Context, *GetContactStatusRequest) (*GetContactStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetContactStatus not implemented")
+}
+func (UnimplementedMailGatewayServiceServer) WatchEvents(*WatchEventsRequest, MailGatewayService_WatchEventsServer) error {
+	return status.Errorf(codes.Unimplemented, "method WatchEvents not implemented")
 }
 func (UnimplementedMailGatewayServiceServer) mustEmbedUnimplementedMailGatewayServiceServer() {}
 
@@ -169,6 +222,27 @@ func _MailGatewayService_GetContactStatus_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MailGatewayService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MailGatewayServiceServer).WatchEvents(m, &mailGatewayServiceWatchEventsServer{stream})
+}
+
+type MailGatewayService_WatchEventsServer interface {
+	Send(*WatchEventsResponse) error
+	grpc.ServerStream
+}
+
+type mailGatewayServiceWatchEventsServer struct {
+	grpc.ServerStream
+}
+
+func (x *mailGatewayServiceWatchEventsServer) Send(m *WatchEventsResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _MailGatewayService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "mailgateway.v1.MailGatewayService",
 	HandlerType: (*MailGatewayServiceServer)(nil),
@@ -186,6 +260,12 @@ var _MailGatewayService_serviceDesc = grpc.ServiceDesc{
 			Handler:    _MailGatewayService_GetContactStatus_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchEvents",
+			Handler:       _MailGatewayService_WatchEvents_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "mailgateway/v1/mail_gateway.proto",
 }

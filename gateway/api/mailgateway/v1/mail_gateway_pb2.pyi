@@ -38,6 +38,26 @@ class MessageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_STATE_DELIVERED: _ClassVar[MessageState]
     MESSAGE_STATE_BOUNCED: _ClassVar[MessageState]
     MESSAGE_STATE_COMPLAINED: _ClassVar[MessageState]
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    EVENT_TYPE_QUEUED: _ClassVar[EventType]
+    EVENT_TYPE_SENT: _ClassVar[EventType]
+    EVENT_TYPE_UNKNOWN: _ClassVar[EventType]
+    EVENT_TYPE_SUPPRESSED: _ClassVar[EventType]
+    EVENT_TYPE_FAILED: _ClassVar[EventType]
+    EVENT_TYPE_EXPIRED: _ClassVar[EventType]
+    EVENT_TYPE_DELIVERED: _ClassVar[EventType]
+    EVENT_TYPE_DELIVERY_DELAYED: _ClassVar[EventType]
+    EVENT_TYPE_BOUNCED: _ClassVar[EventType]
+    EVENT_TYPE_SOFT_BOUNCED: _ClassVar[EventType]
+    EVENT_TYPE_COMPLAINED: _ClassVar[EventType]
+    EVENT_TYPE_REJECTED: _ClassVar[EventType]
+    EVENT_TYPE_CONTACT_UNSUBSCRIBED: _ClassVar[EventType]
+    EVENT_TYPE_CONTACT_BOUNCED: _ClassVar[EventType]
+    EVENT_TYPE_CONTACT_COMPLAINED: _ClassVar[EventType]
+    EVENT_TYPE_CONTACT_REACTIVATED: _ClassVar[EventType]
 CONTACT_STATUS_UNSPECIFIED: ContactStatus
 CONTACT_STATUS_ACTIVE: ContactStatus
 CONTACT_STATUS_UNSUBSCRIBED: ContactStatus
@@ -58,6 +78,23 @@ MESSAGE_STATE_EXPIRED: MessageState
 MESSAGE_STATE_DELIVERED: MessageState
 MESSAGE_STATE_BOUNCED: MessageState
 MESSAGE_STATE_COMPLAINED: MessageState
+EVENT_TYPE_UNSPECIFIED: EventType
+EVENT_TYPE_QUEUED: EventType
+EVENT_TYPE_SENT: EventType
+EVENT_TYPE_UNKNOWN: EventType
+EVENT_TYPE_SUPPRESSED: EventType
+EVENT_TYPE_FAILED: EventType
+EVENT_TYPE_EXPIRED: EventType
+EVENT_TYPE_DELIVERED: EventType
+EVENT_TYPE_DELIVERY_DELAYED: EventType
+EVENT_TYPE_BOUNCED: EventType
+EVENT_TYPE_SOFT_BOUNCED: EventType
+EVENT_TYPE_COMPLAINED: EventType
+EVENT_TYPE_REJECTED: EventType
+EVENT_TYPE_CONTACT_UNSUBSCRIBED: EventType
+EVENT_TYPE_CONTACT_BOUNCED: EventType
+EVENT_TYPE_CONTACT_COMPLAINED: EventType
+EVENT_TYPE_CONTACT_REACTIVATED: EventType
 
 class SendEmailRequest(_message.Message):
     __slots__ = ("to", "subject", "text_body", "html_body", "from_address", "reply_to", "request_id", "tags", "priority", "tenant")
@@ -173,3 +210,43 @@ class GetContactStatusResponse(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     reason: str
     def __init__(self, contact_id: _Optional[str] = ..., email: _Optional[str] = ..., status: _Optional[_Union[ContactStatus, str]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("cursor", "types", "tenant")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    types: _containers.RepeatedScalarFieldContainer[EventType]
+    tenant: str
+    def __init__(self, cursor: _Optional[str] = ..., types: _Optional[_Iterable[_Union[EventType, str]]] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class WatchEventsResponse(_message.Message):
+    __slots__ = ("cursor", "type", "message_id", "request_id", "contact_id", "tenant", "priority", "state", "previous_state", "bounce_type", "bounce_subtype", "diagnostic", "time")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_STATE_FIELD_NUMBER: _ClassVar[int]
+    BOUNCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BOUNCE_SUBTYPE_FIELD_NUMBER: _ClassVar[int]
+    DIAGNOSTIC_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    type: EventType
+    message_id: str
+    request_id: str
+    contact_id: str
+    tenant: str
+    priority: Priority
+    state: MessageState
+    previous_state: MessageState
+    bounce_type: str
+    bounce_subtype: str
+    diagnostic: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, cursor: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., message_id: _Optional[str] = ..., request_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., tenant: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., state: _Optional[_Union[MessageState, str]] = ..., previous_state: _Optional[_Union[MessageState, str]] = ..., bounce_type: _Optional[str] = ..., bounce_subtype: _Optional[str] = ..., diagnostic: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

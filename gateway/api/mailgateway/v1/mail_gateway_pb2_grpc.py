@@ -52,6 +52,11 @@ class MailGatewayServiceStub:
                 request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetContactStatusRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetContactStatusResponse.FromString,
                 _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/mailgateway.v1.MailGatewayService/WatchEvents',
+                request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsResponse.FromString,
+                _registered_method=True)
 
 
 class MailGatewayServiceServicer:
@@ -89,6 +94,20 @@ class MailGatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvents(self, request, context):
+        """WatchEvents streams what happens to the caller's mail, in the order of
+        the gateway's event log: its messages' state changes, every SES event
+        received for them, and status changes of recipients it has mailed. Each
+        response carries the cursor to resume right after it; delivery is
+        at-least-once across reconnects, and within one stream nothing is
+        skipped or reordered. A cursor whose events were purged answers
+        OUT_OF_RANGE (CURSOR_EXPIRED, metadata oldestCursor); past
+        MAILGW_MAX_WATCHERS_PER_CALLER open streams, RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MailGatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +125,11 @@ def add_MailGatewayServiceServicer_to_server(servicer, server):
                     servicer.GetContactStatus,
                     request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetContactStatusRequest.FromString,
                     response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetContactStatusResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -192,6 +216,33 @@ class MailGatewayService:
             '/mailgateway.v1.MailGatewayService/GetContactStatus',
             gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetContactStatusRequest.SerializeToString,
             gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.GetContactStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mailgateway.v1.MailGatewayService/WatchEvents',
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsRequest.SerializeToString,
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

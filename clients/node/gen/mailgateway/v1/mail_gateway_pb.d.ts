@@ -415,6 +415,147 @@ export declare type GetContactStatusResponse = Message<"mailgateway.v1.GetContac
 export declare const GetContactStatusResponseSchema: GenMessage<GetContactStatusResponse>;
 
 /**
+ * WatchEventsRequest says where to start and what to send.
+ *
+ * @generated from message mailgateway.v1.WatchEventsRequest
+ */
+export declare type WatchEventsRequest = Message<"mailgateway.v1.WatchEventsRequest"> & {
+  /**
+   * Empty: from now. A cursor of an earlier response: right after it.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+
+  /**
+   * Only these types (keep-alives always come); empty: all.
+   *
+   * @generated from field: repeated mailgateway.v1.EventType types = 2;
+   */
+  types: EventType[];
+
+  /**
+   * Only events of this tenant's messages; empty: all.
+   *
+   * @generated from field: string tenant = 3;
+   */
+  tenant: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.WatchEventsRequest.
+ * Use `create(WatchEventsRequestSchema)` to create a new message.
+ */
+export declare const WatchEventsRequestSchema: GenMessage<WatchEventsRequest>;
+
+/**
+ * WatchEventsResponse is one event of the caller's, or a keep-alive.
+ *
+ * @generated from message mailgateway.v1.WatchEventsResponse
+ */
+export declare type WatchEventsResponse = Message<"mailgateway.v1.WatchEventsResponse"> & {
+  /**
+   * Resume right after this event.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+
+  /**
+   * What happened; EVENT_TYPE_UNSPECIFIED for a keep-alive.
+   *
+   * @generated from field: mailgateway.v1.EventType type = 2;
+   */
+  type: EventType;
+
+  /**
+   * The message it is about; empty for a recipient's change.
+   *
+   * @generated from field: string message_id = 3;
+   */
+  messageId: string;
+
+  /**
+   * The request_id the caller sent the message with, if any.
+   *
+   * @generated from field: string request_id = 4;
+   */
+  requestId: string;
+
+  /**
+   * The recipient's contact id.
+   *
+   * @generated from field: string contact_id = 5;
+   */
+  contactId: string;
+
+  /**
+   * The message's tenant; empty for none.
+   *
+   * @generated from field: string tenant = 6;
+   */
+  tenant: string;
+
+  /**
+   * The message's priority; unspecified for a recipient's change.
+   *
+   * @generated from field: mailgateway.v1.Priority priority = 7;
+   */
+  priority: Priority;
+
+  /**
+   * The message's state after the change (or now, for an SES event that
+   * changed nothing).
+   *
+   * @generated from field: mailgateway.v1.MessageState state = 8;
+   */
+  state: MessageState;
+
+  /**
+   * The message's state before the change; unspecified when it did not
+   * change.
+   *
+   * @generated from field: mailgateway.v1.MessageState previous_state = 9;
+   */
+  previousState: MessageState;
+
+  /**
+   * For a bounce: SES's bounceType ("Permanent", "Transient", ...).
+   *
+   * @generated from field: string bounce_type = 10;
+   */
+  bounceType: string;
+
+  /**
+   * For a bounce: SES's bounceSubType ("General", "NoEmail", ...).
+   *
+   * @generated from field: string bounce_subtype = 11;
+   */
+  bounceSubtype: string;
+
+  /**
+   * A bounce's diagnostic, a failure's or rejection's reason, a
+   * recipient's change's reason.
+   *
+   * @generated from field: string diagnostic = 12;
+   */
+  diagnostic: string;
+
+  /**
+   * When it happened.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 13;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mailgateway.v1.WatchEventsResponse.
+ * Use `create(WatchEventsResponseSchema)` to create a new message.
+ */
+export declare const WatchEventsResponseSchema: GenMessage<WatchEventsResponse>;
+
+/**
  * ContactStatus is a recipient's mailing status; every status but ACTIVE
  * blocks all sends to the recipient.
  *
@@ -597,6 +738,140 @@ export enum MessageState {
 export declare const MessageStateSchema: GenEnum<MessageState>;
 
 /**
+ * EventType names what happened.
+ *
+ * @generated from enum mailgateway.v1.EventType
+ */
+export enum EventType {
+  /**
+   * A keep-alive: it carries a cursor and nothing else. The first comes as
+   * soon as the stream has caught up with the log, then one every 15 s
+   * while nothing happens.
+   *
+   * @generated from enum value: EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * SendEmail accepted the message, or it is due again for its one resend
+   * after an unknown outcome.
+   *
+   * @generated from enum value: EVENT_TYPE_QUEUED = 1;
+   */
+  QUEUED = 1,
+
+  /**
+   * SES accepted it (dispatch), or SES's Send event arrived for it.
+   *
+   * @generated from enum value: EVENT_TYPE_SENT = 2;
+   */
+  SENT = 2,
+
+  /**
+   * It may have reached SES and no answer came.
+   *
+   * @generated from enum value: EVENT_TYPE_UNKNOWN = 3;
+   */
+  UNKNOWN = 3,
+
+  /**
+   * The recipient was suppressed after acceptance; SES was not called.
+   *
+   * @generated from enum value: EVENT_TYPE_SUPPRESSED = 4;
+   */
+  SUPPRESSED = 4,
+
+  /**
+   * SES refused it for good.
+   *
+   * @generated from enum value: EVENT_TYPE_FAILED = 5;
+   */
+  FAILED = 5,
+
+  /**
+   * It could not be sent in time.
+   *
+   * @generated from enum value: EVENT_TYPE_EXPIRED = 6;
+   */
+  EXPIRED = 6,
+
+  /**
+   * SES's Delivery event: the receiving server took it.
+   *
+   * @generated from enum value: EVENT_TYPE_DELIVERED = 7;
+   */
+  DELIVERED = 7,
+
+  /**
+   * SES's DeliveryDelay event.
+   *
+   * @generated from enum value: EVENT_TYPE_DELIVERY_DELAYED = 8;
+   */
+  DELIVERY_DELAYED = 8,
+
+  /**
+   * SES's Bounce event, a hard bounce.
+   *
+   * @generated from enum value: EVENT_TYPE_BOUNCED = 9;
+   */
+  BOUNCED = 9,
+
+  /**
+   * SES's Bounce event, a soft (transient) bounce.
+   *
+   * @generated from enum value: EVENT_TYPE_SOFT_BOUNCED = 10;
+   */
+  SOFT_BOUNCED = 10,
+
+  /**
+   * SES's Complaint event.
+   *
+   * @generated from enum value: EVENT_TYPE_COMPLAINED = 11;
+   */
+  COMPLAINED = 11,
+
+  /**
+   * SES's Reject event.
+   *
+   * @generated from enum value: EVENT_TYPE_REJECTED = 12;
+   */
+  REJECTED = 12,
+
+  /**
+   * A recipient the caller mailed unsubscribed.
+   *
+   * @generated from enum value: EVENT_TYPE_CONTACT_UNSUBSCRIBED = 13;
+   */
+  CONTACT_UNSUBSCRIBED = 13,
+
+  /**
+   * A recipient the caller mailed hard-bounced (from any caller's mail).
+   *
+   * @generated from enum value: EVENT_TYPE_CONTACT_BOUNCED = 14;
+   */
+  CONTACT_BOUNCED = 14,
+
+  /**
+   * A recipient the caller mailed complained.
+   *
+   * @generated from enum value: EVENT_TYPE_CONTACT_COMPLAINED = 15;
+   */
+  CONTACT_COMPLAINED = 15,
+
+  /**
+   * A recipient the caller mailed may be mailed again.
+   *
+   * @generated from enum value: EVENT_TYPE_CONTACT_REACTIVATED = 16;
+   */
+  CONTACT_REACTIVATED = 16,
+}
+
+/**
+ * Describes the enum mailgateway.v1.EventType.
+ */
+export declare const EventTypeSchema: GenEnum<EventType>;
+
+/**
  * MailGatewayService sends email through Amazon SES and refuses, before any
  * request reaches SES, to mail a recipient who unsubscribed, hard-bounced or
  * complained.
@@ -641,6 +916,23 @@ export declare const MailGatewayService: GenService<{
     methodKind: "unary";
     input: typeof GetContactStatusRequestSchema;
     output: typeof GetContactStatusResponseSchema;
+  },
+  /**
+   * WatchEvents streams what happens to the caller's mail, in the order of
+   * the gateway's event log: its messages' state changes, every SES event
+   * received for them, and status changes of recipients it has mailed. Each
+   * response carries the cursor to resume right after it; delivery is
+   * at-least-once across reconnects, and within one stream nothing is
+   * skipped or reordered. A cursor whose events were purged answers
+   * OUT_OF_RANGE (CURSOR_EXPIRED, metadata oldestCursor); past
+   * MAILGW_MAX_WATCHERS_PER_CALLER open streams, RESOURCE_EXHAUSTED.
+   *
+   * @generated from rpc mailgateway.v1.MailGatewayService.WatchEvents
+   */
+  watchEvents: {
+    methodKind: "server_streaming";
+    input: typeof WatchEventsRequestSchema;
+    output: typeof WatchEventsResponseSchema;
   },
 }>;
 
