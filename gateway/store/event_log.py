@@ -13,7 +13,7 @@ import peewee
 from peewee import Value
 
 from gateway.core.states import EventType, MessageState
-from gateway.store.database import database, insert_row, prepared, utcnow
+from gateway.store.database import database, insert_row, is_postgres, prepared, utcnow
 from gateway.store.models import Contact, EventPosition, EventRecord, Message
 
 LOG = "events"
@@ -113,8 +113,10 @@ def has_unsequenced() -> bool:
 def sequence(limit: int = BATCH) -> int:
     """Positions for up to `limit` committed records that have none, in insert order, after the last one given: in
     a transaction of its own. How many."""
+    if not is_postgres():
+        return _sequence_one_writer(limit)
     with database.atomic():
-        # The row lock (SQLite: the write lock) first: another process's sequencer waits until this one commits.
+        # The row lock first: another process's sequencer waits until this one commits.
         if not EventPosition.update(last=EventPosition.last).where(EventPosition.name == LOG).execute():
             insert_row(EventPosition, ignore_conflict=True, name=LOG)
             EventPosition.update(last=EventPosition.last).where(EventPosition.name == LOG).execute()
@@ -131,6 +133,25 @@ def sequence(limit: int = BATCH) -> int:
         _give_position.executemany([{"pk": pk, "position": last + n} for n, pk in enumerate(pks, start=1)])
         EventPosition.update(last=last + len(pks)).where(EventPosition.name == LOG).execute()
     return len(pks)
+
+
+def _sequence_one_writer(limit: int) -> int:
+    """SQLite: one writer at a time, whose transaction (BEGIN IMMEDIATE) holds the write lock from its start, so the
+    records without a position are the newest ids, all committed and consecutive: one UPDATE numbers them after the
+    last position (a statement per record held the lock long enough to double the accept line's p99)."""
+    with database.atomic():
+        first = EventRecord.select(peewee.fn.MIN(EventRecord.id)).where(EventRecord.position.is_null()).scalar()
+        if first is None:
+            return 0
+        insert_row(EventPosition, ignore_conflict=True, name=LOG)
+        last = EventPosition.select(EventPosition.last).where(EventPosition.name == LOG).scalar()
+        given = (
+            EventRecord.update(position=EventRecord.id - first + last + 1)
+            .where(EventRecord.position.is_null() & (EventRecord.id < first + limit))
+            .execute()
+        )
+        EventPosition.update(last=last + given).where(EventPosition.name == LOG).execute()
+    return given
 
 
 def last_position() -> int:

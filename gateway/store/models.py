@@ -6,7 +6,7 @@ import enum
 import peewee
 
 from gateway.core.states import ContactStatus, MessageState, Priority, ReputationLevel
-from gateway.store.database import connect, database, utcnow
+from gateway.store.database import connect, database, is_postgres_url, utcnow
 
 MAX_REASON = 1000  # characters of a status change's reason that are kept
 
@@ -349,7 +349,35 @@ def open_database(url: str, *, existing: bool = False) -> peewee.Database:
     """Connect both processes' models to `url` (sqlite:///path or postgresql://…): tables and columns created,
     earlier schemas upgraded; with `existing` (a command), only a database that is there already. CannotUseDatabase
     when it cannot be opened. See store/database.py for the pool."""
-    return connect(url, MODELS, upgrades=[_messages_sent_before_the_queue, insert_missing_lanes], existing=existing)
+    upgrades = [_messages_sent_before_the_queue, insert_missing_lanes, queued_records_by_trigger]
+    return connect(url, MODELS, upgrades=upgrades, existing=existing)
+
+
+# SendEmail's QUEUED record in the event log, written by the database in the INSERT of the message itself: one
+# statement, as SendEmail's insert was before the log (a transaction of two would hold SQLite's write lock across
+# Python's turns between them, and halved the accept line). The record's columns as store/event_log.py writes them.
+QUEUED_RECORD = (
+    "INSERT INTO event_log (caller, type, message_id, request_id, contact_id, tenant, priority, state,"
+    " previous_state, bounce_type, bounce_subtype, diagnostic, time, created_at)"
+    " SELECT NEW.caller, 'queued', NEW.message_id, COALESCE(NEW.request_id, ''), contact.contact_id, NEW.tenant,"
+    " NEW.priority, NEW.state, '', '', '', '', NEW.created_at, NEW.created_at FROM contact"
+    " WHERE contact.id = NEW.contact_id"
+)
+
+
+def queued_records_by_trigger(db: peewee.Database) -> None:
+    """The trigger that appends a new message's QUEUED record (idempotent: replaced when it exists)."""
+    db.execute_sql("DROP TRIGGER IF EXISTS event_log_queued" + (" ON message" if is_postgres_url(db.url) else ""))
+    if is_postgres_url(db.url):
+        db.execute_sql(
+            "CREATE OR REPLACE FUNCTION event_log_queued() RETURNS trigger LANGUAGE plpgsql AS"
+            f" $$ BEGIN {QUEUED_RECORD}; RETURN NULL; END $$"
+        )
+        db.execute_sql(
+            "CREATE TRIGGER event_log_queued AFTER INSERT ON message FOR EACH ROW EXECUTE FUNCTION event_log_queued()"
+        )
+    else:
+        db.execute_sql(f"CREATE TRIGGER event_log_queued AFTER INSERT ON message BEGIN {QUEUED_RECORD}; END")
 
 
 def _messages_sent_before_the_queue(db: peewee.Database) -> None:

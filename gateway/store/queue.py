@@ -45,24 +45,23 @@ def enqueue(
     """A new queued message, due now, in the lane of its priority and caller, its turn after its tenant's last one
     (store/lanes.py); its message_id. IntegrityError when (caller, request_id) exists already.
 
-    The message (its request id with it: one row) and its QUEUED record in the event log, in one transaction."""
+    One INSERT, committed on its own: the message and its request id are one row, and the database's trigger appends
+    its QUEUED record to the event log in the same statement (models.queued_records_by_trigger)."""
     lanes.ensure(priority, caller)
     if tenant:
         tenants.ensure(tenant)
     message_id, now = new_message_id(), database_now()
-    with database.atomic():
-        _insert(
-            message_id=message_id,
-            contact=contact_pk,
-            caller=caller,
-            request_id=request_id,
-            request_hash=request_hash,
-            payload=payload,
-            priority=priority,
-            tenant=tenant,
-            now=now,
-        )
-        event_log.note_messages(Message.message_id == message_id)
+    _insert(
+        message_id=message_id,
+        contact=contact_pk,
+        caller=caller,
+        request_id=request_id,
+        request_hash=request_hash,
+        payload=payload,
+        priority=priority,
+        tenant=tenant,
+        now=now,
+    )
     return message_id
 
 
