@@ -8,6 +8,7 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.events import rows as events
 from bench.harness import (
     Profile,
     Row,
@@ -382,4 +383,5 @@ LINES = {
     "sns": sns_ingest,
     "scale": scale,
     "lanes": lanes,
+    "events": events,
 }
