@@ -14,11 +14,14 @@ import pytest
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core.config import Settings
 from gateway.process.gateway import create_server
 from gateway.store.contacts import change_status
 from gateway.store.models import ContactStatus, database
 from support.processes import ROOT
+from tests.rpc import settled
 from tests.test_faults import postgres_proxy  # noqa: F401 (a fixture: PostgreSQL behind a proxy a test can cut)
 
 # One worker builds the Go example once and runs the Node and buf tools (their caches are the machine's).
@@ -170,6 +173,40 @@ def readme_go_command() -> list[str]:
     blocks = re.findall(r"^```sh\n(.*?)^```", (ROOT / "README.md").read_text(), re.MULTILINE | re.DOTALL)
     [line] = [line for block in blocks for line in block.splitlines() if line.startswith("examples/go/run.sh ")]
     return shlex.split(line)
+
+
+@pytest.fixture(params=["node", "go"])
+def watch_example(request):
+    """Runs one language's watch example (WatchEvents, resuming from a stored cursor)."""
+    if request.param == "node":
+        require_node_packages()
+        command = ["node", ROOT / "examples" / "node" / "watch.js"]
+    else:
+        command = [*request.getfixturevalue("go_example"), "watch"]
+    return lambda *args: subprocess.run([*command, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+@pytest.mark.slow
+def test_watch_example_resumes_right_after_the_cursor_it_stored(watch_example, address, served, ses, tmp_path):
+    cursor = tmp_path / "events.cursor"
+    watch = lambda: watch_example("--addr", address, "--cursor-file", str(cursor), "--until-caught-up")  # noqa: E731
+    stub = pb_grpc.MailGatewayServiceStub(grpc.insecure_channel(address))
+
+    def sent(to: str) -> str:
+        message_id = stub.SendEmail(pb.SendEmailRequest(to=to, subject="Hi", text_body="Hello")).message_id
+        settled(stub, message_id)
+        return message_id
+
+    first = watch()  # no cursor yet: from now, so nothing, and the cursor of now stored
+    assert (first.returncode, first.stdout, first.stderr) == (0, "", "")
+    ada = sent("ada@example.org")
+    second = watch()
+    grace = sent("grace@example.org")
+    third = watch()
+
+    assert second.stdout.splitlines() == [f"QUEUED message={ada}", f"SENT message={ada} QUEUED->SENT"]
+    assert third.stdout.splitlines() == [f"QUEUED message={grace}", f"SENT message={grace} QUEUED->SENT"]
+    assert not STACK_TRACE.search(second.stderr + third.stderr)
 
 
 @pytest.mark.slow

@@ -12,7 +12,13 @@ gopath="$(mktemp -d)"
 trap 'rm -rf "$gopath"' EXIT
 mkdir -p "$gopath/src/example.com"
 ln -s "$root" "$gopath/src/example.com/mailgateway"
+# `run.sh watch …` runs examples/go/watch (WatchEvents, resuming from a stored cursor); anything else, examples/go.
+program=send package=example.com/mailgateway/examples/go
+if [ "${1:-}" = watch ]; then
+  program=watch package=example.com/mailgateway/examples/go/watch
+  shift
+fi
 # -trimpath keeps the throwaway path out of the build cache's keys, so a second run rebuilds nothing.
 GO111MODULE=off GOFLAGS="" GOPATH="$gopath:$debian_gopath" \
-  go build -trimpath -o "$gopath/send" example.com/mailgateway/examples/go
-"$gopath/send" "$@"
+  go build -trimpath -o "$gopath/$program" "$package"
+"$gopath/$program" "$@"
