@@ -169,9 +169,11 @@ def test_example_answers_a_bad_flag_with_one_line_and_exit_code_2(example, args,
 
 
 def readme_go_command() -> list[str]:
-    """The one line of README.md's shell blocks that runs examples/go/run.sh, split as the shell splits it."""
+    """The one line of README.md's shell blocks that runs examples/go/run.sh to send (not `run.sh watch`), split as
+    the shell splits it."""
     blocks = re.findall(r"^```sh\n(.*?)^```", (ROOT / "README.md").read_text(), re.MULTILINE | re.DOTALL)
-    [line] = [line for block in blocks for line in block.splitlines() if line.startswith("examples/go/run.sh ")]
+    lines = [line for block in blocks for line in block.splitlines() if line.startswith("examples/go/run.sh -")]
+    [line] = lines
     return shlex.split(line)
 
 
