@@ -6,6 +6,7 @@ import os
 import statistics
 import subprocess
 import sys
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,6 +126,26 @@ def gateway(database_url: str, env: dict[str, str]):
     with process(["-m", "gateway"], AWS_ENV | settings | env, ready=ready) as (child, _):
         yield child, address
     channel.close()
+
+
+@contextmanager
+def sidecar(database_url: str, cert_port: int):
+    """`python -m feedback_http` on a free port, taking our test topic's notifications signed by the certificate the
+    cert-host peer on `cert_port` serves; yields its base URL once /healthz answers."""
+    from support.processes import free_port
+    from support.sns_signing import TOPIC_ARN
+
+    base = f"http://127.0.0.1:{free_port()}"
+    settings = {
+        "MAILGW_DATABASE_URL": database_url,
+        "MAILGW_HTTP_ADDR": base.removeprefix("http://"),
+        "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN,
+        "AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{cert_port}",
+        "MAILGW_LOG_LEVEL": "WARNING",
+    }
+    ready = lambda: urllib.request.urlopen(f"{base}/healthz", timeout=1)  # noqa: E731
+    with process(["-m", "feedback_http"], settings, ready=ready):
+        yield base
 
 
 def load(kind: str, target: str, input_path: Path, profile: Profile, **options) -> dict:

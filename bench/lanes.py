@@ -18,7 +18,7 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.harness import Profile, Row, bench_postgres_url, gateway, process
+from bench.harness import Profile, Row, bench_postgres_url, gateway, process, sidecar
 
 RATE = 50.0
 NAN = float("nan")
@@ -149,8 +149,7 @@ def tenants_run(database_url: str, gateways: int, *, after: float, deadline: flo
     from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
     from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
     from support import ses_samples
-    from support.processes import free_port
-    from support.sns_signing import TOPIC_ARN, SigningCertificate, signed_envelope
+    from support.sns_signing import SigningCertificate, signed_envelope
 
     signer = SigningCertificate()
     pem = tmp / "sns.pem"
@@ -168,19 +167,8 @@ def tenants_run(database_url: str, gateways: int, *, after: float, deadline: flo
         _, cert_port = stack.enter_context(process(["-m", "bench.peers", "cert-host", str(pem)], {}))
         ses_url = f"http://127.0.0.1:{ses_port}"
         env["AWS_ENDPOINT_URL_SESV2"] = ses_url
-        http_port = free_port()
-        sidecar_env = {
-            "MAILGW_DATABASE_URL": database_url,
-            "MAILGW_HTTP_ADDR": f"127.0.0.1:{http_port}",
-            "MAILGW_SNS_TOPIC_ARNS": TOPIC_ARN,
-            "AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{cert_port}",
-            "MAILGW_LOG_LEVEL": "WARNING",
-        }
-        healthz = f"http://127.0.0.1:{http_port}/healthz"
         addresses = [stack.enter_context(gateway(database_url, env))[1] for _ in range(gateways)]
-        stack.enter_context(
-            process(["-m", "feedback_http"], sidecar_env, ready=lambda: urllib.request.urlopen(healthz, timeout=1))
-        )
+        sidecar_url = stack.enter_context(sidecar(database_url, cert_port))
         channel = stack.enter_context(grpc.insecure_channel(addresses[0]))
         stubs = [pb_grpc.MailGatewayServiceStub(stack.enter_context(grpc.insecure_channel(a))) for a in addresses]
         health = health_pb2_grpc.HealthStub(channel)
@@ -214,7 +202,7 @@ def tenants_run(database_url: str, gateways: int, *, after: float, deadline: flo
                         tags={name: [value] for name, value in tags.items()},
                     )
                     body = json.dumps(signed_envelope(signer, message=ses_samples.message(event))).encode()
-                    request = urllib.request.Request(f"http://127.0.0.1:{http_port}/sns", data=body, method="POST")
+                    request = urllib.request.Request(f"{sidecar_url}/sns", data=body, method="POST")
                     with urllib.request.urlopen(request, timeout=10):
                         bounced.append(time.monotonic())
                 if not paused_at:
