@@ -140,7 +140,9 @@ def cluster(database_url, ses, sns_host):
     channels: list[grpc.Channel] = []
     try:
         for n, port in enumerate(grpc_ports):
-            env = common | {"MAILGW_GRPC_ADDR": f"127.0.0.1:{port}"}
+            # Each RPC thread keeps a database connection: 8 of them (and 4 for streams) keep the four processes
+            # within PostgreSQL's 100 connections while the suite's other workers run their own gateways.
+            env = common | {"MAILGW_GRPC_ADDR": f"127.0.0.1:{port}", "MAILGW_GRPC_WORKERS": "8"}
             children.append(Child(f"gateway{n}", ["-m", "gateway"], env))
         for n, port in enumerate(http_ports):
             env = common | {"MAILGW_HTTP_ADDR": f"127.0.0.1:{port}"}
