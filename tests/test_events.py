@@ -12,6 +12,7 @@ import psycopg2
 import pytest
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
+from gateway.events.watch import cursor_of
 from gateway.store import event_log
 from gateway.store.database import database, is_postgres_url, unit_of_work, utcnow
 from gateway.store.models import EventRecord
@@ -259,3 +260,20 @@ async def test_a_bounce_a_sidecar_process_commits_reaches_a_watcher_of_another_g
         (pb.EVENT_TYPE_CONTACT_BOUNCED, ""),
     ]
     stream.cancel()
+
+
+def test_a_refused_message_has_its_failure_in_its_record_and_a_cursor_past_the_end_is_out_of_range(make_gateway, ses):
+    gateway, stub = make_gateway(**TOKENS)
+    ses.fail(400, "MessageRejected", "Email address is not verified.")
+    stream = watch(stub)
+    next(stream)
+
+    message_id = send(stub, "ada@example.org")
+    assert settled(stub, message_id, metadata=as_(CRM)).state == pb.MESSAGE_STATE_FAILED
+
+    queued_record, failed_record = records(stream, 2)
+    stream.cancel()
+    assert (failed_record.type, failed_record.previous_state) == (pb.EVENT_TYPE_FAILED, pb.MESSAGE_STATE_QUEUED)
+    assert failed_record.diagnostic == "SES_IDENTITY_NOT_VERIFIED: Email address is not verified."
+    code, _, details = rpc_failure(lambda: next(watch(stub, cursor=cursor_of(10**9))))
+    assert (code, error_info(details).reason) == (grpc.StatusCode.OUT_OF_RANGE, "CURSOR_EXPIRED")

@@ -156,7 +156,7 @@ class Settings:
     @property
     def watchers(self) -> int:
         """WatchEvents streams one gateway holds at most, all callers together."""
-        return self.max_watchers or max(1, self.grpc_workers // 2)
+        return self.max_watchers or self.grpc_workers // 2  # 0 with one worker: WatchEvents is then refused
 
     @property
     def event_retention(self) -> float:

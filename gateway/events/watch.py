@@ -1,6 +1,6 @@
 """One caller's watch of the event log (WatchEvents): from a cursor, its own records in log order, then keep-alives
-while nothing happens. Each read is a short unit of database work of its own: a stream holds no connection while it
-waits, and a slow reader holds nothing but its place (the gRPC server sends one response at a time)."""
+while nothing happens. Each read is a unit of database work of its own on its thread's connection (which every RPC
+thread keeps), and a slow reader holds nothing but its place (the gRPC server sends one response at a time)."""
 
 import base64
 import threading
@@ -92,6 +92,11 @@ def watch(
         if cursor:
             position = position_of(cursor)
             oldest = event_log.oldest_position()
+            if position > event_log.last_position():  # not of this log: a restored database, another deployment
+                raise errors.CursorExpired(
+                    "that cursor is beyond the end of this gateway's event log; resume from oldestCursor",
+                    oldestCursor=cursor_of(oldest - 1),
+                )
             if position < oldest - 1:
                 raise errors.CursorExpired(
                     "the events after that cursor are past MAILGW_EVENT_RETENTION_DAYS; resume from oldestCursor",

@@ -47,7 +47,7 @@ EVENT_TYPES = {
     "DeliveryDelay": EventType.DELIVERY_DELAYED,
     "Complaint": EventType.COMPLAINED,
     "Reject": EventType.REJECTED,
-    "RenderingFailure": EventType.FAILED,
+    "Rendering Failure": EventType.FAILED,  # SES's spelling
 }
 
 

@@ -242,16 +242,11 @@ def record_outcomes(outcomes: list[AttemptOutcome]) -> None:
 
 
 def _note(outcomes: list[AttemptOutcome]) -> None:
-    """The event log's records of what the outcomes changed: a message SES took, or one a failure settled or made
-    UNKNOWN (one due again stays QUEUED, no change a caller sees). A message an SES event settled meanwhile kept its
-    state, and gets none."""
-    by_state: dict[MessageState, list[int]] = {}
-    for outcome in outcomes:
-        if outcome.state is not QUEUED:
-            by_state.setdefault(outcome.state, []).append(outcome.pk)
-    for state, pks in by_state.items():
-        where = Message.id.in_(pks) & (Message.state == state)
-        event_log.note_messages(where, previous=QUEUED.value, failure=state is not SENT)
+    """The event log's records of the sends SES took (record_outcome notes the failures' own). A message an SES event
+    settled meanwhile kept its state, and gets none."""
+    pks = [outcome.pk for outcome in outcomes if outcome.state is SENT]
+    if pks:
+        event_log.note_messages(Message.id.in_(pks) & (Message.state == SENT), previous=QUEUED.value)
 
 
 def _record_failures(outcomes: list[AttemptOutcome]) -> None:
@@ -345,7 +340,9 @@ def record_outcome(
         changes |= settled_changes(now)
     elif state is QUEUED:
         changes[Message.held] = tenants.held(Message.tenant)  # its tenant was paused or disabled meanwhile
-    Message.update(changes).where((Message.id == pk) & Message.state.in_(IN_FLIGHT)).execute()
+    changed = Message.update(changes).where((Message.id == pk) & Message.state.in_(IN_FLIGHT)).execute()
+    if changed and state is not QUEUED:  # one due again stays QUEUED: no change a caller sees
+        event_log.note_messages(Message.id == pk, previous=QUEUED.value, failure=True)
 
 
 def depth_by_state() -> dict[str, tuple[int, datetime.datetime | None]]:
