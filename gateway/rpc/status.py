@@ -1,5 +1,6 @@
 """Rich gRPC errors (AIP-193): every failure of an RPC leaves as one typed status with exactly one ErrorInfo."""
 
+import contextlib
 import functools
 import logging
 
@@ -77,7 +78,7 @@ def rpc(method):
     return wrapper
 
 
-def rpc_stream(method):
+def rpc_stream(method, *, unit=unit_of_work):
     """rpc() for a method that streams its response (a generator): the unit of work lasts until the last message is
     sent, and a failure midway ends the stream with a typed status as rpc() does."""
 
@@ -85,7 +86,7 @@ def rpc_stream(method):
     def wrapper(self, request, context):
         try:
             caller = self._authenticator.caller(context)
-            with unit_of_work():
+            with unit():
                 yield from method(self, request, context, caller)
             return
         except Exception as exc:
@@ -98,18 +99,7 @@ def rpc_stream(method):
 def rpc_watch(method):
     """rpc_stream() for a stream that may stay open for hours (WatchEvents): no unit of database work around it, the
     method opens one for each read, so a waiting stream holds no database connection beyond its thread's own."""
-
-    @functools.wraps(method)
-    def wrapper(self, request, context):
-        try:
-            caller = self._authenticator.caller(context)
-            yield from method(self, request, context, caller)
-            return
-        except Exception as exc:
-            error = _as_error(exc, method.__name__)
-        context.abort_with_status(rich_status(error))
-
-    return wrapper
+    return rpc_stream(method, unit=contextlib.nullcontext)
 
 
 def _as_error(exc: Exception, method_name: str) -> errors.GatewayError:

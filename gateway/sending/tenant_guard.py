@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 
 from gateway.core import metrics
 from gateway.core.errors import TenantNotFound, TenantNotHeld
-from gateway.sending.reputation import Limits, Reading, checked_resume, read
+from gateway.sending.reputation import Limits, Reading, ReputationGuard, checked_resume, read
 from gateway.store import lanes, ses_tenants, tenants
 from gateway.store import reputation as store
-from gateway.store.database import database, database_now, unit_of_work
+from gateway.store.database import database, database_now
 from gateway.store.models import ReputationLevel
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,7 @@ def resume_tenant(tenant: str, operator: str, reason: str) -> store.Hold:
         ended = store.resume(operator=operator, reason=reason, hold=store.tenant_row(tenant), turn_step=1)
         if ended is None:
             raise TenantNotHeld(f"tenant {tenant} is neither paused nor slowed: nothing to resume")
-        lanes.shift_to_now(tenant)
-        released = tenants.release_queued(tenant)
+        released = lanes.release_held(tenant)
     log.info(
         "tenant %s resumed by %s (%s); it was %s: %s; %d held messages released",
         tenant,
@@ -168,11 +167,4 @@ class TenantGuard:
             self.paused = paused
             self._on_paused(paused)
 
-    def step(self) -> float:
-        with unit_of_work():
-            if time.monotonic() >= self._next_check:
-                self._next_check = time.monotonic() + self._check_seconds
-                self.check()
-            else:
-                self.follow()
-        return min(self._follow_seconds, self._check_seconds)
+    step = ReputationGuard.step  # check when due, else follow: the account guard's loop step

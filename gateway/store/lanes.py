@@ -134,9 +134,17 @@ def queued(*, up_to: int) -> int:
     return _queued(limit=up_to).fetchone()[0]
 
 
-def shift_to_now(tenant: str) -> None:
-    """A tenant's held messages back in their lanes' rotation at the current turn, in their order: released after a
-    pause, they take turns with the others rather than all going first on their old turns."""
+def release_held(tenant: str) -> int:
+    """A tenant's held messages claimable again (after its resume, or SES's enabling it), unless something still
+    holds them (its guard's pause, SES): back in their lanes' rotation at the current turn, in their order, so they
+    take turns with the others rather than all going first on their old turns. How many."""
+    if database.execute(peewee.Select(columns=[tenants.held(tenant)])).fetchone()[0]:
+        return 0
+    _shift_to_now(tenant)
+    return tenants.release_queued(tenant)
+
+
+def _shift_to_now(tenant: str) -> None:
     held = (
         Message.select(Message.priority, Message.caller, peewee.fn.MIN(Message.turn))
         .where(IS_QUEUED & (Message.tenant == tenant) & Message.held)

@@ -69,7 +69,7 @@ def states(names: list[str]) -> dict[str, SesState]:
 
 def record(name: str, *, taken_until, arn: str, status: str, cause: str, now: datetime.datetime, next_read_at) -> bool:
     """A read's answer stored, and the tenant's queued mail held or released by it (in one transaction); released
-    mail takes its turns from now on (lanes.shift_to_now), as after a resume. False, storing nothing, when SES
+    mail takes its turns from now on (lanes.release_held), as after a resume. False, storing nothing, when SES
     refused one of its sends since the read was taken (read_again): that read is older than the refusal."""
     with database.atomic():
         stored = (
@@ -81,9 +81,8 @@ def record(name: str, *, taken_until, arn: str, status: str, cause: str, now: da
             return False
         if status in tenants.SES_BLOCKED:
             tenants.hold_queued(name)
-        elif tenants.has_held(name):
-            lanes.shift_to_now(name)
-            tenants.release_queued(name)
+        else:
+            lanes.release_held(name)
     return True
 
 
@@ -101,9 +100,7 @@ def forget() -> int:
         names = [name for (name,) in SesTenant.select(SesTenant.name).tuples()]
         SesTenant.delete().execute()
         for name in names:
-            if tenants.has_held(name):
-                lanes.shift_to_now(name)
-                tenants.release_queued(name)
+            lanes.release_held(name)
     return len(names)
 
 

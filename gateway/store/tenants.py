@@ -54,17 +54,13 @@ def hold_queued(tenant: str) -> int:
 
 
 def release_queued(tenant: str) -> int:
-    """The tenant's held messages claimable again, each in its place in its lane, unless something still holds
-    them (its guard's pause, or SES). How many."""
+    """The tenant's held messages claimable again where they are in their lanes, unless something still holds them
+    (its guard's pause, or SES): lanes.release_held, which first gives them the current turns. How many."""
     return (
         Message.update(held=False)
         .where((Message.tenant == tenant) & (Message.state == QUEUED) & Message.held & ~held(tenant))
         .execute()
     )
-
-
-def has_held(tenant: str) -> bool:
-    return Message.select().where((Message.tenant == tenant) & (Message.state == QUEUED) & Message.held).exists()
 
 
 def active_since(since: datetime.datetime) -> list[str]:
