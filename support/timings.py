@@ -13,4 +13,7 @@ FAST = Timings(
     suppression_jitter_seconds=0.0,
     ses_tenant_retry_seconds=0.05,
     event_poll_seconds=0.02,
+    webhook_idle_seconds=0.05,
+    webhook_retry_base_seconds=0.02,
+    webhook_retry_max_seconds=0.2,
 )

@@ -22,10 +22,12 @@ from support.processes import free_port, start, wait_until
 from support.scrape import names, scrape_async, value
 from support.sns_signing import TOPIC_ARN, signed_envelope
 from tests.rpc import rpc_failure, settled
+from tests.test_webhooks import receiver  # noqa: F401 (a fixture)
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "ops" / "grafana" / "mail-gateway.json"
 GRAFANA_RANGES = ("$__rate_interval", "$__interval", "$__range")
 OURS = ("mailgw_", "grpc_server_")
+TOKEN = "ops-token-0123456789abcdef"
 
 
 def dashboard_expressions() -> list[str]:
@@ -58,7 +60,11 @@ def queried_metrics() -> set[str]:
 
 
 async def test_every_metric_the_dashboard_queries_is_exposed_and_every_one_of_ours_is_shown(
-    tmp_path, ses, sns_host, signer
+    tmp_path,
+    ses,
+    sns_host,
+    signer,
+    receiver,  # noqa: F811
 ):
     database_url = f"sqlite:///{tmp_path}/mailgw.db"
     gateway_metrics, sidecar_metrics, grpc_addr, http_port = free_port(), free_port(), free_port(), free_port()
@@ -80,6 +86,10 @@ async def test_every_metric_the_dashboard_queries_is_exposed_and_every_one_of_ou
             "MAILGW_GRPC_ADDR": f"127.0.0.1:{grpc_addr}",
             "MAILGW_METRICS_ADDR": f"127.0.0.1:{gateway_metrics}",
             "MAILGW_DEFAULT_FROM": "noreply@example.com",
+            "MAILGW_AUTH_TOKENS": f"ops={TOKEN}",
+            "MAILGW_WEBHOOK_URLS": f"ops={receiver.url}",  # its metrics are the configured callers'
+            "MAILGW_WEBHOOK_SECRETS": "ops=ops-webhook-secret-0123456789",
+            "MAILGW_SES_TENANTS": "true",  # its gauge is shown only then
         },
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_addr}")
@@ -97,12 +107,13 @@ async def test_every_metric_the_dashboard_queries_is_exposed_and_every_one_of_ou
                     assert response.status == status
 
         request = pb.SendEmailRequest(subject="Hi", text_body="Hello")
-        rpc_failure(stub.SendEmail, pb.SendEmailRequest(to="gone@example.org", subject="Hi", text_body="x"))
+        call = {"metadata": [("authorization", f"Bearer {TOKEN}")]}
+        rpc_failure(stub.SendEmail, pb.SendEmailRequest(to="gone@example.org", subject="Hi", text_body="x"), **call)
         ses.fail(400, "MessageRejected", "Email content rejected")
         request.to = "ada@example.org"
-        assert settled(stub, stub.SendEmail(request).message_id).state == pb.MESSAGE_STATE_FAILED
+        assert settled(stub, stub.SendEmail(request, **call).message_id, **call).state == pb.MESSAGE_STATE_FAILED
         request.to = "bob@example.org"
-        assert settled(stub, stub.SendEmail(request).message_id).state == pb.MESSAGE_STATE_SENT
+        assert settled(stub, stub.SendEmail(request, **call).message_id, **call).state == pb.MESSAGE_STATE_SENT
 
         gateway_page = await scrape_async(gateway_metrics)
         for _ in range(100):  # a send is counted right after its outcome's commit, which GetMessage may see first

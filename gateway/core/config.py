@@ -83,6 +83,8 @@ class Settings:
     event_retention_days: float = 0.0  # the event log's records are kept this long; 0: MAILGW_MESSAGE_RETENTION_DAYS
     max_watchers_per_caller: int = 16  # WatchEvents streams one caller may hold open on one gateway
     max_watchers: int = 0  # WatchEvents streams on one gateway, all callers together; 0: half of MAILGW_GRPC_WORKERS
+    webhook_urls: str = ""  # caller=URL,...: each caller's records POSTed there (core/webhooks.py, events/webhooks.py)
+    webhook_secrets: str = dataclasses.field(default="", repr=False)  # caller=secret,...: what signs them
     metrics_addr: str = ""  # Prometheus /metrics on a listener of its own; unset: none
     brand_name: str = ""  # the sender every mail's footer names (named_sender); the unsubscribe page names the same
 

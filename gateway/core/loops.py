@@ -26,6 +26,9 @@ class Timings:
     suppression_jitter_seconds: float = 5.0  # gateways started together do not all ask at once
     ses_tenant_retry_seconds: float = 30.0  # a tenant's SES status that could not be read is asked for again
     event_poll_seconds: float = 0.1  # the event log: records without a position looked for, watchers woken
+    webhook_idle_seconds: float = 5.0  # an idle webhook looks again this often (at once when the log grows)
+    webhook_retry_base_seconds: float = 0.5  # the first backoff after a webhook POST failed (then doubled, capped)
+    webhook_retry_max_seconds: float = 30.0  # ... at this: a paused webhook is tried this often
 
 
 PRODUCTION = Timings()
@@ -63,6 +66,11 @@ class Loop:
     def join(self, timeout: float) -> None:
         if self._thread.ident is not None:
             self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """Whether its thread still runs (a step still in hand after `join` timed out)."""
+        return self._thread.is_alive()
 
     def _run(self) -> None:
         wait = self._first_wait

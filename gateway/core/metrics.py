@@ -211,3 +211,28 @@ def ses_tenants(counts: dict[str, int]) -> None:
     for status, label in SES_TENANT_STATUSES.items():
         SES_TENANTS.labels(label).set(counts.get(status, 0))
     SES_TENANTS.labels("unread").set(sum(n for status, n in counts.items() if status not in SES_TENANT_STATUSES))
+
+
+# --- webhooks (events/webhooks.py) -------------------------------------------------------------------------------
+
+WEBHOOK_POSTS = Counter(
+    "mailgw_webhook_posts_total",
+    "Webhook POSTs by caller (those of MAILGW_WEBHOOK_URLS) and result: delivered (a 2xx), failed (any other answer, "
+    "a redirect included, or none within the timeout).",
+    ["caller", "result"],
+)
+WEBHOOK_EVENTS = Counter(
+    "mailgw_webhook_events_total", "Event records a caller's webhook endpoint acknowledged (2xx).", ["caller"]
+)
+WEBHOOK_PAUSED = Gauge(
+    "mailgw_webhook_paused",
+    "1 while a caller's webhook endpoint has failed 5 times in a row or more: its records wait, and the gateway "
+    "delivering them tries again every 30 s (the other gateways show 0).",
+    ["caller"],
+    multiprocess_mode="livemax",
+)
+WEBHOOK_DELAY = Histogram(
+    "mailgw_webhook_delay_seconds",
+    "From the writing of a batch's first record to its acknowledgement by the caller's endpoint.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0),
+)

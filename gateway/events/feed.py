@@ -17,6 +17,7 @@ class EventFeed:
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self.last = 0  # the last position given, as this process knows it
+        self._listeners: list[threading.Event] = []
         self.loops = [Loop("event-log", self.step, every=every, stopping=self._stopping, quiet=UNAVAILABLE)]
 
     def start(self) -> None:
@@ -34,10 +35,18 @@ class EventFeed:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def listen(self) -> threading.Event:
+        """An event set whenever the log grows (and at stop): a loop's `wake` (events/webhooks.py)."""
+        event = threading.Event()
+        self._listeners.append(event)
+        return event
+
     def wake_all(self) -> None:
-        """Every waiting watcher looks again (one whose stream ended sees that)."""
+        """Every waiting watcher and listener looks again (one whose stream ended sees that)."""
         with self._changed:
             self._changed.notify_all()
+        for event in self._listeners:
+            event.set()
 
     def step(self) -> None:
         with unit_of_work():
@@ -46,9 +55,8 @@ class EventFeed:
                     break
             last = event_log.last_position()
         if last != self.last:
-            with self._changed:
-                self.last = last
-                self._changed.notify_all()
+            self.last = last
+            self.wake_all()
 
     def wait_beyond(self, position: int, timeout: float) -> bool:
         """Wait until the log holds a position beyond `position`, at most `timeout` seconds; whether it does."""

@@ -21,8 +21,10 @@ from gateway.core.logs import setup_logging
 from gateway.core.loops import PRODUCTION, Loop, Timings
 from gateway.core.policy import CallerPolicies
 from gateway.core.startup import AddressInUse, claim_address, claim_port_group, run
+from gateway.core.webhooks import plain_http, webhooks_from
 from gateway.events.feed import EventFeed
 from gateway.events.watch import Watchers
+from gateway.events.webhooks import WebhookDelivery
 from gateway.process import exposition
 from gateway.rpc.admin_service import MailGatewayAdminServicer
 from gateway.rpc.auth import admin_authenticator, authenticator, check_exposure, server_credentials
@@ -48,6 +50,15 @@ ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["MailGatewayAdminServ
 DISPATCH_HEALTH = "mailgateway.v1.Dispatch"  # NOT_SERVING while dispatch is paused (the gateway still accepts)
 REPUTATION_HEALTH = "mailgateway.v1.ReputationGuard"  # NOT_SERVING while our own bounce or complaint rate pauses it
 TENANTS_HEALTH = "mailgateway.v1.TenantReputation"  # NOT_SERVING while a tenant's own rates hold its mail
+# HTTP/2 pings: a connection quiet for a minute is pinged, and closed when the ping is not answered in 20 s, so a
+# WatchEvents stream whose client vanished (a machine gone, a NAT that forgot it) gives its thread back. Clients may
+# ping every 10 s (grpc-go's and grpc-js's keepalive included) without being told "too many pings".
+KEEPALIVE = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
 SHUTDOWN_GRACE_SECONDS = 25.0
 SIGNAL_CHECK_SECONDS = 0.5
 
@@ -72,11 +83,12 @@ class Gateway:
     suppression: SuppressionJob | None = None  # the SES suppression-list sync (MAILGW_SES_SUPPRESSION_SYNC_SECONDS)
     metrics: exposition.MetricsListener | None = None  # MAILGW_METRICS_ADDR; None when unset (or in a copy)
     events: EventFeed | None = None  # the event log's sequencer and this process's watchers' pulse
+    webhooks: WebhookDelivery | None = None  # MAILGW_WEBHOOK_URLS: a loop per caller; None when unset
 
     @property
     def loops(self) -> list[Loop]:
         """Every background loop this process runs (core/loops.py), in the order they start."""
-        jobs = (self.dispatcher, self.suppression, self.events)
+        jobs = (self.dispatcher, self.suppression, self.events, self.webhooks)
         return [loop for job in jobs if job is not None for loop in job.loops]
 
     def start(self) -> None:
@@ -90,6 +102,8 @@ class Gateway:
             self.suppression.start()
         if self.events is not None:
             self.events.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         if self.loops:
             log.info("background loops: %s", ", ".join(f"{loop.name} (every {loop.every:g} s)" for loop in self.loops))
 
@@ -97,6 +111,8 @@ class Gateway:
         """Refuse new RPCs and stop claiming; in-flight RPCs and sends get `grace` seconds to finish."""
         self.health.enter_graceful_shutdown()
         stopped = self.server.stop(grace)
+        if self.webhooks is not None:
+            self.webhooks.stop(grace or 0.0)  # a POST in hand finishes; each caller's cursor is handed over
         if self.events is not None:
             self.events.stop(grace or 0.0)  # ends the watchers' streams
         if self.dispatcher is not None:
@@ -129,6 +145,11 @@ def create_server(
     if not shared_port:
         claim_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")
     policies = CallerPolicies.from_file(settings.caller_policy_file)
+    hooks = webhooks_from(settings.webhook_urls, settings.webhook_secrets)
+    for caller in plain_http(hooks):
+        log.warning(
+            "MAILGW_WEBHOOK_URLS: caller %s's records go over plain http to a host that is not loopback", caller
+        )
     open_database(settings.database_url)
     health_servicer = health.HealthServicer()
     dispatcher = None
@@ -151,7 +172,7 @@ def create_server(
         # A WatchEvents stream holds one of these threads while it is open: MAILGW_MAX_WATCHERS of them at most, so
         # the calls keep the rest (more threads would mean more database connections: each keeps its own).
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-        options=[("grpc.so_reuseport", int(shared_port))],
+        options=[("grpc.so_reuseport", int(shared_port)), *KEEPALIVE],
         interceptors=[ServerMetrics()],
     )
     servicer = MailGatewayServicer(
@@ -191,7 +212,8 @@ def create_server(
     metrics = None
     if settings.metrics_addr and not shared_port:  # a copy's metrics are served by its parent (serve_processes)
         metrics = exposition.listen(settings.metrics_addr, exposition.gateway_registry())
-    return Gateway(server, port, health_servicer, dispatcher, suppression, metrics, events)
+    webhooks = WebhookDelivery(hooks, events, timings) if hooks else None
+    return Gateway(server, port, health_servicer, dispatcher, suppression, metrics, events, webhooks)
 
 
 def report_pause(health_servicer: health.HealthServicer, pause: Pause | None) -> None:

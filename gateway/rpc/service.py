@@ -9,9 +9,10 @@ from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
 from gateway.core import errors
 from gateway.core.addresses import InvalidAddress, email_key
 from gateway.core.ids import is_contact_id, is_tenant, is_token
-from gateway.core.states import EventType, Priority
+from gateway.core.states import Priority
 from gateway.events.feed import EventFeed
-from gateway.events.watch import KeepAlive, Watchers, cursor_of, position_of, watch
+from gateway.events.records import EVENT_TYPE_FROM_PROTO, PROTO_PRIORITY, PROTO_STATE, event_response
+from gateway.events.watch import Watchers, position_of, watch
 from gateway.rpc.auth import Authenticator
 from gateway.rpc.status import rpc, rpc_watch
 from gateway.sending.accept import accept
@@ -19,11 +20,9 @@ from gateway.sending.admission import OPEN, Admission
 from gateway.sending.compose import unsubscribe_url
 from gateway.sending.outgoing import outgoing_email
 from gateway.store import contacts, queue
-from gateway.store.models import ContactStatus, EventRecord, MessageState
+from gateway.store.models import ContactStatus
 
 PROTO_STATUS = {status: pb.ContactStatus.Value(f"CONTACT_STATUS_{status.name}") for status in ContactStatus}
-PROTO_STATE = {state: pb.MessageState.Value(f"MESSAGE_STATE_{state.name}") for state in MessageState}
-PROTO_PRIORITY = {priority: pb.Priority.Value(f"PRIORITY_{priority.name}") for priority in Priority}
 PRIORITY_FROM_PROTO = {number: priority for priority, number in PROTO_PRIORITY.items()} | {
     pb.PRIORITY_UNSPECIFIED: Priority.TRANSACTIONAL
 }
@@ -143,34 +142,6 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
             )
             for item in items:
                 yield event_response(item)
-
-
-PROTO_EVENT_TYPE = {kind: pb.EventType.Value(f"EVENT_TYPE_{kind.name}") for kind in EventType}
-EVENT_TYPE_FROM_PROTO = {number: kind for kind, number in PROTO_EVENT_TYPE.items()}
-PROTO_STATE_NAMED = {state.value: number for state, number in PROTO_STATE.items()}
-
-
-def event_response(item: EventRecord | KeepAlive) -> pb.WatchEventsResponse:
-    """A record of the event log as WatchEvents sends it; a keep-alive carries its cursor only."""
-    if isinstance(item, KeepAlive):
-        return pb.WatchEventsResponse(cursor=cursor_of(item.position))
-    response = pb.WatchEventsResponse(
-        cursor=cursor_of(item.position),
-        type=PROTO_EVENT_TYPE[EventType(item.type)],
-        message_id=item.message_id,
-        request_id=item.request_id,
-        contact_id=item.contact_id,
-        tenant=item.tenant,
-        state=PROTO_STATE_NAMED.get(item.state, 0),
-        previous_state=PROTO_STATE_NAMED.get(item.previous_state, 0),
-        bounce_type=item.bounce_type,
-        bounce_subtype=item.bounce_subtype,
-        diagnostic=item.diagnostic,
-    )
-    if item.priority is not None:
-        response.priority = PROTO_PRIORITY[Priority(item.priority)]
-    response.time.FromDatetime(item.time)
-    return response
 
 
 def requested_contact(request) -> dict[str, str]:

@@ -342,7 +342,22 @@ class EventPosition(BaseModel):
     last = peewee.BigIntegerField(default=0)
 
 
-MODELS += [EventRecord, EventPosition]
+class WebhookCursor(BaseModel):
+    """How far one caller's webhook has delivered the event log (events/webhooks.py), and which gateway delivers it:
+    one at a time, under a lease, so the POSTs of a caller follow the log's order whatever the number of gateways."""
+
+    caller = peewee.CharField(max_length=128, primary_key=True)
+    position = peewee.BigIntegerField(default=0)  # the last position the endpoint acknowledged (2xx)
+    owner = peewee.CharField(max_length=64, default="")  # the gateway delivering, until lease_until
+    lease_until = peewee.DateTimeField(default=utcnow)
+    failures = peewee.IntegerField(default=0)  # answers in a row that were not 2xx (or no answer)
+    failing_since = peewee.DateTimeField(null=True)
+    next_attempt_at = peewee.DateTimeField(null=True)  # the backoff's end after a failure
+    last_error = FreeCharField(max_length=200, default="")
+    delivered_at = peewee.DateTimeField(null=True)
+
+
+MODELS += [EventRecord, EventPosition, WebhookCursor]
 
 
 def open_database(url: str, *, existing: bool = False) -> peewee.Database:
