@@ -277,3 +277,20 @@ def test_a_refused_message_has_its_failure_in_its_record_and_a_cursor_past_the_e
     assert failed_record.diagnostic == "SES_IDENTITY_NOT_VERIFIED: Email address is not verified."
     code, _, details = rpc_failure(lambda: next(watch(stub, cursor=cursor_of(10**9))))
     assert (code, error_info(details).reason) == (grpc.StatusCode.OUT_OF_RANGE, "CURSOR_EXPIRED")
+
+
+def test_a_send_whose_lease_ended_before_ses_answered_shows_unknown_then_sent(make_gateway, ses):
+    ses.delay = 1.0  # SES answers, but only after the dispatcher's lease ended
+    gateway, stub = make_gateway(**TOKENS, dispatch_lease_seconds=0.3, unknown_resend_seconds=0)
+    stream = watch(stub)
+    next(stream)
+
+    message_id = send(stub, "ada@example.org")
+
+    got = [(r.type, r.previous_state, r.state, r.message_id) for r in records(stream, 3)]
+    assert got == [
+        (pb.EVENT_TYPE_QUEUED, pb.MESSAGE_STATE_UNSPECIFIED, pb.MESSAGE_STATE_QUEUED, message_id),
+        (pb.EVENT_TYPE_UNKNOWN, pb.MESSAGE_STATE_QUEUED, pb.MESSAGE_STATE_UNKNOWN, message_id),
+        (pb.EVENT_TYPE_SENT, pb.MESSAGE_STATE_UNKNOWN, pb.MESSAGE_STATE_SENT, message_id),
+    ]
+    stream.cancel()

@@ -231,22 +231,36 @@ def record_outcomes(outcomes: list[AttemptOutcome]) -> None:
     sent = [outcome for outcome in outcomes if outcome.state is SENT]
     try:
         with database.atomic():
+            unknown = _unknown_among([outcome.pk for outcome in sent])
             _record_sent(sent)
             _record_failures(outcomes)
-            _note(outcomes)
+            _note(sent, unknown)
     except peewee.IntegrityError:  # an SES id another message holds (SES never reuses one): row by row instead
         with database.atomic():
+            unknown = _unknown_among([outcome.pk for outcome in sent])
             _record_sent_one_by_one(sent)
             _record_failures(outcomes)
-            _note(outcomes)
+            _note(sent, unknown)
 
 
-def _note(outcomes: list[AttemptOutcome]) -> None:
+def _unknown_among(pks: list[int]) -> set[int]:
+    """Those of the messages whose lease ended while SES was sending them (UNKNOWN since): their record's previous
+    state is that, not QUEUED. Usually none; one primary-key lookup for the batch."""
+    if not pks:
+        return set()
+    return {pk for (pk,) in Message.select(Message.id).where(Message.id.in_(pks) & (Message.state == UNKNOWN)).tuples()}
+
+
+def _note(sent: list[AttemptOutcome], unknown: set[int]) -> None:
     """The event log's records of the sends SES took (record_outcome notes the failures' own). A message an SES event
     settled meanwhile kept its state, and gets none."""
-    pks = [outcome.pk for outcome in outcomes if outcome.state is SENT]
-    if pks:
-        event_log.note_messages(Message.id.in_(pks) & (Message.state == SENT), previous=QUEUED.value)
+    pks = [outcome.pk for outcome in sent]
+    for previous, some in (
+        (QUEUED, [pk for pk in pks if pk not in unknown]),
+        (UNKNOWN, [pk for pk in pks if pk in unknown]),
+    ):
+        if some:
+            event_log.note_messages(Message.id.in_(some) & (Message.state == SENT), previous=previous.value)
 
 
 def _record_failures(outcomes: list[AttemptOutcome]) -> None:
@@ -340,9 +354,10 @@ def record_outcome(
         changes |= settled_changes(now)
     elif state is QUEUED:
         changes[Message.held] = tenants.held(Message.tenant)  # its tenant was paused or disabled meanwhile
+    previous = Message.select(Message.state).where(Message.id == pk).scalar()  # SENDING, or UNKNOWN: its lease ended
     changed = Message.update(changes).where((Message.id == pk) & Message.state.in_(IN_FLIGHT)).execute()
-    if changed and state is not QUEUED:  # one due again stays QUEUED: no change a caller sees
-        event_log.note_messages(Message.id == pk, previous=QUEUED.value, failure=True)
+    if changed and event_log.SHOWN_STATE.get(previous, previous) != state.value:  # SENDING to QUEUED shows none
+        event_log.note_messages(Message.id == pk, previous=previous, failure=True)
 
 
 def depth_by_state() -> dict[str, tuple[int, datetime.datetime | None]]:
