@@ -16,4 +16,6 @@ FAST = Timings(
     webhook_idle_seconds=0.05,
     webhook_retry_base_seconds=0.02,
     webhook_retry_max_seconds=0.2,
+    webhook_post_seconds=5.0,
+    webhook_lease_seconds=12.0,
 )

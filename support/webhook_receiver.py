@@ -7,6 +7,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+TRICKLE = -1  # an answer of the script: 200, then the body a byte at a time (Handler._trickle)
+
 
 @dataclass
 class Post:
@@ -24,7 +26,7 @@ class Post:
 class Receiver:
     """Serves on 127.0.0.1 from `start()`; `url` is where to point MAILGW_WEBHOOK_URLS."""
 
-    answers: list[int] = field(default_factory=list)  # statuses for the next POSTs, in order; then `otherwise`
+    answers: list[int] = field(default_factory=list)  # statuses (or TRICKLE) for the next POSTs; then `otherwise`
     otherwise: int = 200
     location: str = ""  # a 3xx answer's Location
     posts: list[Post] = field(default_factory=list)
@@ -39,11 +41,27 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status = receiver._answer(dict(self.headers.items()), body)
+                if status == TRICKLE:
+                    self._trickle()
+                    return
                 self.send_response(status)
                 if 300 <= status < 400 and receiver.location:
                     self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def _trickle(self):
+                """A 200 whose body comes a byte every 0.1 s, for far longer than anyone should wait."""
+                self.send_response(200)
+                self.send_header("Content-Length", "600")
+                self.end_headers()
+                for _ in range(600):
+                    try:
+                        self.wfile.write(b".")
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the client gave up
+                    time.sleep(0.1)
 
             def log_message(self, *args):
                 pass
@@ -56,7 +74,7 @@ class Receiver:
         return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/mail"
 
     def start(self) -> "Receiver":
-        threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), name="webhook-receiver", daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -3,21 +3,25 @@ its Node and Go twins) accepts them and refuses anything else; retried with back
 resumed with the backlog in order, never redirected; one gateway delivering at a time. Real gateways on both
 databases, a real HTTP endpoint on loopback."""
 
+import datetime
 import logging
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from gateway.core.config import ConfigError
-from gateway.core.webhooks import webhooks_from
+from gateway.core.webhooks import signature, webhooks_from
 from gateway.events.watch import position_of
-from gateway.store.database import unit_of_work
+from gateway.store import event_log
+from gateway.store.database import database_now, unit_of_work
 from gateway.store.models import WebhookCursor
 from support.processes import wait_until
 from support.scrape import scrape, value
-from support.webhook_receiver import Receiver
+from support.timings import FAST
+from support.webhook_receiver import TRICKLE, Receiver
 from tests.rpc import settled
 from tests.test_events import CRM, OTHER, TOKENS, as_, send
 
@@ -59,6 +63,16 @@ def delivering(caller: str = "crm") -> None:
     wait_until(taken)
 
 
+def resigned(post, *, seconds_earlier: int) -> dict[str, str]:
+    """The POST's headers as the gateway would have signed them `seconds_earlier`: what a replay of an old POST
+    carries."""
+    timestamp = int(post.headers["X-Mailgw-Timestamp"]) - seconds_earlier
+    return post.headers | {
+        "X-Mailgw-Timestamp": str(timestamp),
+        "X-Mailgw-Signature": signature(SECRET, timestamp, post.body),
+    }
+
+
 def positions(events: list[dict]) -> list[int]:
     return [position_of(event["cursor"]) for event in events]
 
@@ -95,8 +109,9 @@ def test_a_callers_records_arrive_signed_in_log_order_and_the_readmes_verify_acc
     assert verify(SECRET, post.headers, post.body)
     assert not verify("another-secret-0123456789", post.headers, post.body)
     assert not verify(SECRET, post.headers, post.body.replace(b"EVENT_TYPE_QUEUED", b"EVENT_TYPE_SENT"))
-    stale = post.headers | {"X-Mailgw-Timestamp": str(int(post.headers["X-Mailgw-Timestamp"]) - 600)}
-    assert not verify(SECRET, stale, post.body)  # the signature no longer matches, and it is too old besides
+    replayed = resigned(post, seconds_earlier=600)  # a genuine signature, ten minutes old
+    assert verify(SECRET, replayed, post.body, tolerance=900) and not verify(SECRET, replayed, post.body)
+    assert not verify(SECRET, post.headers | {"X-Mailgw-Timestamp": "9" * 5000}, post.body)
 
 
 def test_a_failing_endpoint_is_retried_with_backoff_paused_and_gets_its_backlog_in_order_when_it_answers(
@@ -115,7 +130,8 @@ def test_a_failing_endpoint_is_retried_with_backoff_paused_and_gets_its_backlog_
         (first, failed[0].events[0]["cursor"])
     }  # the first waiting record, again and again
     gaps = [later.arrived - earlier.arrived for earlier, later in zip(failed, failed[1:], strict=False)]
-    assert gaps[3] > gaps[0]  # backing off (FAST timings: 0.02 s doubling to 0.2 s)
+    backoffs = [0.02, 0.04, 0.08, 0.16, 0.2]  # FAST timings: 0.02 s doubling, at most 0.2 s
+    assert all(gap >= 0.9 * backoff for gap, backoff in zip(gaps, backoffs, strict=True)), gaps
     page = scrape(gateway.metrics.port)
     assert value(page, "mailgw_webhook_paused", caller="crm") == 1
     assert value(page, "mailgw_webhook_posts_total", caller="crm", result="failed") >= 6
@@ -175,12 +191,23 @@ def test_one_gateway_delivers_at_a_time_and_a_stopped_one_hands_over_where_it_st
 @pytest.mark.parametrize(
     ("urls", "secrets", "message"),
     [
-        ("crm=https://crm.internal/hooks", "", "MAILGW_WEBHOOK_SECRETS: caller 'crm' is missing"),
-        ("", f"crm={SECRET}", "MAILGW_WEBHOOK_URLS: caller 'crm' is missing"),
+        (
+            "crm=https://crm.internal/hooks",
+            "",
+            "MAILGW_WEBHOOK_SECRETS: caller 'crm' of MAILGW_WEBHOOK_URLS has no secret",
+        ),
+        ("", f"crm={SECRET}", "an entry names a caller that MAILGW_WEBHOOK_URLS does not"),
         ("crm=ftp://crm.internal/hooks", f"crm={SECRET}", "not an http(s) URL with a host"),
         ("crm=https://crm.internal/hooks", "crm=short-secret", "a secret is 16+ printable ASCII"),
         ("crm=https://a/1,crm=https://b/2", f"crm={SECRET}", "caller 'crm' is named twice"),
         ("crm=https://a/1", f"crm{SECRET}", "MAILGW_WEBHOOK_SECRETS: entry 1 is not caller=value"),
+        ("crm=https://user:pw@a/1", f"crm={SECRET}", "user:password in a URL is not sent"),
+        # A base64 secret set without "crm=": the text before its padding reads as a caller, and is never shown.
+        (
+            "crm=https://a/1",
+            f"crm={SECRET},{SECRET}AAAA==",
+            "an entry names a caller that MAILGW_WEBHOOK_URLS does not",
+        ),
     ],
 )
 def test_a_webhook_setting_that_cannot_work_is_one_line_that_never_shows_a_secret(urls, secrets, message):
@@ -202,7 +229,6 @@ def test_the_readmes_node_and_go_verify_accept_a_real_post_and_refuse_a_changed_
     post = wait_until(lambda: receiver.posts and receiver.posts[0])
     (tmp_path / "body").write_bytes(post.body)
     (tmp_path / "changed").write_bytes(post.body.replace(b"QUEUED", b"SENT"))
-    timestamp, signature = post.headers["X-Mailgw-Timestamp"], post.headers["X-Mailgw-Signature"]
     if language == "js":
         program = tmp_path / "verify.mjs"
         program.write_text(
@@ -239,18 +265,58 @@ def test_the_readmes_node_and_go_verify_accept_a_real_post_and_refuse_a_changed_
         )
         command = [str(built)]
 
-    def run(secret: str, body: str) -> str:
+    def run(secret: str, body: str, headers: dict[str, str] = post.headers) -> str:
+        stamp, signed = headers["X-Mailgw-Timestamp"], headers["X-Mailgw-Signature"]
         return subprocess.run(
-            [*command, secret, timestamp, signature, str(tmp_path / body)], capture_output=True, text=True, check=True
+            [*command, secret, stamp, signed, str(tmp_path / body)], capture_output=True, text=True, check=True
         ).stdout.strip()
 
     assert run(SECRET, "body") == "true"
     assert run(SECRET, "changed") == "false"
     assert run("another-secret-0123456789", "body") == "false"
+    assert run(SECRET, "body", resigned(post, seconds_earlier=600)) == "false"  # a replay of an old POST
 
 
-def test_nothing_is_posted_for_a_caller_without_a_webhook_and_no_loop_runs_without_any(make_gateway, receiver):
+def test_no_webhook_loop_runs_without_a_webhook_and_one_runs_for_each_configured_caller(make_gateway, receiver):
     gateway, stub = make_gateway(**TOKENS)
     assert gateway.webhooks is None and not any(loop.name.startswith("webhook") for loop in gateway.loops)
     hooked_gateway, _ = make_gateway(**hooked(receiver))
     assert [loop.name for loop in hooked_gateway.loops if loop.name.startswith("webhook")] == ["webhook:crm"]
+
+
+def test_a_webhook_for_a_caller_no_token_names_stops_the_gateway_at_start(make_gateway, receiver):
+    with pytest.raises(ConfigError, match="caller 'crn' is not a caller of MAILGW_AUTH_TOKENS"):
+        make_gateway(**hooked(receiver, webhook_urls=f"crn={receiver.url}", webhook_secrets=f"crn={SECRET}"))
+
+
+def test_an_answer_trickled_byte_by_byte_is_cut_at_the_post_limit_and_tried_again(make_gateway, receiver):
+    receiver.answers = [TRICKLE]  # 200, then a byte every 0.1 s for a minute
+    gateway, stub = make_gateway(**hooked(receiver), timings=replace(FAST, webhook_post_seconds=0.5))
+    delivering()
+    message_id = send(stub, "ada@example.org")
+
+    events = wait_until(lambda: receiver.acknowledged())
+
+    first, second = receiver.posts[0], receiver.posts[1]
+    assert first.status == TRICKLE and second.arrived - first.arrived < 5  # not the trickle's minute
+    assert events[0]["messageId"] == message_id and events[0]["cursor"] == first.events[0]["cursor"]
+
+
+def test_a_gateway_that_died_holding_a_webhook_is_replaced_when_its_lease_ends(make_gateway, receiver):
+    _, stub = make_gateway(**TOKENS)  # no webhook yet: these records were acknowledged by the gateway that died
+    acknowledged = send(stub, "before@example.org")
+    settled(stub, acknowledged, metadata=as_(CRM))
+    with unit_of_work():
+        event_log.sequence()
+        position = event_log.last_position()
+        ends = database_now() + datetime.timedelta(seconds=0.5)
+        WebhookCursor.create(caller="crm", position=position, owner="dead-gateway:123:abc", lease_until=ends)
+    gateway, stub = make_gateway(**hooked(receiver))
+    waiting = send(stub, "after@example.org")
+
+    events = wait_until(lambda: receiver.acknowledged())
+
+    with unit_of_work():
+        assert database_now() >= ends  # not before the dead gateway's lease ended
+    assert positions(events)[0] == position + 1 and events[0]["messageId"] == waiting
+    assert acknowledged not in {event["messageId"] for event in events}

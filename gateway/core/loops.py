@@ -29,6 +29,9 @@ class Timings:
     webhook_idle_seconds: float = 5.0  # an idle webhook looks again this often (at once when the log grows)
     webhook_retry_base_seconds: float = 0.5  # the first backoff after a webhook POST failed (then doubled, capped)
     webhook_retry_max_seconds: float = 30.0  # ... at this: a paused webhook is tried this often
+    webhook_post_seconds: float = 15.0  # a webhook POST as a whole, from connecting to the answer's last byte
+    webhook_lease_seconds: float = 40.0  # a gateway delivers a caller's records this long without renewing its hold;
+    # renewed before a POST once less than half is left, so more than twice webhook_post_seconds: no POST outlives it
 
 
 PRODUCTION = Timings()

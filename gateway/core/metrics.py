@@ -227,7 +227,7 @@ WEBHOOK_EVENTS = Counter(
 WEBHOOK_PAUSED = Gauge(
     "mailgw_webhook_paused",
     "1 while a caller's webhook endpoint has failed 5 times in a row or more: its records wait, and the gateway "
-    "delivering them tries again every 30 s (the other gateways show 0).",
+    "delivering them tries again as its backoff allows, at most 30 s apart (the other gateways show 0).",
     ["caller"],
     multiprocess_mode="livemax",
 )

@@ -32,9 +32,9 @@ class Webhook:
 
     @property
     def shown_url(self) -> str:
-        """The URL as logs show it: scheme, host and path, without the query or credentials that may carry a token."""
+        """The URL as logs show it: scheme and host only (a path or query may carry a token, as Slack's do)."""
         parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        return f"{parts.scheme}://{parts.netloc}/…"
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -45,15 +45,22 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 def webhooks_from(urls: str, secrets: str) -> dict[str, Webhook]:
     """Each caller's webhook from the two settings; ConfigError, one line naming the variable, for a caller with a URL
-    and no secret (or the other way round), a URL that is not http(s), a secret shorter than 16 characters."""
+    and no secret (or the other way round), a URL that is not http(s) or carries user:password, a secret shorter than
+    16 characters. A caller name read from MAILGW_WEBHOOK_SECRETS is never shown (it may be a secret set without
+    "caller=")."""
     by_url, by_secret = _pairs(URLS, urls), _pairs(SECRETS, secrets)
-    for caller in sorted(set(by_url) ^ set(by_secret)):
-        missing = SECRETS if caller in by_url else URLS
-        raise ConfigError(f"{missing}: caller {caller!r} is missing (a caller's webhook has a URL and a secret)")
+    if unsigned := sorted(set(by_url) - set(by_secret)):
+        raise ConfigError(f"{SECRETS}: caller {unsigned[0]!r} of {URLS} has no secret")
+    if set(by_secret) - set(by_url):  # its name is not shown: a secret set without "caller=" would be
+        raise ConfigError(f"{SECRETS}: an entry names a caller that {URLS} does not")
     for caller, url in by_url.items():
         parts = urlsplit(url)
         if len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{URLS}: caller {caller!r}: not an http(s) URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                f"{URLS}: caller {caller!r}: user:password in a URL is not sent (the signature proves it)"
+            )
         if parts.fragment:
             raise ConfigError(f"{URLS}: caller {caller!r}: a URL with a #fragment (nothing sends it)")
         try:
@@ -83,9 +90,12 @@ def _pairs(variable: str, value: str) -> dict[str, str]:
         caller, equals, text = (part.strip() for part in item.partition("="))
         if not equals or not text:  # the entry itself is not shown: it may be a secret
             raise ConfigError(f"{variable}: entry {number} is not caller=value")
+        shown = f"entry {number}" if variable == SECRETS else f"caller {caller[:40]!r}"  # a secret's entry: no name
         if not is_name(caller):
-            raise ConfigError(f"{variable}: caller name {caller[:40]!r} is not 1-128 printable ASCII")
+            raise ConfigError(f"{variable}: {shown}: a caller's name is 1-128 printable ASCII")
         if caller in pairs:
-            raise ConfigError(f"{variable}: caller {caller!r} is named twice")
+            raise ConfigError(
+                f"{variable}: {shown} {'names a caller named before' if variable == SECRETS else 'is named twice'}"
+            )
         pairs[caller] = text
     return pairs

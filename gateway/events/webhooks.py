@@ -1,16 +1,19 @@
 """Signed webhooks (MAILGW_WEBHOOK_URLS): each configured caller's records of the event log POSTed to its URL as JSON,
 `{"events": [record, ...]}`, in log order, up to 100 a POST, signed with its secret (core/webhooks.py).
 
-One gateway delivers for a caller at a time (a lease on its webhook_cursor row, store/webhooks.py), and the next
-batch goes only once the endpoint acknowledged the last one with a 2xx: order holds across gateways and restarts,
+One gateway delivers for a caller at a time (a lease on its webhook_cursor row, store/webhooks.py, renewed before a
+POST once half of it is gone; a POST, bounded as a whole, never outlives it), and the next batch goes only once the
+endpoint acknowledged the last one with a 2xx: order holds across gateways and restarts,
 nothing is skipped, and a batch whose answer was lost comes again (at least once; each record's `cursor` tells a
 repeat). Any other answer (a 3xx included: no redirect is followed) or none within the timeout is a failure, tried
 again after a backoff from 0.5 s, doubling, to 30 s; from the 5th failure in a row the caller's webhook is paused
-(mailgw_webhook_paused, one warning) and tried every 30 s until it answers, when the backlog follows at once.
+(mailgw_webhook_paused, one warning) and tried as the backoff allows until it answers, when the backlog follows at
+once.
 
 Each caller has a loop of its own (`webhook:<caller>`) on a thread of its own: a slow or dead endpoint delays only
 its own caller's records, never dispatch, the sidecar or another caller. The loops wake when the log grows."""
 
+import asyncio
 import datetime
 import json
 import logging
@@ -21,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-import urllib3
+import aiohttp
 
 from gateway.core import metrics
 from gateway.core.loops import Loop, Timings
@@ -30,17 +33,15 @@ from gateway.events.feed import EventFeed
 from gateway.events.records import event_json
 from gateway.store import event_log
 from gateway.store import webhooks as cursors
-from gateway.store.database import UNAVAILABLE, database_now, unit_of_work, utcnow
+from gateway.store.database import UNAVAILABLE, database_now, unit_of_work
 from gateway.store.models import EventRecord
 
 log = logging.getLogger(__name__)
 
 BATCH = 100  # records a POST carries at most
 PAUSE_AFTER = 5  # failures in a row after which a caller's webhook counts as paused
-LEASE_SECONDS = 60.0  # how long a gateway delivers for a caller without renewing its hold
-RENEW_BEFORE_SECONDS = 30.0  # a hold with less than this left is renewed first: longer than a POST may take
-CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 10.0
-MAX_ANSWER = 64 * 1024  # bytes of an answer's body read (and dropped); the connection is closed past them
+CONNECT_SECONDS = 5.0  # of a POST's Timings.webhook_post_seconds, at most this to connect
+MAX_ANSWER = 64 * 1024  # an answer's body up to this is read (and dropped); a longer one's connection is closed
 USER_AGENT = "mailgw-webhook/1"
 
 
@@ -53,39 +54,44 @@ class Answer:
 
 
 class Poster:
-    """POSTs to the configured URLs: nothing retried or redirected by the client itself, every wait bounded."""
+    """POSTs to the configured URLs through aiohttp, on an event loop of its own thread: nothing retried or
+    redirected by the client itself, and each POST bounded as a whole, from connecting to the answer's last byte
+    (aiohttp's total timeout; a socket timeout bounds only each read, which an endpoint trickling its answer would
+    never reach, and a POST that outlived its gateway's lease could overlap another gateway's)."""
 
-    def __init__(self, connections: int = 1):
-        self._pool = urllib3.PoolManager(
-            num_pools=64,
-            maxsize=connections,
-            retries=False,
-            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
-        )
+    def __init__(self, seconds: float):
+        self._timeout = aiohttp.ClientTimeout(total=seconds, connect=min(CONNECT_SECONDS, seconds))
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="webhook-http", daemon=True)
+        self._thread.start()
+        self._session = self._run(self._open())
+
+    async def _open(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=self._timeout, headers={"User-Agent": USER_AGENT}, auto_decompress=False)
+
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self._timeout.total + 5)
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
-        try:
-            response = self._pool.request(
-                "POST", url, body=body, headers=headers, redirect=False, preload_content=False
-            )
-        except urllib3.exceptions.TimeoutError:
-            return Answer(False, "no answer within the timeout")
-        except urllib3.exceptions.HTTPError as exc:
-            return Answer(False, f"cannot reach it ({_reason(exc)})")
-        try:
-            response.read(MAX_ANSWER)
-            if response.read(1):  # a longer answer than anyone needs: its connection is not kept
-                response.close()
-        except urllib3.exceptions.HTTPError:
-            response.close()
-        finally:
-            response.release_conn()
-        return Answer(200 <= response.status < 300, f"HTTP {response.status}")
+        return self._run(self._post(url, body, headers))
 
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        try:
+            async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                if response.content_length is not None and response.content_length <= MAX_ANSWER:
+                    await response.read()  # the whole exchange within the bound; the connection is kept
+                # Otherwise (no length, or a long one) nothing is read, and the connection is closed, not kept.
+                return Answer(200 <= response.status < 300, f"HTTP {response.status}")
+        except TimeoutError:
+            return Answer(False, f"no whole answer within {self._timeout.total:g} s")
+        except aiohttp.ClientError as exc:
+            return Answer(False, f"cannot reach it ({type(exc).__name__}: {str(exc)[-100:]})")
 
-def _reason(exc: Exception) -> str:
-    """urllib3's error without the connection's repr: "[Errno 111] Connection refused"."""
-    return str(exc).rpartition(": ")[2][:100] or type(exc).__name__
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._session.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
 
 
 def body_of(records: list[EventRecord]) -> bytes:
@@ -109,7 +115,9 @@ class WebhookDelivery:
     def __init__(self, hooks: dict[str, Webhook], feed: EventFeed, timings: Timings, poster: Poster | None = None):
         self._stopping = threading.Event()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"[-64:]  # its leases' holder name
-        poster = poster or Poster(connections=max(len(hooks), 1))  # callers may share a host
+        if timings.webhook_lease_seconds <= 2 * timings.webhook_post_seconds:
+            raise ValueError("a webhook POST must end well within its gateway's hold (Timings)")
+        self._poster = poster = poster or Poster(timings.webhook_post_seconds)
         self._callers = [
             CallerWebhook(hook, poster, self.owner, feed, timings, self._stopping) for hook in hooks.values()
         ]
@@ -129,6 +137,8 @@ class WebhookDelivery:
             caller.loop.join(max(deadline - time.monotonic(), 0.1))
             if not caller.loop.alive:
                 caller.release()
+        if not any(caller.loop.alive for caller in self._callers):
+            self._poster.close()
 
 
 class CallerWebhook:
@@ -175,8 +185,12 @@ class CallerWebhook:
             records = event_log.after(self.hook.caller, cursor.position, limit=BATCH)
         if not records:
             return None
-        body = body_of(records)
-        answer = self._poster.post(self.hook.url, body, signed_headers(self.hook, body, time.time()))
+        try:
+            body = body_of(records)
+        except ValueError as exc:  # a record of a newer version (a type this one does not know): for an upgraded one
+            answer = Answer(False, f"a record this version cannot shape ({str(exc)[:80]})")
+        else:
+            answer = self._poster.post(self.hook.url, body, signed_headers(self.hook, body, time.time()))
         self._posts[answer.ok].inc()
         with unit_of_work():
             if answer.ok:
@@ -185,27 +199,32 @@ class CallerWebhook:
 
     def _hold(self) -> cursors.Cursor | None:
         """The caller's cursor while this gateway holds it, the hold taken or renewed when it runs short."""
-        if self._cursor is not None and self._held_until - time.monotonic() > RENEW_BEFORE_SECONDS:
+        lease = self._timings.webhook_lease_seconds
+        if self._cursor is not None and self._held_until - time.monotonic() > lease / 2:
             return self._cursor
-        now = database_now()
-        taken = cursors.take(self.hook.caller, self._owner, now=now, until=_after(now, LEASE_SECONDS))
+        started, now = time.monotonic(), database_now()
+        taken = cursors.take(self.hook.caller, self._owner, now=now, until=_after(now, lease))
         if taken is None:
-            if self._cursor is not None:  # another gateway took it over (this one's hold had ended): its to report
-                self._paused.set(0)
-            self._cursor = None
+            self._let_go()
             return None
         if self._cursor is None:  # newly taken: the backoff another gateway (or this one before) left
             retry_in = (taken.next_attempt_at - now).total_seconds() if taken.next_attempt_at else 0.0
             self._retry_at = time.monotonic() + max(retry_in, 0.0)
             self._paused.set(int(taken.failures >= PAUSE_AFTER))
-        self._cursor, self._held_until = taken, time.monotonic() + LEASE_SECONDS
+        self._cursor, self._held_until = taken, started + lease  # from before the take: never later than its end
         return taken
 
-    def _delivered(self, cursor: cursors.Cursor, records: list[EventRecord]) -> float:
-        now = utcnow()
-        if not cursors.delivered(self.hook.caller, self._owner, position=records[-1].position, now=now):
+    def _let_go(self) -> None:
+        """Another gateway delivers for the caller now (this one's hold had ended): its to report a pause."""
+        if self._cursor is not None:
             log.info("webhook of caller %s: another gateway took it over", self.hook.caller)
-            self._cursor = None
+            self._paused.set(0)
+        self._cursor = None
+
+    def _delivered(self, cursor: cursors.Cursor, records: list[EventRecord]) -> float:
+        now = database_now()
+        if not cursors.delivered(self.hook.caller, self._owner, position=records[-1].position, now=now):
+            self._let_go()
             return 0.0
         self._events.inc(len(records))
         metrics.WEBHOOK_DELAY.observe(max((now - records[0].created_at).total_seconds(), 0.0))
@@ -236,8 +255,7 @@ class CallerWebhook:
             error=answer.detail,
         )
         if not kept:
-            log.info("webhook of caller %s: another gateway took it over", self.hook.caller)
-            self._cursor = None
+            self._let_go()
             return 0.0
         self._cursor = cursors.Cursor(cursor.position, failures, since, _after(now, delay))
         self._retry_at = time.monotonic() + delay

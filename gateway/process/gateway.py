@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway.api.mailgateway.v1 import admin_pb2, admin_pb2_grpc
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
-from gateway.core.config import Settings, host_port, listen_address
+from gateway.core.config import ConfigError, Settings, host_port, listen_address
 from gateway.core.errors import CannotUseDatabase
 from gateway.core.logs import setup_logging
 from gateway.core.loops import PRODUCTION, Loop, Timings
@@ -146,6 +146,7 @@ def create_server(
         claim_address(settings.grpc_addr, "MAILGW_GRPC_ADDR")
     policies = CallerPolicies.from_file(settings.caller_policy_file)
     hooks = webhooks_from(settings.webhook_urls, settings.webhook_secrets)
+    check_callers(hooks, callers)
     for caller in plain_http(hooks):
         log.warning(
             "MAILGW_WEBHOOK_URLS: caller %s's records go over plain http to a host that is not loopback", caller
@@ -214,6 +215,14 @@ def create_server(
         metrics = exposition.listen(settings.metrics_addr, exposition.gateway_registry())
     webhooks = WebhookDelivery(hooks, events, timings) if hooks else None
     return Gateway(server, port, health_servicer, dispatcher, suppression, metrics, events, webhooks)
+
+
+def check_callers(hooks: dict, callers) -> None:
+    """With bearer tokens, each webhook's caller is one of theirs: a misspelt name would deliver nothing, silently.
+    (Without tokens, client certificates name callers, which no setting lists.)"""
+    names = {name for name, _ in callers.tokens}
+    if unknown := sorted(set(hooks) - names) if names else []:
+        raise ConfigError(f"MAILGW_WEBHOOK_URLS: caller {unknown[0]!r} is not a caller of MAILGW_AUTH_TOKENS(_FILE)")
 
 
 def report_pause(health_servicer: health.HealthServicer, pause: Pause | None) -> None:
