@@ -2,6 +2,7 @@
 
 import collections
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -13,10 +14,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+LOWEST_PORT = 10000
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nobody listens on, for a server about to start. Chosen below the kernel's ephemeral range
+    (net.ipv4.ip_local_port_range), where bind(port 0) would pick it: there every outgoing connection of the run (to
+    PostgreSQL, to a stand-in) takes its local port too, and one took a port between this check and the server's
+    bind (CI saw "the address is in use by another process")."""
+    try:
+        first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768
+    for _ in range(200):
+        port = random.randrange(LOWEST_PORT, max(first_ephemeral, LOWEST_PORT + 1000))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -152,6 +152,7 @@ def test_a_failing_endpoint_is_retried_with_backoff_paused_and_gets_its_backlog_
     assert not any(SECRET in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.one_database
 def test_a_redirect_is_a_failure_and_is_not_followed(make_gateway, receiver):
     elsewhere = Receiver().start()
     try:
@@ -219,6 +220,7 @@ def test_a_webhook_setting_that_cannot_work_is_one_line_that_never_shows_a_secre
 
 
 @pytest.mark.slow
+@pytest.mark.one_database
 @pytest.mark.parametrize("language", ["js", "go"])
 def test_the_readmes_node_and_go_verify_accept_a_real_post_and_refuse_a_changed_one(
     make_gateway, receiver, tmp_path, language
@@ -277,6 +279,7 @@ def test_the_readmes_node_and_go_verify_accept_a_real_post_and_refuse_a_changed_
     assert run(SECRET, "body", resigned(post, seconds_earlier=600)) == "false"  # a replay of an old POST
 
 
+@pytest.mark.one_database
 def test_no_webhook_loop_runs_without_a_webhook_and_one_runs_for_each_configured_caller(make_gateway, receiver):
     gateway, stub = make_gateway(**TOKENS)
     assert gateway.webhooks is None and not any(loop.name.startswith("webhook") for loop in gateway.loops)
@@ -284,11 +287,13 @@ def test_no_webhook_loop_runs_without_a_webhook_and_one_runs_for_each_configured
     assert [loop.name for loop in hooked_gateway.loops if loop.name.startswith("webhook")] == ["webhook:crm"]
 
 
+@pytest.mark.one_database
 def test_a_webhook_for_a_caller_no_token_names_stops_the_gateway_at_start(make_gateway, receiver):
     with pytest.raises(ConfigError, match="caller 'crn' is not a caller of MAILGW_AUTH_TOKENS"):
         make_gateway(**hooked(receiver, webhook_urls=f"crn={receiver.url}", webhook_secrets=f"crn={SECRET}"))
 
 
+@pytest.mark.one_database
 def test_an_answer_trickled_byte_by_byte_is_cut_at_the_post_limit_and_tried_again(make_gateway, receiver):
     receiver.answers = [TRICKLE]  # 200, then a byte every 0.1 s for a minute
     gateway, stub = make_gateway(**hooked(receiver), timings=replace(FAST, webhook_post_seconds=0.5))

@@ -1,7 +1,9 @@
-"""`mailgw send`, `message` and `status`: send one mail through a running gateway, follow it, ask a recipient's
-status."""
+"""`mailgw send`, `message`, `cancel` and `status`: send one mail through a running gateway (now or at a time),
+follow it, stop it while it is queued, ask a recipient's status."""
 
 import argparse
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.api.mailgateway.v1 import mail_gateway_pb2_grpc as pb_grpc
@@ -9,7 +11,7 @@ from gateway.cli.client import call, client_channel
 
 
 def add_commands(commands, client: argparse.ArgumentParser) -> None:
-    """`send`, `message` and `status`, on mailgw's subparsers; `client` holds the shared --addr option."""
+    """`send`, `message`, `cancel` and `status`, on mailgw's subparsers; `client` holds the shared --addr option."""
     send = commands.add_parser(
         "send",
         parents=[client],
@@ -43,7 +45,21 @@ def add_commands(commands, client: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="an SES message tag; repeat for more",
     )
+    send.add_argument(
+        "--send-at",
+        type=_time,
+        metavar="TIME",
+        help="when to send it, RFC 3339 (2026-12-24T08:00:00Z), at most 30 days ahead (default: now)",
+    )
     send.set_defaults(run=send_email)
+    cancel = commands.add_parser(
+        "cancel",
+        parents=[client],
+        help="stop a message that is still queued (scheduled, or waiting for its turn)",
+        description="Stop a queued message: it is never sent. One a dispatcher holds, or already settled, is refused.",
+    )
+    cancel.add_argument("message_id", metavar="MESSAGE_ID", help="the message_id that send printed")
+    cancel.set_defaults(run=cancel_message)
     message = commands.add_parser(
         "message",
         parents=[client],
@@ -72,6 +88,7 @@ def send_email(args: argparse.Namespace) -> int:
         reply_to=args.reply_to,
         request_id=args.request_id,
         tags=dict(args.tag),
+        send_at=args.send_at,
     )
     with client_channel(args.addr) as (channel, metadata):
         response = call(pb_grpc.MailGatewayServiceStub(channel).SendEmail, request, metadata)
@@ -85,6 +102,14 @@ def show_message(args: argparse.Namespace) -> int:
     with client_channel(args.addr) as (channel, metadata):
         response = call(pb_grpc.MailGatewayServiceStub(channel).GetMessage, request, metadata)
     print("\n".join(describe_message(response)))
+    return 0
+
+
+def cancel_message(args: argparse.Namespace) -> int:
+    request = pb.CancelMessageRequest(message_id=args.message_id)
+    with client_channel(args.addr) as (channel, metadata):
+        response = call(pb_grpc.MailGatewayServiceStub(channel).CancelMessage, request, metadata)
+    print(f"{response.message_id}: cancelled")
     return 0
 
 
@@ -107,6 +132,8 @@ def describe_message(response: pb.GetMessageResponse) -> list[str]:
     if error.reason:
         code = f" ({error.ses_error_code})" if error.ses_error_code else ""
         lines.append(f"  last error: {error.reason}{code}" + (f": {error.description}" if error.description else ""))
+    if response.HasField("send_at"):
+        lines.append(f"  send at {response.send_at.ToJsonString()}")
     lines += [f"  event: {event.type} at {event.time.ToJsonString()}" for event in response.events]
     lines.append(
         f"  contact_id={response.contact_id} created_at={response.created_at.ToJsonString()} "
@@ -120,3 +147,12 @@ def _tag(text: str) -> tuple[str, str]:
     if not equals or not name:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
     return name, value
+
+
+def _time(text: str) -> Timestamp:
+    stamp = Timestamp()
+    try:
+        stamp.FromJsonString(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time such as 2026-12-24T08:00:00Z") from None
+    return stamp

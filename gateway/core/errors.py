@@ -54,6 +54,12 @@ class MessageNotFound(GatewayError):
     reason = failures.MESSAGE_NOT_FOUND
 
 
+class MessageNotCancellable(GatewayError):
+    """CancelMessage on a message a dispatcher holds or that is settled: metadata `state` says which."""
+
+    reason = failures.MESSAGE_NOT_CANCELLABLE
+
+
 class NothingToResume(GatewayError):
     """Dispatch is neither paused nor slowed by the reputation guard: a resume changes nothing."""
 

@@ -60,6 +60,7 @@ class MessageState(enum.StrEnum):
     """Where an accepted message is: waiting, in flight, or settled (see SETTLED)."""
 
     QUEUED = "queued"  # waiting for its first attempt, or for a retry after a failure that sent nothing
+    SCHEDULED = "scheduled"  # waiting for its send_at (shown as QUEUED): then queued, its turn taken at that time
     SENDING = "sending"  # claimed by a dispatcher; due_at is when its lease ends
     SENT = "sent"  # SES accepted it
     UNKNOWN = "unknown"  # the request may have reached SES and no answer came; due_at is when it is sent again
@@ -69,11 +70,17 @@ class MessageState(enum.StrEnum):
     DELIVERED = "delivered"  # SES events, in the order they can follow each other
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    CANCELLED = "cancelled"  # CancelMessage stopped it while it was queued
 
     @property
     def settled(self) -> bool:
         """Nothing more is sent: the body is deleted."""
-        return self not in (MessageState.QUEUED, MessageState.SENDING, MessageState.UNKNOWN)
+        return self not in (MessageState.QUEUED, MessageState.SCHEDULED, MessageState.SENDING, MessageState.UNKNOWN)
+
+    @property
+    def shown(self) -> "MessageState":
+        """The state the API shows: a wait for send_at is QUEUED to the caller."""
+        return MessageState.QUEUED if self is MessageState.SCHEDULED else self
 
 
 class ReputationLevel(enum.StrEnum):
@@ -125,6 +132,7 @@ class EventType(enum.StrEnum):
     CONTACT_BOUNCED = "contact_bounced"
     CONTACT_COMPLAINED = "contact_complained"
     CONTACT_REACTIVATED = "contact_reactivated"
+    CANCELLED = "cancelled"
 
     @classmethod
     def of_contact_status(cls, status: ContactStatus) -> "EventType":

@@ -8,7 +8,7 @@ from gateway.core.states import EventType, MessageState, Priority
 from gateway.events.watch import KeepAlive, cursor_of
 from gateway.store.models import EventRecord
 
-PROTO_STATE = {state: pb.MessageState.Value(f"MESSAGE_STATE_{state.name}") for state in MessageState}
+PROTO_STATE = {state: pb.MessageState.Value(f"MESSAGE_STATE_{state.shown.name}") for state in MessageState}
 PROTO_PRIORITY = {priority: pb.Priority.Value(f"PRIORITY_{priority.name}") for priority in Priority}
 PROTO_EVENT_TYPE = {kind: pb.EventType.Value(f"EVENT_TYPE_{kind.name}") for kind in EventType}
 EVENT_TYPE_FROM_PROTO = {number: kind for kind, number in PROTO_EVENT_TYPE.items()}

@@ -7,10 +7,13 @@ gateways would drift from what the queue holds (a message claimed by one gateway
 event), while the table is the truth every replica shares.
 """
 
+import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import threading
 from dataclasses import dataclass
 
 import peewee
@@ -56,12 +59,13 @@ class QueueCollector(Collector):
         yield up
         messages = GaugeMetricFamily(
             "mailgw_queue_messages",
-            "Messages in the send queue by in-flight state (queued, sending, unknown), for all replicas.",
+            "Messages in the send queue by in-flight state (queued, scheduled, sending, unknown), for all replicas.",
             labels=["state"],
         )
         oldest = GaugeMetricFamily(
             "mailgw_queue_oldest_message_age_seconds",
-            "Age (since SendEmail accepted it) of the oldest message in each in-flight state; 0 when there is none.",
+            "Age of the oldest message in each in-flight state, since it could first be sent (accepted, or its "
+            "send_at); 0 when there is none (or it is not due yet).",
             labels=["state"],
         )
         for state in queue.IN_FLIGHT:
@@ -128,7 +132,15 @@ class MetricsListener:
     port: int
 
     def stop(self) -> None:
-        self.server.shutdown()
+        """Stop serving at once: prometheus_client's server looks for shutdown() only between requests or every
+        0.5 s, so a connection of our own wakes it (a stop took half a second)."""
+        stopping = threading.Thread(target=self.server.shutdown, name="metrics-stop")
+        stopping.start()
+        host = self.server.server_address[0]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        with contextlib.suppress(OSError), socket.create_connection((host, self.port), timeout=0.5):
+            pass
+        stopping.join()
         self.server.server_close()
 
 

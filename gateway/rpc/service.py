@@ -20,7 +20,7 @@ from gateway.sending.admission import OPEN, Admission
 from gateway.sending.compose import unsubscribe_url
 from gateway.sending.outgoing import outgoing_email
 from gateway.store import contacts, queue
-from gateway.store.models import ContactStatus
+from gateway.store.models import ContactStatus, MessageState
 
 PROTO_STATUS = {status: pb.ContactStatus.Value(f"CONTACT_STATUS_{status.name}") for status in ContactStatus}
 PRIORITY_FROM_PROTO = {number: priority for priority, number in PROTO_PRIORITY.items()} | {
@@ -66,6 +66,7 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
             request_id=request.request_id,
             priority=PRIORITY_FROM_PROTO.get(request.priority),  # None: a number the enum does not have
             tenant=request.tenant,
+            send_at=request.send_at.seconds + request.send_at.nanos / 1e9 if request.HasField("send_at") else None,
         )
         accepted = accept(email, request_id=request.request_id, caller=caller, admission=self._admission)
         self._on_accepted()
@@ -95,6 +96,8 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         )
         if message.sent_at:
             response.sent_at.FromDatetime(message.sent_at)
+        if message.send_at:
+            response.send_at.FromDatetime(message.send_at)
         if message.error_reason:
             response.last_error.reason = message.error_reason
             response.last_error.ses_error_code = message.error_code
@@ -104,6 +107,24 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         for event in queue.events_of(message):
             response.events.add(type=event.event_type).time.FromDatetime(event.received_at)
         return response
+
+    @rpc
+    def CancelMessage(
+        self, request: pb.CancelMessageRequest, context: grpc.ServicerContext, caller: str
+    ) -> pb.CancelMessageResponse:
+        if not is_token(request.message_id):
+            raise errors.InvalidRequest({"message_id": "not a message id (as SendEmail returns it)"})
+        state = queue.cancel(request.message_id, caller)
+        if state is None:
+            raise errors.MessageNotFound("you sent no message with that id", messageId=request.message_id)
+        if state is not MessageState.CANCELLED:
+            shown = pb.MessageState.Name(PROTO_STATE[state])
+            raise errors.MessageNotCancellable(
+                f"the message is {shown.removeprefix('MESSAGE_STATE_').lower()}: only a queued one can be cancelled",
+                messageId=request.message_id,
+                state=shown,
+            )
+        return pb.CancelMessageResponse(message_id=request.message_id, state=PROTO_STATE[state])
 
     @rpc
     def GetContactStatus(

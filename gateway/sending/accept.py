@@ -49,6 +49,7 @@ def accept(
             payload=email.to_payload(),
             priority=int(email.priority),
             tenant=email.tenant,
+            send_at=email.send_at,
         )
     except peewee.IntegrityError:
         earlier = queue.by_request(caller, request_id) if request_id else None

@@ -44,7 +44,7 @@ from gateway.ses.tenants import SesTenants
 from gateway.store import queue
 from gateway.store import ses_tenants as ses_tenant_rows
 from gateway.store.contacts import CONTACT_TAG
-from gateway.store.database import UNAVAILABLE, unit_of_work, utcnow
+from gateway.store.database import UNAVAILABLE, database_now, unit_of_work, utcnow
 from gateway.store.models import MessageState
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,8 @@ class Dispatcher:
         room = self._wait_for_room()
         if room == 0:
             return 0.0
+        with unit_of_work():
+            queue.promote_due(database_now())  # scheduled mail whose send_at came joins its lane now
         limit = min(room, self._gate.claim_limit(BATCH, self._quota_freed))  # asked after the wait: a pause may
         if limit == 0:  # have begun meanwhile
             return min(self._timings.poll_seconds, max(0.01, self._gate.seconds_to_probe()))
@@ -324,7 +326,7 @@ class Dispatcher:
         else:
             # SES has it: from here on only the bookkeeping is retried (recorder.py), never the send.
             self._recorder.put(queue.AttemptOutcome(message.pk, MessageState.SENT, ses_message_id=ses_message_id))
-            metrics.reached_ses(message.priority, (utcnow() - message.created_at).total_seconds())
+            metrics.reached_ses(message.priority, (utcnow() - message.ready_at).total_seconds())
             if log.isEnabledFor(logging.INFO):
                 ref = contact_ref(contact.contact_id)
                 log.info(

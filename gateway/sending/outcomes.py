@@ -58,7 +58,7 @@ class Outcomes:
             log.warning("tenant %s: its SES status could not be marked for reading (%s)", tenant, type(exc).__name__)
 
     def too_old(self, message: queue.Claimed, *, at: datetime.datetime | None = None) -> bool:
-        age = (at or utcnow()) - message.created_at
+        age = (at or utcnow()) - message.ready_at
         return age.total_seconds() >= self._max_age
 
     @staticmethod

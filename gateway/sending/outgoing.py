@@ -1,5 +1,6 @@
 """A SendEmail request checked field by field into an OutgoingEmail, or refused with every violation."""
 
+import datetime
 import hashlib
 import json
 import re
@@ -18,6 +19,7 @@ from gateway.store.queue import MESSAGE_TAG, PRIORITY_TAG, TENANT_TAG
 TAG_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 MAX_TAGS = 40
 MAX_SUBJECT = 900  # an unbreakable subject still fits SMTP's 998-octet line, with its folding
+MAX_SCHEDULE = datetime.timedelta(days=30)  # how far ahead send_at may be
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class OutgoingEmail:
     # Its lane (sending/order.py); kept in the queue's columns, not in the payload.
     priority: Priority = Priority.TRANSACTIONAL
     tenant: str = ""
+    send_at: datetime.datetime | None = None  # naive UTC, ahead of acceptance; None: as soon as it can be
 
     @property
     def recipient_key(self) -> str:
@@ -55,6 +58,8 @@ class OutgoingEmail:
         ]
         if self.priority is not Priority.TRANSACTIONAL or self.tenant:
             fields.append([int(self.priority), self.tenant])
+        if self.send_at is not None:
+            fields.append(["send_at", self.send_at.isoformat()])
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
     def to_payload(self) -> str:
@@ -105,6 +110,7 @@ def outgoing_email(
     request_id: str = "",
     priority: Priority | None = Priority.TRANSACTIONAL,
     tenant: str = "",
+    send_at: float | None = None,
 ) -> OutgoingEmail:
     """Check every field of a SendEmail request; raises InvalidRequest listing all violations at once.
 
@@ -161,6 +167,14 @@ def outgoing_email(
     if tenant and not is_tenant(tenant):
         violations["tenant"] = "1-64 ASCII letters, digits, '_' or '-' (or empty for none)"
 
+    scheduled = None
+    if send_at is not None:
+        now = datetime.datetime.now(datetime.UTC)
+        if send_at > (now + MAX_SCHEDULE).timestamp():
+            violations["send_at"] = f"at most {MAX_SCHEDULE.days} days ahead"
+        elif send_at > now.timestamp():  # a past time (or now) means now
+            scheduled = datetime.datetime.fromtimestamp(send_at, datetime.UTC).replace(tzinfo=None)
+
     if violations:
         raise InvalidRequest(violations)
     return OutgoingEmail(
@@ -173,4 +187,5 @@ def outgoing_email(
         tags=tuple(sorted(tags.items())),
         priority=priority,
         tenant=tenant,
+        send_at=scheduled,
     )

@@ -38,8 +38,11 @@ RECORD_COLUMNS = (
 FAILURE_TEXT = peewee.Case(
     None, [(Message.error_reason == "", "")], Message.error_reason.concat(": ").concat(Message.error_detail)
 )
-# What a caller sees of a dispatcher's hold on a message: it is still queued.
-SHOWN_STATE = {MessageState.SENDING.value: MessageState.QUEUED.value}
+# What a caller sees of a dispatcher's hold on a message, or of its wait for send_at: it is still queued.
+SHOWN_STATE = {
+    MessageState.SENDING.value: MessageState.QUEUED.value,
+    MessageState.SCHEDULED.value: MessageState.QUEUED.value,
+}
 
 
 def note_messages(

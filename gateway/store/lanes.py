@@ -18,6 +18,10 @@ from gateway.store.models import Lane, Message, MessageState, PriorityShare, ins
 QUEUED = MessageState.QUEUED.value
 # Constants written into the statements (not bound), so SQLite's planner can use the indexes' prefixes.
 IS_QUEUED = Message.state == peewee.SQL(f"'{QUEUED}'")
+# Queued or waiting for its send_at: what a caller's (and the gateway's) queue limit counts.
+IS_WAITING = Message.state.in_([peewee.SQL(f"'{QUEUED}'"), peewee.SQL(f"'{MessageState.SCHEDULED}'")])
+# When a message could first be sent: its age (MAILGW_MAX_MESSAGE_AGE_SECONDS, the queue's oldest) counts from here.
+READY_AT = peewee.fn.COALESCE(Message.send_at, Message.created_at)
 NOT_HELD = Message.held == peewee.SQL("FALSE")
 
 
@@ -47,6 +51,15 @@ def next_turn(priority, caller, tenant) -> peewee.Node:
     current = Lane.select(Lane.turn).where((Lane.priority == priority) & (Lane.caller == caller))
     larger = peewee.fn.GREATEST if is_postgres() else peewee.fn.MAX  # SQLite's two-argument max() is a scalar
     return larger(peewee.fn.COALESCE(after_tenant, 0), peewee.fn.COALESCE(current, 0))
+
+
+def turns_from(priority: int, caller: str, tenant: str) -> tuple[int, int]:
+    """The turn a message of the tenant entering the lane now takes (next_turn), and the tenant's step: a run of them
+    takes that turn and the next ones by the step."""
+    first, step = database.execute(
+        peewee.Select(columns=[next_turn(priority, caller, tenant), tenants.turn_step(tenant)])
+    ).fetchone()
+    return int(first), int(step)
 
 
 # --- claiming -----------------------------------------------------------------------------------------------------
@@ -111,8 +124,8 @@ def save_class_credits(credits: dict[int, float]) -> None:
 @prepared
 def _queued_of(caller, limit):
     rows = Message.select(peewee.SQL("1")).where(
-        IS_QUEUED
-        & (Message.priority.in_([0, 1, 2]))  # every priority: three seeks of an index, not a scan of the queue
+        IS_WAITING
+        & (Message.priority.in_([0, 1, 2]))  # every priority: seeks of an index, not a scan of the queue
         & (Message.caller == caller)
     )
     return Message.select(peewee.fn.COUNT(peewee.SQL("*"))).from_(rows.limit(limit).alias("q"))
@@ -125,7 +138,7 @@ def queued_of(caller: str, *, up_to: int) -> int:
 
 @prepared
 def _queued(limit):
-    rows = Message.select(peewee.SQL("1")).where(IS_QUEUED)
+    rows = Message.select(peewee.SQL("1")).where(IS_WAITING)
     return Message.select(peewee.fn.COUNT(peewee.SQL("*"))).from_(rows.limit(limit).alias("q"))
 
 
@@ -177,7 +190,7 @@ def depth_by(column: str, *, limit: int | None = None, among: list[str] | None =
     key = getattr(Message, column)
     count = peewee.fn.COUNT(Message.id)
     query = (
-        Message.select(key, count, peewee.fn.SUM(Message.held.cast("integer")), peewee.fn.MIN(Message.created_at))
+        Message.select(key, count, peewee.fn.SUM(Message.held.cast("integer")), peewee.fn.MIN(READY_AT))
         .where(IS_QUEUED if among is None else IS_QUEUED & key.in_(among))
         .group_by(key)
         .order_by(count.desc(), key)

@@ -112,6 +112,7 @@ class Message(BaseModel):
     updated_at = peewee.DateTimeField(default=utcnow)
     settled_at = peewee.DateTimeField(null=True, index=True)
     sent_at = peewee.DateTimeField(null=True)  # when SES accepted it
+    send_at = peewee.DateTimeField(null=True)  # when the caller asked it to be sent (SendEmail's send_at); else null
     # Its lane (sending/order.py): the priority (core/states.Priority, 0 the most urgent), the client company it is
     # sent for ("" for none), and its turn among the caller's queued messages of that priority: tenants take turns.
     # Defaults in the schema too: a replica not yet upgraded inserts messages without these columns.
@@ -416,6 +417,6 @@ def insert_missing_lanes(db: peewee.Database) -> int:
     return db.execute_sql(
         "INSERT INTO lane (priority, caller, credit, turn)"
         " SELECT DISTINCT m.priority, m.caller, 0, 0 FROM message m"
-        " WHERE m.state IN ('queued', 'sending', 'unknown')"
+        " WHERE m.state IN ('queued', 'scheduled', 'sending', 'unknown')"
         " AND NOT EXISTS (SELECT 1 FROM lane l WHERE l.priority = m.priority AND l.caller = m.caller)"
     ).rowcount

@@ -13,6 +13,7 @@ from gateway.store.database import database, database_now, is_postgres, prepared
 from gateway.store.models import Contact, FeedbackEvent, Message, MessageState
 
 QUEUED, SENDING, SENT, UNKNOWN = MessageState.QUEUED, MessageState.SENDING, MessageState.SENT, MessageState.UNKNOWN
+SCHEDULED, CANCELLED = MessageState.SCHEDULED, MessageState.CANCELLED
 # The EmailTag every message carries, so each SES event about it names it.
 MESSAGE_TAG = "message_id"
 # Its lane, so every SES event names it too: the priority's name, and the tenant (absent when there is none).
@@ -41,9 +42,11 @@ def enqueue(
     payload: str,
     priority: int = int(Priority.TRANSACTIONAL),
     tenant: str = "",
+    send_at: datetime.datetime | None = None,
 ) -> str:
     """A new queued message, due now, in the lane of its priority and caller, its turn after its tenant's last one
-    (store/lanes.py); its message_id. IntegrityError when (caller, request_id) exists already.
+    (store/lanes.py); or, with a `send_at` still ahead, SCHEDULED until then (promote_due gives it its turn). Its
+    message_id; IntegrityError when (caller, request_id) exists already.
 
     One INSERT, committed on its own: the message and its request id are one row, and the database's trigger appends
     its QUEUED record to the event log in the same statement (models.queued_records_by_trigger)."""
@@ -51,17 +54,21 @@ def enqueue(
     if tenant:
         tenants.ensure(tenant)
     message_id, now = new_message_id(), database_now()
-    _insert(
-        message_id=message_id,
-        contact=contact_pk,
-        caller=caller,
-        request_id=request_id,
-        request_hash=request_hash,
-        payload=payload,
-        priority=priority,
-        tenant=tenant,
-        now=now,
-    )
+    row = {
+        "message_id": message_id,
+        "contact": contact_pk,
+        "caller": caller,
+        "request_id": request_id,
+        "request_hash": request_hash,
+        "payload": payload,
+        "priority": priority,
+        "tenant": tenant,
+        "now": now,
+    }
+    if send_at is not None and send_at > now:
+        _schedule(**row, send_at=send_at)
+    else:
+        _insert(**row)
     return message_id
 
 
@@ -82,6 +89,58 @@ def _insert(message_id, contact, caller, request_id, request_hash, payload, prio
         due_at=now,
         created_at=now,
         updated_at=now,
+    )
+
+
+@prepared
+def _schedule(message_id, contact, caller, request_id, request_hash, payload, priority, tenant, now, send_at):
+    return Message.insert(
+        message_id=message_id,
+        contact=contact,
+        caller=caller,
+        request_id=request_id,
+        request_hash=request_hash,
+        payload=payload,
+        priority=priority,
+        tenant=tenant,
+        state=peewee.SQL(f"'{SCHEDULED.value}'"),
+        due_at=send_at,
+        send_at=send_at,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def promote_due(now: datetime.datetime, limit: int = 1000) -> int:
+    """Scheduled messages whose send_at came: QUEUED, each taking its turn now, as a message accepted now would (a
+    turn taken at acceptance would put a tenant's new mail behind its scheduled mail, and the scheduled mail, once
+    due, ahead of everyone's), in send_at order; held when its tenant is. How many, in a transaction of its own
+    (begun only when one is due: on SQLite a transaction takes the write lock)."""
+    came = (Message.state == SCHEDULED) & (Message.due_at <= now)
+    if not Message.select().where(came).exists():
+        return 0
+    with database.atomic():
+        due = (
+            Message.select(Message.id, Message.priority, Message.caller, Message.tenant)
+            .where(came)
+            .order_by(Message.due_at, Message.id)
+            .limit(limit)
+        )
+        if is_postgres():
+            due = due.for_update("FOR UPDATE SKIP LOCKED")
+        lanes_of: dict[tuple[int, str, str], list[int]] = {}
+        for pk, priority, caller, tenant in due.tuples():
+            lanes_of.setdefault((priority, caller, tenant), []).append(pk)
+        for (priority, caller, tenant), pks in lanes_of.items():
+            first, step = lanes.turns_from(priority, caller, tenant)
+            _promote.executemany([{"pk": pk, "turn": first + n * step, "now": now} for n, pk in enumerate(pks)])
+    return sum(len(pks) for pks in lanes_of.values())
+
+
+@prepared
+def _promote(pk, turn, now):
+    return Message.update(state=QUEUED, turn=turn, held=tenants.held(Message.tenant), due_at=now, updated_at=now).where(
+        (Message.id == pk) & (Message.state == SCHEDULED)
     )
 
 
@@ -109,6 +168,27 @@ def for_caller(message_id: str, caller: str) -> Message | None:
     )
 
 
+def cancel(message_id: str, caller: str) -> MessageState | None:
+    """The caller's message CANCELLED while it waits (queued or scheduled: no dispatcher holds it), its body deleted
+    and a record in the event log, in one transaction. The state it is in afterwards (CANCELLED, or the one that
+    kept it from being cancelled); None when the caller sent no such message."""
+    now = database_now()
+    with database.atomic():
+        stopped = (
+            Message.update({Message.state: CANCELLED} | settled_changes(now))
+            .where((Message.message_id == message_id) & (Message.caller == caller) & lanes.IS_WAITING)
+            .returning(Message.id)
+        )
+        pks = [pk for (pk,) in stopped.tuples()]
+        if pks:
+            event_log.note_messages(Message.id.in_(pks), previous=QUEUED.value)
+            return CANCELLED
+    state = (
+        Message.select(Message.state).where((Message.message_id == message_id) & (Message.caller == caller)).scalar()
+    )
+    return MessageState(state) if state else None
+
+
 def events_of(message: Message) -> list[FeedbackEvent]:
     return list(message.events.order_by(FeedbackEvent.received_at, FeedbackEvent.id))
 
@@ -129,8 +209,10 @@ class Claimed:
     priority: int
     tenant: str
     turn: int
-    created_at: datetime.datetime
+    ready_at: datetime.datetime  # when it could first be sent: accepted, or its send_at; its age counts from here
 
+
+READY_AT = lanes.READY_AT
 
 CLAIMED_COLUMNS = (
     Message.id,
@@ -142,7 +224,7 @@ CLAIMED_COLUMNS = (
     Message.priority,
     Message.tenant,
     Message.turn,
-    Message.created_at,
+    READY_AT,
 )
 
 
@@ -199,7 +281,7 @@ def claim(
     statement = _claim_through_ses_tenants if ses_tenants else _claim
     rows = statement(priority=priority, caller=caller, now=now, lease_end=lease_end, worker=worker, limit=limit)
     created = Message.created_at.python_value
-    return [Claimed(*row[:-1], created_at=created(row[-1])) for row in rows.fetchall()]
+    return [Claimed(*row[:-1], ready_at=created(row[-1])) for row in rows.fetchall()]
 
 
 def release(pks: list[int]) -> None:
@@ -364,7 +446,7 @@ def depth_by_state() -> dict[str, tuple[int, datetime.datetime | None]]:
     """In-flight state -> (messages, the oldest one's creation time), for the metrics. One statement that reads only
     in-flight rows through the (state, due_at) index: its cost grows with the queue, never with the settled history."""
     query = (
-        Message.select(Message.state, peewee.fn.COUNT(Message.id), peewee.fn.MIN(Message.created_at))
+        Message.select(Message.state, peewee.fn.COUNT(Message.id), peewee.fn.MIN(READY_AT))
         .where(Message.state.in_(IN_FLIGHT))
         .group_by(Message.state)
     )

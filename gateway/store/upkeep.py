@@ -9,7 +9,7 @@ import peewee
 from gateway.store import event_log
 from gateway.store.database import database, database_now
 from gateway.store.models import FeedbackEvent, Message, MessageState
-from gateway.store.queue import QUEUED, SENDING, UNKNOWN, settled_changes
+from gateway.store.queue import QUEUED, READY_AT, SENDING, UNKNOWN, settled_changes
 
 
 def end_expired_leases(*, reason: str, detail: str, resend_after: datetime.timedelta) -> int:
@@ -53,7 +53,7 @@ def queue_unknown_for_resend(max_age: datetime.timedelta) -> int:
                 & (Message.due_at <= now)
                 & (Message.resends == 0)
                 & Message.payload.is_null(False)
-                & (Message.created_at > now - max_age)
+                & (READY_AT > now - max_age)
             )
             .returning(Message.id)
         )
@@ -73,7 +73,7 @@ def expire_older_than(max_age: datetime.timedelta, *, reason: str) -> int:
             None, [(never_failed, "not sent within MAILGW_MAX_MESSAGE_AGE_SECONDS")], Message.error_detail
         ),
     }
-    too_old = (Message.state == QUEUED) & (Message.created_at <= now - max_age)
+    too_old = (Message.state == QUEUED) & (READY_AT <= now - max_age)
     with database.atomic():
         expired = (
             Message.update(changes | {Message.state: MessageState.EXPIRED} | settled_changes(now))

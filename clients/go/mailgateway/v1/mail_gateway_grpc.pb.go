@@ -40,6 +40,12 @@ type MailGatewayServiceClient interface {
 	// OUT_OF_RANGE (CURSOR_EXPIRED, metadata oldestCursor); past
 	// MAILGW_MAX_WATCHERS_PER_CALLER open streams, RESOURCE_EXHAUSTED.
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (MailGatewayService_WatchEventsClient, error)
+	// CancelMessage stops a message that is still queued (scheduled for later,
+	// or waiting for its turn): it becomes MESSAGE_STATE_CANCELLED and is never
+	// sent. Once a dispatcher holds it or it is settled, FAILED_PRECONDITION
+	// with an ErrorInfo whose reason is MESSAGE_NOT_CANCELLABLE and whose
+	// metadata names the state; another caller's id answers NOT_FOUND.
+	CancelMessage(ctx context.Context, in *CancelMessageRequest, opts ...grpc.CallOption) (*CancelMessageResponse, error)
 }
 
 type mailGatewayServiceClient struct {
@@ -109,6 +115,15 @@ func (x *mailGatewayServiceWatchEventsClient) Recv() (*WatchEventsResponse, erro
 	return m, nil
 }
 
+func (c *mailGatewayServiceClient) CancelMessage(ctx context.Context, in *CancelMessageRequest, opts ...grpc.CallOption) (*CancelMessageResponse, error) {
+	out := new(CancelMessageResponse)
+	err := c.cc.Invoke(ctx, "/mailgateway.v1.MailGatewayService/CancelMessage", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MailGatewayServiceServer is the server API for MailGatewayService service.
 // All implementations must embed UnimplementedMailGatewayServiceServer
 // for forward compatibility
@@ -136,6 +151,12 @@ type MailGatewayServiceServer interface {
 	// OUT_OF_RANGE (CURSOR_EXPIRED, metadata oldestCursor); past
 	// MAILGW_MAX_WATCHERS_PER_CALLER open streams, RESOURCE_EXHAUSTED.
 	WatchEvents(*WatchEventsRequest, MailGatewayService_WatchEventsServer) error
+	// CancelMessage stops a message that is still queued (scheduled for later,
+	// or waiting for its turn): it becomes MESSAGE_STATE_CANCELLED and is never
+	// sent. Once a dispatcher holds it or it is settled, FAILED_PRECONDITION
+	// with an ErrorInfo whose reason is MESSAGE_NOT_CANCELLABLE and whose
+	// metadata names the state; another caller's id answers NOT_FOUND.
+	CancelMessage(context.Context, *CancelMessageRequest) (*CancelMessageResponse, error)
 	mustEmbedUnimplementedMailGatewayServiceServer()
 }
 
@@ -154,6 +175,9 @@ func (UnimplementedMailGatewayServiceServer) GetContactStatus(context.Context, *
 }
 func (UnimplementedMailGatewayServiceServer) WatchEvents(*WatchEventsRequest, MailGatewayService_WatchEventsServer) error {
 	return status.Errorf(codes.Unimplemented, "method WatchEvents not implemented")
+}
+func (UnimplementedMailGatewayServiceServer) CancelMessage(context.Context, *CancelMessageRequest) (*CancelMessageResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelMessage not implemented")
 }
 func (UnimplementedMailGatewayServiceServer) mustEmbedUnimplementedMailGatewayServiceServer() {}
 
@@ -243,6 +267,24 @@ func (x *mailGatewayServiceWatchEventsServer) Send(m *WatchEventsResponse) error
 	return x.ServerStream.SendMsg(m)
 }
 
+func _MailGatewayService_CancelMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MailGatewayServiceServer).CancelMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/mailgateway.v1.MailGatewayService/CancelMessage",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MailGatewayServiceServer).CancelMessage(ctx, req.(*CancelMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _MailGatewayService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "mailgateway.v1.MailGatewayService",
 	HandlerType: (*MailGatewayServiceServer)(nil),
@@ -258,6 +300,10 @@ var _MailGatewayService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetContactStatus",
 			Handler:    _MailGatewayService_GetContactStatus_Handler,
+		},
+		{
+			MethodName: "CancelMessage",
+			Handler:    _MailGatewayService_CancelMessage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

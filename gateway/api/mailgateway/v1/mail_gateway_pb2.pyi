@@ -38,6 +38,7 @@ class MessageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_STATE_DELIVERED: _ClassVar[MessageState]
     MESSAGE_STATE_BOUNCED: _ClassVar[MessageState]
     MESSAGE_STATE_COMPLAINED: _ClassVar[MessageState]
+    MESSAGE_STATE_CANCELLED: _ClassVar[MessageState]
 
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -58,6 +59,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_CONTACT_BOUNCED: _ClassVar[EventType]
     EVENT_TYPE_CONTACT_COMPLAINED: _ClassVar[EventType]
     EVENT_TYPE_CONTACT_REACTIVATED: _ClassVar[EventType]
+    EVENT_TYPE_CANCELLED: _ClassVar[EventType]
 CONTACT_STATUS_UNSPECIFIED: ContactStatus
 CONTACT_STATUS_ACTIVE: ContactStatus
 CONTACT_STATUS_UNSUBSCRIBED: ContactStatus
@@ -78,6 +80,7 @@ MESSAGE_STATE_EXPIRED: MessageState
 MESSAGE_STATE_DELIVERED: MessageState
 MESSAGE_STATE_BOUNCED: MessageState
 MESSAGE_STATE_COMPLAINED: MessageState
+MESSAGE_STATE_CANCELLED: MessageState
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_QUEUED: EventType
 EVENT_TYPE_SENT: EventType
@@ -95,9 +98,10 @@ EVENT_TYPE_CONTACT_UNSUBSCRIBED: EventType
 EVENT_TYPE_CONTACT_BOUNCED: EventType
 EVENT_TYPE_CONTACT_COMPLAINED: EventType
 EVENT_TYPE_CONTACT_REACTIVATED: EventType
+EVENT_TYPE_CANCELLED: EventType
 
 class SendEmailRequest(_message.Message):
-    __slots__ = ("to", "subject", "text_body", "html_body", "from_address", "reply_to", "request_id", "tags", "priority", "tenant")
+    __slots__ = ("to", "subject", "text_body", "html_body", "from_address", "reply_to", "request_id", "tags", "priority", "tenant", "send_at")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +119,7 @@ class SendEmailRequest(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    SEND_AT_FIELD_NUMBER: _ClassVar[int]
     to: str
     subject: str
     text_body: str
@@ -125,7 +130,8 @@ class SendEmailRequest(_message.Message):
     tags: _containers.ScalarMap[str, str]
     priority: Priority
     tenant: str
-    def __init__(self, to: _Optional[str] = ..., subject: _Optional[str] = ..., text_body: _Optional[str] = ..., html_body: _Optional[str] = ..., from_address: _Optional[str] = ..., reply_to: _Optional[str] = ..., request_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[_Union[Priority, str]] = ..., tenant: _Optional[str] = ...) -> None: ...
+    send_at: _timestamp_pb2.Timestamp
+    def __init__(self, to: _Optional[str] = ..., subject: _Optional[str] = ..., text_body: _Optional[str] = ..., html_body: _Optional[str] = ..., from_address: _Optional[str] = ..., reply_to: _Optional[str] = ..., request_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[_Union[Priority, str]] = ..., tenant: _Optional[str] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SendEmailResponse(_message.Message):
     __slots__ = ("message_id", "contact_id", "unsubscribe_url")
@@ -144,7 +150,7 @@ class GetMessageRequest(_message.Message):
     def __init__(self, message_id: _Optional[str] = ...) -> None: ...
 
 class GetMessageResponse(_message.Message):
-    __slots__ = ("message_id", "contact_id", "state", "ses_message_id", "attempts", "last_error", "created_at", "updated_at", "events", "priority", "tenant", "sent_at")
+    __slots__ = ("message_id", "contact_id", "state", "ses_message_id", "attempts", "last_error", "created_at", "updated_at", "events", "priority", "tenant", "sent_at", "send_at")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +163,7 @@ class GetMessageResponse(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    SEND_AT_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     contact_id: str
     state: MessageState
@@ -169,7 +176,22 @@ class GetMessageResponse(_message.Message):
     priority: Priority
     tenant: str
     sent_at: _timestamp_pb2.Timestamp
-    def __init__(self, message_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., state: _Optional[_Union[MessageState, str]] = ..., ses_message_id: _Optional[str] = ..., attempts: _Optional[int] = ..., last_error: _Optional[_Union[MessageError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events: _Optional[_Iterable[_Union[MessageEvent, _Mapping]]] = ..., priority: _Optional[_Union[Priority, str]] = ..., tenant: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    send_at: _timestamp_pb2.Timestamp
+    def __init__(self, message_id: _Optional[str] = ..., contact_id: _Optional[str] = ..., state: _Optional[_Union[MessageState, str]] = ..., ses_message_id: _Optional[str] = ..., attempts: _Optional[int] = ..., last_error: _Optional[_Union[MessageError, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events: _Optional[_Iterable[_Union[MessageEvent, _Mapping]]] = ..., priority: _Optional[_Union[Priority, str]] = ..., tenant: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., send_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CancelMessageRequest(_message.Message):
+    __slots__ = ("message_id",)
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    def __init__(self, message_id: _Optional[str] = ...) -> None: ...
+
+class CancelMessageResponse(_message.Message):
+    __slots__ = ("message_id", "state")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    state: MessageState
+    def __init__(self, message_id: _Optional[str] = ..., state: _Optional[_Union[MessageState, str]] = ...) -> None: ...
 
 class MessageError(_message.Message):
     __slots__ = ("reason", "ses_error_code", "description")

@@ -57,6 +57,11 @@ class MailGatewayServiceStub:
                 request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsResponse.FromString,
                 _registered_method=True)
+        self.CancelMessage = channel.unary_unary(
+                '/mailgateway.v1.MailGatewayService/CancelMessage',
+                request_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.CancelMessageRequest.SerializeToString,
+                response_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.CancelMessageResponse.FromString,
+                _registered_method=True)
 
 
 class MailGatewayServiceServicer:
@@ -108,6 +113,17 @@ class MailGatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelMessage(self, request, context):
+        """CancelMessage stops a message that is still queued (scheduled for later,
+        or waiting for its turn): it becomes MESSAGE_STATE_CANCELLED and is never
+        sent. Once a dispatcher holds it or it is settled, FAILED_PRECONDITION
+        with an ErrorInfo whose reason is MESSAGE_NOT_CANCELLABLE and whose
+        metadata names the state; another caller's id answers NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MailGatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +146,11 @@ def add_MailGatewayServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsRequest.FromString,
                     response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsResponse.SerializeToString,
+            ),
+            'CancelMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelMessage,
+                    request_deserializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.CancelMessageRequest.FromString,
+                    response_serializer=gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.CancelMessageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -243,6 +264,33 @@ class MailGatewayService:
             '/mailgateway.v1.MailGatewayService/WatchEvents',
             gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsRequest.SerializeToString,
             gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.WatchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mailgateway.v1.MailGatewayService/CancelMessage',
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.CancelMessageRequest.SerializeToString,
+            gateway_dot_api_dot_mailgateway_dot_v1_dot_mail__gateway__pb2.CancelMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -103,6 +103,16 @@ export declare type SendEmailRequest = Message<"mailgateway.v1.SendEmailRequest"
    * @generated from field: string tenant = 10;
    */
   tenant: string;
+
+  /**
+   * When to send it: unset, or a past time, for now; at most 30 days ahead
+   * (INVALID_ARGUMENT beyond). The recipient is checked when it is accepted
+   * and again when it is sent; until then it reads MESSAGE_STATE_QUEUED,
+   * counts toward the caller's queue limit, and CancelMessage can stop it.
+   *
+   * @generated from field: google.protobuf.Timestamp send_at = 11;
+   */
+  sendAt?: Timestamp | undefined;
 };
 
 /**
@@ -259,6 +269,14 @@ export declare type GetMessageResponse = Message<"mailgateway.v1.GetMessageRespo
    * @generated from field: google.protobuf.Timestamp sent_at = 12;
    */
   sentAt?: Timestamp | undefined;
+
+  /**
+   * When it is to be sent, as SendEmail's send_at asked; unset for a message
+   * sent as soon as it could be.
+   *
+   * @generated from field: google.protobuf.Timestamp send_at = 13;
+   */
+  sendAt?: Timestamp | undefined;
 };
 
 /**
@@ -266,6 +284,53 @@ export declare type GetMessageResponse = Message<"mailgateway.v1.GetMessageRespo
  * Use `create(GetMessageResponseSchema)` to create a new message.
  */
 export declare const GetMessageResponseSchema: GenMessage<GetMessageResponse>;
+
+/**
+ * CancelMessageRequest names a message to stop.
+ *
+ * @generated from message mailgateway.v1.CancelMessageRequest
+ */
+export declare type CancelMessageRequest = Message<"mailgateway.v1.CancelMessageRequest"> & {
+  /**
+   * The message_id SendEmail returned.
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.CancelMessageRequest.
+ * Use `create(CancelMessageRequestSchema)` to create a new message.
+ */
+export declare const CancelMessageRequestSchema: GenMessage<CancelMessageRequest>;
+
+/**
+ * CancelMessageResponse is the stopped message.
+ *
+ * @generated from message mailgateway.v1.CancelMessageResponse
+ */
+export declare type CancelMessageResponse = Message<"mailgateway.v1.CancelMessageResponse"> & {
+  /**
+   * The gateway's id of the message.
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * MESSAGE_STATE_CANCELLED.
+   *
+   * @generated from field: mailgateway.v1.MessageState state = 2;
+   */
+  state: MessageState;
+};
+
+/**
+ * Describes the message mailgateway.v1.CancelMessageResponse.
+ * Use `create(CancelMessageResponseSchema)` to create a new message.
+ */
+export declare const CancelMessageResponseSchema: GenMessage<CancelMessageResponse>;
 
 /**
  * MessageError is one failure on a message's way out.
@@ -730,6 +795,13 @@ export enum MessageState {
    * @generated from enum value: MESSAGE_STATE_COMPLAINED = 10;
    */
   COMPLAINED = 10,
+
+  /**
+   * CancelMessage stopped it before it was sent.
+   *
+   * @generated from enum value: MESSAGE_STATE_CANCELLED = 11;
+   */
+  CANCELLED = 11,
 }
 
 /**
@@ -864,6 +936,13 @@ export enum EventType {
    * @generated from enum value: EVENT_TYPE_CONTACT_REACTIVATED = 16;
    */
   CONTACT_REACTIVATED = 16,
+
+  /**
+   * CancelMessage stopped the message before it was sent.
+   *
+   * @generated from enum value: EVENT_TYPE_CANCELLED = 17;
+   */
+  CANCELLED = 17,
 }
 
 /**
@@ -933,6 +1012,20 @@ export declare const MailGatewayService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof WatchEventsResponseSchema;
+  },
+  /**
+   * CancelMessage stops a message that is still queued (scheduled for later,
+   * or waiting for its turn): it becomes MESSAGE_STATE_CANCELLED and is never
+   * sent. Once a dispatcher holds it or it is settled, FAILED_PRECONDITION
+   * with an ErrorInfo whose reason is MESSAGE_NOT_CANCELLABLE and whose
+   * metadata names the state; another caller's id answers NOT_FOUND.
+   *
+   * @generated from rpc mailgateway.v1.MailGatewayService.CancelMessage
+   */
+  cancelMessage: {
+    methodKind: "unary";
+    input: typeof CancelMessageRequestSchema;
+    output: typeof CancelMessageResponseSchema;
   },
 }>;
 
