@@ -71,7 +71,7 @@ def test_a_removed_rpc_fails_the_check(repo):
 @pytest.mark.slow
 def test_an_added_field_passes_in_a_shallow_clone_too(repo, tmp_path):
     last = "  string tenant = 10;\n"
-    edit(repo, last, last + "  // A new field.\n  bool urgent = 11;\n")
+    edit(repo, last, last + "  // A new field.\n  bool urgent = 99;\n")
     commit(repo, "a new field")
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(clone))

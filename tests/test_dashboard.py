@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import grpc
 import promql_parser
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
@@ -59,6 +60,7 @@ def queried_metrics() -> set[str]:
     return found
 
 
+@pytest.mark.slow  # it starts a gateway and a sidecar process
 async def test_every_metric_the_dashboard_queries_is_exposed_and_every_one_of_ours_is_shown(
     tmp_path,
     ses,

@@ -280,8 +280,8 @@ def test_a_refused_message_has_its_failure_in_its_record_and_a_cursor_past_the_e
 
 
 def test_a_send_whose_lease_ended_before_ses_answered_shows_unknown_then_sent(make_gateway, ses):
-    ses.delay = 1.0  # SES answers, but only after the dispatcher's lease ended
-    gateway, stub = make_gateway(**TOKENS, dispatch_lease_seconds=0.3, unknown_resend_seconds=0)
+    ses.delay = 0.5  # SES answers, but only after the dispatcher's lease ended
+    gateway, stub = make_gateway(**TOKENS, dispatch_lease_seconds=0.15, unknown_resend_seconds=0)
     stream = watch(stub)
     next(stream)
 

@@ -548,10 +548,15 @@ def test_non_ascii_local_part_is_invalid_argument_and_nothing_is_sent(gateway, s
 
 
 @pytest.mark.one_database
-@pytest.mark.parametrize("megabytes, code", [(3.5, grpc.StatusCode.OK), (5, grpc.StatusCode.RESOURCE_EXHAUSTED)])
-def test_body_size_up_to_and_over_the_grpc_receive_limit(gateway, ses, megabytes, code):
-    """Under gRPC's default 4 MB receive limit a big body is sent well formed; over it gRPC itself answers
-    RESOURCE_EXHAUSTED (no ErrorInfo: the gateway never saw the call), never UNKNOWN or INTERNAL; nothing is sent."""
+@pytest.mark.parametrize(
+    "megabytes, code",
+    [(0.9, grpc.StatusCode.OK), (1.5, grpc.StatusCode.INVALID_ARGUMENT), (2.5, grpc.StatusCode.RESOURCE_EXHAUSTED)],
+)
+def test_body_size_up_to_and_over_the_message_limit_and_the_grpc_receive_limit(make_gateway, ses, megabytes, code):
+    """Within MAILGW_MAX_MESSAGE_BYTES (1 MiB here) a big body is sent well formed; over it, INVALID_ARGUMENT naming
+    the body; over the gRPC receive limit that follows it (a MiB more) gRPC itself answers RESOURCE_EXHAUSTED (no
+    ErrorInfo: the gateway never saw the call), never UNKNOWN or INTERNAL; nothing is sent."""
+    _, gateway = make_gateway(max_message_bytes=1024 * 1024)
     line = "Lorem ipsum dolor sit amet, é 你好 " * 200 + "\n"
     body = line * int(megabytes * 1024 * 1024 / len(line.encode()))
     fields = {
@@ -569,6 +574,12 @@ def test_body_size_up_to_and_over_the_grpc_receive_limit(gateway, ses, megabytes
         response = gateway.SendEmail(to_request(fields), timeout=120)
         assert settled(gateway, response.message_id, timeout=60).state == pb.MESSAGE_STATE_SENT
         check_message(ses.sent[0].raw, ses.sent[0], fields, response.contact_id, response.message_id)
+    elif code == grpc.StatusCode.INVALID_ARGUMENT:
+        got, message, details = rpc_failure(gateway.SendEmail, to_request(fields), timeout=120)
+        assert got == code, f"{got.name}: {message}"
+        [violation] = details["BadRequest"][0].field_violations
+        assert violation.field == "text_body" and "(MAILGW_MAX_MESSAGE_BYTES)" in violation.description
+        assert ses.sent == []
     else:
         got, message, details = rpc_failure(gateway.SendEmail, to_request(fields), timeout=120)
         assert got == code, f"{got.name}: {message}"

@@ -24,6 +24,7 @@ DATABASE_SCHEMES = SQLITE_SCHEMES + POSTGRES_SCHEMES
 # SES: "up to 64 alphanumeric characters, including letters, numbers, hyphens (-) and underscores (_) only".
 CONFIGURATION_SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SLOWEST_SEND_SECONDS = 20  # SES client: 5 s to connect, 15 s to answer
+MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 64 * 1024, 28 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Settings:
     max_watchers: int = 0  # WatchEvents streams on one gateway, all callers together; 0: half of MAILGW_GRPC_WORKERS
     webhook_urls: str = ""  # caller=URL,...: each caller's records POSTed there (core/webhooks.py, events/webhooks.py)
     webhook_secrets: str = dataclasses.field(default="", repr=False)  # caller=secret,...: what signs them
+    max_message_bytes: int = 10 * 1024 * 1024  # a message's bodies and attachments together; the gRPC limit follows
     metrics_addr: str = ""  # Prometheus /metrics on a listener of its own; unset: none
     brand_name: str = ""  # the sender every mail's footer names (named_sender); the unsubscribe page names the same
 
@@ -142,6 +144,11 @@ class Settings:
             raise ConfigError(
                 "MAILGW_MAX_WATCHERS must be below MAILGW_GRPC_WORKERS: each stream holds one of those threads, and "
                 "calls need the others"
+            )
+        if not MIN_MESSAGE_BYTES <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ConfigError(
+                f"MAILGW_MAX_MESSAGE_BYTES must be from {MIN_MESSAGE_BYTES} to {MAX_MESSAGE_BYTES} (SES takes 40 MB "
+                "of MIME, in which base64 makes files a third larger)"
             )
         if self.metrics_addr:
             check_metrics_address(self.metrics_addr, "MAILGW_METRICS_ADDR", self.grpc_addr, "MAILGW_GRPC_ADDR")

@@ -173,7 +173,13 @@ def create_server(
         # A WatchEvents stream holds one of these threads while it is open: MAILGW_MAX_WATCHERS of them at most, so
         # the calls keep the rest (more threads would mean more database connections: each keeps its own).
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-        options=[("grpc.so_reuseport", int(shared_port)), *KEEPALIVE],
+        options=[
+            ("grpc.so_reuseport", int(shared_port)),
+            # A message within MAILGW_MAX_MESSAGE_BYTES always arrives (and one over it is told so, field by field,
+            # up to a MiB over); protobuf's framing and the other fields take far less than the MiB added.
+            ("grpc.max_receive_message_length", settings.max_message_bytes + 1024 * 1024),
+            *KEEPALIVE,
+        ],
         interceptors=[ServerMetrics()],
     )
     servicer = MailGatewayServicer(
@@ -184,6 +190,7 @@ def create_server(
         admission=Admission(policies, settings.max_queued_messages),
         feed=events,
         watchers=Watchers(per_caller=settings.max_watchers_per_caller, total=settings.watchers),
+        max_message_bytes=settings.max_message_bytes,
     )
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
     admin = MailGatewayAdminServicer(

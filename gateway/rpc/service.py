@@ -17,6 +17,7 @@ from gateway.rpc.auth import Authenticator
 from gateway.rpc.status import rpc, rpc_watch
 from gateway.sending.accept import accept
 from gateway.sending.admission import OPEN, Admission
+from gateway.sending.attachments import Attachment
 from gateway.sending.compose import unsubscribe_url
 from gateway.sending.outgoing import outgoing_email
 from gateway.store import contacts, queue
@@ -41,7 +42,9 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         admission: Admission = OPEN,
         feed: EventFeed | None = None,
         watchers: Watchers | None = None,
+        max_message_bytes: int = 10 * 1024 * 1024,
     ):
+        self._max_message_bytes = max_message_bytes
         self._feed = feed
         self._watchers = watchers or Watchers(per_caller=16, total=64)
         self._admission = admission
@@ -67,6 +70,11 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
             priority=PRIORITY_FROM_PROTO.get(request.priority),  # None: a number the enum does not have
             tenant=request.tenant,
             send_at=request.send_at.seconds + request.send_at.nanos / 1e9 if request.HasField("send_at") else None,
+            attachments=[
+                Attachment(item.filename, item.content_type, item.content, item.content_id)
+                for item in request.attachments
+            ],
+            max_bytes=self._max_message_bytes,
         )
         accepted = accept(email, request_id=request.request_id, caller=caller, admission=self._admission)
         self._on_accepted()

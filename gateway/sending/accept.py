@@ -50,6 +50,7 @@ def accept(
             priority=int(email.priority),
             tenant=email.tenant,
             send_at=email.send_at,
+            attachments=email.attachments,
         )
     except peewee.IntegrityError:
         earlier = queue.by_request(caller, request_id) if request_id else None

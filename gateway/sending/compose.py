@@ -1,7 +1,9 @@
 """The one composer: an OutgoingEmail and its unsubscribe link as a raw MIME message."""
 
+import base64
 import html
 import re
+import urllib.parse
 from email import charset, policy
 from email.header import Header
 from email.message import Message
@@ -9,6 +11,7 @@ from email.mime.multipart import MIMEMultipart
 from email.utils import formataddr, formatdate, make_msgid
 
 from gateway.core.addresses import Mailbox, sender_name
+from gateway.sending.attachments import Attachment
 from gateway.sending.outgoing import OutgoingEmail
 
 TEXT_FOOTER = "\n\n--\nYou receive this email from {sender}. To stop receiving these emails, unsubscribe here: {url}\n"
@@ -56,6 +59,12 @@ def compose(email: OutgoingEmail, unsubscribe: str, sender: str = "") -> bytes:
         footer = HTML_FOOTER.format(sender=html.escape(sender), url=html.escape(unsubscribe))
         parts.append(_text_part(_with_html_footer(email.html_body, footer), "html"))
     message = MIMEMultipart("alternative", _subparts=parts) if len(parts) > 1 else parts[0]
+    inline = [_file_part(attachment) for attachment in email.attachments if attachment.inline]
+    if inline:  # the HTML and the images it shows: one whole (RFC 2387)
+        message = MIMEMultipart("related", _subparts=[message, *inline])
+    files = [_file_part(attachment) for attachment in email.attachments if not attachment.inline]
+    if files:
+        message = MIMEMultipart("mixed", _subparts=[message, *files])
     message["From"] = _address(email.sender)
     message["To"] = _address(email.to)
     if email.reply_to:
@@ -77,6 +86,37 @@ def _text_part(body: str, subtype: str) -> Message:
     part["Content-Transfer-Encoding"] = "quoted-printable"
     part.set_payload(UTF8.body_encode(body))
     return part
+
+
+def _file_part(attachment: Attachment) -> Message:
+    """An attachment (or an inline image, with its Content-ID), base64 in lines of 76; its name as RFC 2231 wants."""
+    part = Message()
+    part["Content-Type"] = attachment.content_type + _parameter("name", attachment.filename)
+    part["MIME-Version"] = "1.0"
+    part["Content-Transfer-Encoding"] = "base64"
+    disposition = "inline" if attachment.inline else "attachment"
+    part["Content-Disposition"] = disposition + _parameter("filename", attachment.filename)
+    if attachment.inline:
+        part["Content-ID"] = f"<{attachment.content_id}>"
+    part.set_payload(base64.encodebytes(attachment.content).decode("ascii"))
+    return part
+
+
+def _parameter(name: str, value: str) -> str:
+    """`; name="value"` for a short printable ASCII value; otherwise RFC 2231's percent-encoded UTF-8, cut into
+    numbered sections on lines of their own (name*0*=utf-8''…; name*1*=…), so no header line passes 78 characters
+    however long the name (a 255-character name in Chinese is 2,295 characters encoded)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value and len(value) <= 60:
+        return f'; {name}="{value}"'
+    pieces = [""]
+    for character in value:  # cut between characters, never inside one's %XX bytes
+        quoted = urllib.parse.quote(character, safe="")
+        if len(pieces[-1]) + len(quoted) > 60:
+            pieces.append("")
+        pieces[-1] += quoted
+    charset = "utf-8''"  # RFC 2231: the first section names the charset (and no language)
+    sections = [f"{name}*{n}*={charset if n == 0 else ''}{piece}" for n, piece in enumerate(pieces)]
+    return "".join(f";\r\n {section}" for section in sections)
 
 
 def _address(address: Mailbox) -> str | Header:

@@ -284,6 +284,11 @@ class Dispatcher:
                 self._gate.after_attempt(message.pk, failure, reached)
                 self._done_with_one()
 
+    @staticmethod
+    def _files_of(pk: int) -> list[tuple]:
+        with unit_of_work():
+            return queue.attachments_of(pk)
+
     def _deliver(self, message: queue.Claimed) -> tuple[Failure | None, Reached]:
         """Guard, compose, send, hand the outcome to the recorder; the failure (None: sent) and how far it got."""
         if self._outcomes.too_old(message):
@@ -300,7 +305,7 @@ class Dispatcher:
             self._outcomes.record(message, MessageState.SUPPRESSED, failure, attempted=False)
             return None, Reached.NOT_TRIED
 
-        email = OutgoingEmail.from_payload(message.payload)
+        email = OutgoingEmail.from_payload(message.payload, files=lambda: self._files_of(message.pk))
         raw = compose(email, unsubscribe_url(self._settings.public_base_url, contact.contact_id), self._sender_name)
         tags = dict(email.tags) | {
             CONTACT_TAG: contact.contact_id,

@@ -4,6 +4,7 @@ import datetime
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
 
@@ -11,6 +12,8 @@ from gateway.core.addresses import HEADER_UNSAFE, Mailbox, address_key, parse_ad
 from gateway.core.errors import InvalidRequest
 from gateway.core.ids import is_name, is_tenant
 from gateway.core.states import Priority
+from gateway.sending.attachments import Attachment, message_size
+from gateway.sending.attachments import check as check_attachments
 from gateway.store.contacts import CONTACT_TAG
 from gateway.store.queue import MESSAGE_TAG, PRIORITY_TAG, TENANT_TAG
 
@@ -37,6 +40,8 @@ class OutgoingEmail:
     priority: Priority = Priority.TRANSACTIONAL
     tenant: str = ""
     send_at: datetime.datetime | None = None  # naive UTC, ahead of acceptance; None: as soon as it can be
+    # Kept beside the payload (store/queue.py: one row each, deleted when the message is settled), not in it.
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def recipient_key(self) -> str:
@@ -60,6 +65,8 @@ class OutgoingEmail:
             fields.append([int(self.priority), self.tenant])
         if self.send_at is not None:
             fields.append(["send_at", self.send_at.isoformat()])
+        if self.attachments:
+            fields.append(["attachments", [attachment.digest() for attachment in self.attachments]])
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
     def to_payload(self) -> str:
@@ -73,14 +80,17 @@ class OutgoingEmail:
                 "text": self.text_body,
                 "html": self.html_body,
                 "tags": self.tags,
-            },
+            }
+            | ({"attachments": len(self.attachments)} if self.attachments else {}),
             ensure_ascii=False,
         )
 
     @classmethod
-    def from_payload(cls, payload: str) -> "OutgoingEmail":
-        """The message to_payload() stored (already checked when it was accepted)."""
+    def from_payload(cls, payload: str, files: Callable[[], list[tuple]] = list) -> "OutgoingEmail":
+        """The message to_payload() stored (already checked when it was accepted); `files()` reads its attachments'
+        rows, asked only when it has some."""
         fields = json.loads(payload)
+        attachments = tuple(Attachment(*row) for row in files()) if fields.get("attachments") else ()
         reply_to = fields["reply_to"]
         return cls(
             to=Mailbox(*fields["to"]),
@@ -90,6 +100,7 @@ class OutgoingEmail:
             text_body=fields["text"],
             html_body=fields["html"],
             tags=tuple((name, value) for name, value in fields["tags"]),
+            attachments=attachments,
         )
 
 
@@ -111,11 +122,20 @@ def outgoing_email(
     priority: Priority | None = Priority.TRANSACTIONAL,
     tenant: str = "",
     send_at: float | None = None,
+    attachments: list[Attachment] | None = None,
+    max_bytes: int = 10 * 1024 * 1024,
 ) -> OutgoingEmail:
     """Check every field of a SendEmail request; raises InvalidRequest listing all violations at once.
 
     Every length is checked before any pattern or parser reads the text, so no field costs more than its limit.
     """
+    attachments = attachments or []
+    size = message_size(subject, text_body, html_body, attachments)
+    if size > max_bytes:  # before anything reads the bodies or the files
+        largest = "attachments" if attachments else "html_body" if len(html_body) > len(text_body) else "text_body"
+        raise InvalidRequest(
+            {largest: f"the message is {size:,} bytes; at most {max_bytes:,} (MAILGW_MAX_MESSAGE_BYTES)"}
+        )
     violations: dict[str, str] = {}
 
     def address(field: str, value: str, *, required: bool) -> Mailbox | None:
@@ -167,6 +187,8 @@ def outgoing_email(
     if tenant and not is_tenant(tenant):
         violations["tenant"] = "1-64 ASCII letters, digits, '_' or '-' (or empty for none)"
 
+    violations |= check_attachments(attachments, html_body)
+
     scheduled = None
     if send_at is not None:
         now = datetime.datetime.now(datetime.UTC)
@@ -188,4 +210,7 @@ def outgoing_email(
         priority=priority,
         tenant=tenant,
         send_at=scheduled,
+        attachments=tuple(
+            Attachment(a.filename.strip(), a.content_type.strip().lower(), a.content, a.content_id) for a in attachments
+        ),
     )

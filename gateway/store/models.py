@@ -343,6 +343,24 @@ class EventPosition(BaseModel):
     last = peewee.BigIntegerField(default=0)
 
 
+class MessageAttachment(BaseModel):
+    """A file of a queued message, kept beside its payload and, like it, only until the message is settled: the
+    database deletes the rows when the payload is cleared (files_go_with_the_payload)."""
+
+    message = peewee.ForeignKeyField(Message, on_delete="CASCADE", index=True)
+    number = peewee.SmallIntegerField()  # its place among the message's attachments
+    filename = peewee.CharField(max_length=255)
+    content_type = peewee.CharField(max_length=255)
+    content_id = peewee.CharField(max_length=100, default="")
+    content = peewee.BlobField()
+
+    class Meta:
+        table_name = "attachment"
+
+
+MODELS += [MessageAttachment]
+
+
 class WebhookCursor(BaseModel):
     """How far one caller's webhook has delivered the event log (events/webhooks.py), and which gateway delivers it:
     one at a time, under a lease, so the POSTs of a caller follow the log's order whatever the number of gateways."""
@@ -365,7 +383,12 @@ def open_database(url: str, *, existing: bool = False) -> peewee.Database:
     """Connect both processes' models to `url` (sqlite:///path or postgresql://…): tables and columns created,
     earlier schemas upgraded; with `existing` (a command), only a database that is there already. CannotUseDatabase
     when it cannot be opened. See store/database.py for the pool."""
-    upgrades = [_messages_sent_before_the_queue, insert_missing_lanes, queued_records_by_trigger]
+    upgrades = [
+        _messages_sent_before_the_queue,
+        insert_missing_lanes,
+        queued_records_by_trigger,
+        files_go_with_the_payload,
+    ]
     return connect(url, MODELS, upgrades=upgrades, existing=existing)
 
 
@@ -394,6 +417,29 @@ def queued_records_by_trigger(db: peewee.Database) -> None:
         )
     else:
         db.execute_sql(f"CREATE TRIGGER event_log_queued AFTER INSERT ON message BEGIN {QUEUED_RECORD}; END")
+
+
+# A settled message's files go with its payload (the body): one statement for every way a message is settled.
+FILES_GONE = "DELETE FROM attachment WHERE message_id = NEW.id"
+
+
+def files_go_with_the_payload(db: peewee.Database) -> None:
+    """The trigger that deletes a message's attachments when its payload is cleared (idempotent)."""
+    db.execute_sql("DROP TRIGGER IF EXISTS attachment_gone" + (" ON message" if is_postgres_url(db.url) else ""))
+    when = "NEW.payload IS NULL AND OLD.payload IS NOT NULL"
+    if is_postgres_url(db.url):
+        db.execute_sql(
+            "CREATE OR REPLACE FUNCTION attachment_gone() RETURNS trigger LANGUAGE plpgsql AS"
+            f" $$ BEGIN {FILES_GONE}; RETURN NULL; END $$"
+        )
+        db.execute_sql(
+            "CREATE TRIGGER attachment_gone AFTER UPDATE OF payload ON message FOR EACH ROW"
+            f" WHEN ({when}) EXECUTE FUNCTION attachment_gone()"
+        )
+    else:
+        db.execute_sql(
+            f"CREATE TRIGGER attachment_gone AFTER UPDATE OF payload ON message WHEN {when} BEGIN {FILES_GONE}; END"
+        )
 
 
 def _messages_sent_before_the_queue(db: peewee.Database) -> None:

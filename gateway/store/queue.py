@@ -1,6 +1,7 @@
 """The send queue: messages SendEmail accepted, claimed by dispatchers under a lease, settled by SES's answers and
 events. Every state change of a message is one statement here."""
 
+import contextlib
 import datetime
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from gateway.core.ids import new_message_id
 from gateway.core.states import Priority
 from gateway.store import event_log, lanes, tenants
 from gateway.store.database import database, database_now, is_postgres, prepared, utcnow
-from gateway.store.models import Contact, FeedbackEvent, Message, MessageState
+from gateway.store.models import Contact, FeedbackEvent, Message, MessageAttachment, MessageState
 
 QUEUED, SENDING, SENT, UNKNOWN = MessageState.QUEUED, MessageState.SENDING, MessageState.SENT, MessageState.UNKNOWN
 SCHEDULED, CANCELLED = MessageState.SCHEDULED, MessageState.CANCELLED
@@ -43,6 +44,7 @@ def enqueue(
     priority: int = int(Priority.TRANSACTIONAL),
     tenant: str = "",
     send_at: datetime.datetime | None = None,
+    attachments: tuple = (),
 ) -> str:
     """A new queued message, due now, in the lane of its priority and caller, its turn after its tenant's last one
     (store/lanes.py); or, with a `send_at` still ahead, SCHEDULED until then (promote_due gives it its turn). Its
@@ -65,11 +67,42 @@ def enqueue(
         "tenant": tenant,
         "now": now,
     }
-    if send_at is not None and send_at > now:
-        _schedule(**row, send_at=send_at)
-    else:
-        _insert(**row)
+    with database.atomic() if attachments else contextlib.nullcontext():  # the message and its files, or neither
+        if send_at is not None and send_at > now:
+            _schedule(**row, send_at=send_at)
+        else:
+            _insert(**row)
+        if attachments:
+            pk = Message.select(Message.id).where(Message.message_id == message_id).scalar()
+            MessageAttachment.insert_many(
+                [
+                    {
+                        "message": pk,
+                        "number": number,
+                        "filename": attachment.filename,
+                        "content_type": attachment.content_type,
+                        "content_id": attachment.content_id,
+                        "content": attachment.content,
+                    }
+                    for number, attachment in enumerate(attachments)
+                ]
+            ).execute()
     return message_id
+
+
+def attachments_of(pk: int) -> list[tuple[str, str, bytes, str]]:
+    """A queued message's files, in their order: (filename, content_type, content, content_id) each."""
+    query = (
+        MessageAttachment.select(
+            MessageAttachment.filename,
+            MessageAttachment.content_type,
+            MessageAttachment.content,
+            MessageAttachment.content_id,
+        )
+        .where(MessageAttachment.message == pk)
+        .order_by(MessageAttachment.number)
+    )
+    return [(name, kind, bytes(content), content_id) for name, kind, content, content_id in query.tuples()]
 
 
 @prepared

@@ -113,6 +113,16 @@ export declare type SendEmailRequest = Message<"mailgateway.v1.SendEmailRequest"
    * @generated from field: google.protobuf.Timestamp send_at = 11;
    */
   sendAt?: Timestamp | undefined;
+
+  /**
+   * Files sent with the message, and images its HTML shows inline; at most
+   * 20. The whole message (bodies and files) is at most
+   * MAILGW_MAX_MESSAGE_BYTES (10 MB by default); programs and scripts (by
+   * name, declared type or first bytes) are refused.
+   *
+   * @generated from field: repeated mailgateway.v1.Attachment attachments = 12;
+   */
+  attachments: Attachment[];
 };
 
 /**
@@ -120,6 +130,52 @@ export declare type SendEmailRequest = Message<"mailgateway.v1.SendEmailRequest"
  * Use `create(SendEmailRequestSchema)` to create a new message.
  */
 export declare const SendEmailRequestSchema: GenMessage<SendEmailRequest>;
+
+/**
+ * Attachment is a file sent with a message, or an image its HTML body shows
+ * inline.
+ *
+ * @generated from message mailgateway.v1.Attachment
+ */
+export declare type Attachment = Message<"mailgateway.v1.Attachment"> & {
+  /**
+   * The file's name as the recipient sees it: 1-255 characters of any
+   * language (sent as RFC 2231 requires), without a path or control
+   * characters.
+   *
+   * @generated from field: string filename = 1;
+   */
+  filename: string;
+
+  /**
+   * Its MIME type, e.g. "application/pdf" or "image/png".
+   *
+   * @generated from field: string content_type = 2;
+   */
+  contentType: string;
+
+  /**
+   * The file itself.
+   *
+   * @generated from field: bytes content = 3;
+   */
+  content: Uint8Array;
+
+  /**
+   * For an image the HTML body shows inline, the id it names as
+   * "cid:ID" (1-100 ASCII letters, digits, ".", "_", "@", "+", "-"); the
+   * image then travels in multipart/related. Empty for an attachment.
+   *
+   * @generated from field: string content_id = 4;
+   */
+  contentId: string;
+};
+
+/**
+ * Describes the message mailgateway.v1.Attachment.
+ * Use `create(AttachmentSchema)` to create a new message.
+ */
+export declare const AttachmentSchema: GenMessage<Attachment>;
 
 /**
  * SendEmailResponse identifies the accepted message.
