@@ -158,6 +158,7 @@ def test_a_message_that_cannot_be_sent_in_time_expires(make_gateway, ses):
 # --- refused for good ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database  # the failure table decides; recording a failure is proven on both elsewhere
 @pytest.mark.parametrize(
     "status, code, text, reason",
     [
@@ -185,6 +186,7 @@ def test_a_refusal_for_good_fails_the_message_with_the_ses_code(make_gateway, se
 # --- nobody can send: dispatch pauses --------------------------------------------------------------------------
 
 
+@pytest.mark.one_database  # the pause is this process's gate; the queue's rows are the same on both databases
 @pytest.mark.parametrize(
     "status, code, reason",
     [
