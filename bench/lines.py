@@ -22,6 +22,7 @@ from bench.harness import (
     process,
 )
 from bench.lanes import rows as lanes
+from bench.message import rows as message
 from bench.reputation import measure as reputation_window
 
 SUPPRESSED = "bounced@example.org"
@@ -384,4 +385,5 @@ LINES = {
     "scale": scale,
     "lanes": lanes,
     "events": events,
+    "message": message,
 }

@@ -3,11 +3,14 @@ and bytes equal), within MAILGW_MAX_MESSAGE_BYTES; programs and scripts are refu
 bytes, each problem a field violation, nothing queued; a settled message keeps no file. Real gateways on both
 databases, the SES stand-in."""
 
+import threading
+
 import grpc
 import pytest
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.core.config import ConfigError, Settings
+from gateway.sending.attachments import LargeMessages
 from gateway.store.database import unit_of_work
 from gateway.store.models import MessageAttachment
 from tests.rpc import error_info, rpc_failure, settled
@@ -134,3 +137,27 @@ def test_a_repeated_request_id_with_other_files_is_a_different_message(gateway):
 def test_the_size_limit_is_a_setting_with_bounds():
     with pytest.raises(ConfigError, match="MAILGW_MAX_MESSAGE_BYTES must be from 65536 to 29360128"):
         Settings(max_message_bytes=40 * 1024 * 1024)
+
+
+def test_large_messages_take_turns_within_the_budget_and_small_ones_never_wait():
+    large = LargeMessages(budget=8 * 1024 * 1024)
+    order: list[str] = []
+    first = large.hold(6 * 1024 * 1024)
+    first.__enter__()
+
+    def second() -> None:
+        with large.hold(6 * 1024 * 1024):
+            order.append("second")
+
+    waiting = threading.Thread(target=second)
+    waiting.start()
+    with large.hold(100 * 1024):  # under 256 KiB: passes the budget by
+        order.append("small")
+    waiting.join(0.2)
+    assert order == ["small"] and waiting.is_alive()  # the second large one waits for the first
+    first.__exit__(None, None, None)
+    waiting.join(5)
+    assert order == ["small", "second"]
+    with large.hold(50 * 1024 * 1024):  # larger than the whole budget: goes alone, never waits forever
+        order.append("huge")
+    assert order[-1] == "huge"

@@ -21,7 +21,7 @@ def test_bench_smoke_run_produces_every_line(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
     lines = {row["line"].split()[0] for row in report["rows"]}
-    assert lines == {"1", "2", "3", "4", "5", "6", "7", "8"}
+    assert lines == {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
     # Every figure measured (a NaN is a latency nothing was sent for); a count whose target is none may be 0.
     unmeasured = [
         (row["line"], row["metric"], value)

@@ -1,6 +1,7 @@
 """Process start-up for both servers and the commands: one owner per listening address, and one clear line instead
 of a traceback."""
 
+import ctypes
 import errno
 import logging
 import socket
@@ -56,6 +57,22 @@ def claim_port_group(value: str, variable: str) -> socket.socket:
         lock.close()
         raise
     return lock
+
+
+# glibc's mallopt parameter that fixes the size from which a block comes from mmap (and goes back when freed).
+M_MMAP_THRESHOLD = -3
+MMAP_FROM = 128 * 1024
+
+
+def give_large_blocks_back() -> None:
+    """Blocks of 128 KiB and more always from mmap, so memory freed after a large message goes back to the system.
+    glibc otherwise raises that threshold to the largest block freed (up to 32 MiB), and a 5 MB attachment's copies,
+    made and freed on many threads, then stay in the heap: 16 callers sending 5 MB at once left the gateway at 730 MB
+    instead of 430 (bench line 9). Elsewhere than glibc, nothing to do."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_FROM)
+    except (OSError, AttributeError):
+        pass
 
 
 def run(start: Callable[[], object]) -> None:

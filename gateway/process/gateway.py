@@ -20,7 +20,7 @@ from gateway.core.errors import CannotUseDatabase
 from gateway.core.logs import setup_logging
 from gateway.core.loops import PRODUCTION, Loop, Timings
 from gateway.core.policy import CallerPolicies
-from gateway.core.startup import AddressInUse, claim_address, claim_port_group, run
+from gateway.core.startup import AddressInUse, claim_address, claim_port_group, give_large_blocks_back, run
 from gateway.core.webhooks import plain_http, webhooks_from
 from gateway.events.feed import EventFeed
 from gateway.events.watch import Watchers
@@ -32,6 +32,7 @@ from gateway.rpc.metrics import ServerMetrics
 from gateway.rpc.service import MailGatewayServicer
 from gateway.sending import reputation
 from gateway.sending.admission import Admission
+from gateway.sending.attachments import LARGE_MESSAGE_BUDGET, LargeMessages
 from gateway.sending.dispatch import Dispatcher, Transport
 from gateway.sending.order import Order
 from gateway.sending.pacing import Pacer
@@ -154,6 +155,7 @@ def create_server(
     open_database(settings.database_url)
     health_servicer = health.HealthServicer()
     dispatcher = None
+    large = LargeMessages(LARGE_MESSAGE_BUDGET)  # accepting and sending large messages share one bound on copies
     if settings.dispatch_workers:
         transport = transport or make_transport(settings)
         dispatcher = Dispatcher(
@@ -164,6 +166,7 @@ def create_server(
             on_tenants_paused=lambda names: report_paused_tenants(health_servicer, names),
             timings=timings,
             order=Order(policies.weight, settings.lower_class_min_share, ses_tenants=settings.ses_tenants),
+            large=large,
         )
     suppression = None
     if settings.transport == "ses" and settings.dispatch_workers and settings.ses_suppression_sync_seconds:
@@ -191,6 +194,7 @@ def create_server(
         feed=events,
         watchers=Watchers(per_caller=settings.max_watchers_per_caller, total=settings.watchers),
         max_message_bytes=settings.max_message_bytes,
+        large=large,
     )
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
     admin = MailGatewayAdminServicer(
@@ -339,11 +343,13 @@ def serve_processes(settings: Settings) -> int:
 
 def _serve_copy(settings: Settings) -> None:
     setup_logging()
+    give_large_blocks_back()
     run(lambda: serve(settings, shared_port=True))
 
 
 def main() -> None:
     setup_logging()
+    give_large_blocks_back()
     run(_start)
 
 

@@ -17,7 +17,7 @@ from gateway.rpc.auth import Authenticator
 from gateway.rpc.status import rpc, rpc_watch
 from gateway.sending.accept import accept
 from gateway.sending.admission import OPEN, Admission
-from gateway.sending.attachments import Attachment
+from gateway.sending.attachments import LARGE_MESSAGE_BUDGET, Attachment, LargeMessages
 from gateway.sending.compose import unsubscribe_url
 from gateway.sending.outgoing import outgoing_email
 from gateway.store import contacts, queue
@@ -43,8 +43,10 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         feed: EventFeed | None = None,
         watchers: Watchers | None = None,
         max_message_bytes: int = 10 * 1024 * 1024,
+        large: LargeMessages | None = None,
     ):
         self._max_message_bytes = max_message_bytes
+        self._large = large or LargeMessages(LARGE_MESSAGE_BUDGET)
         self._feed = feed
         self._watchers = watchers or Watchers(per_caller=16, total=64)
         self._admission = admission
@@ -57,6 +59,11 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
     def SendEmail(
         self, request: pb.SendEmailRequest, context: grpc.ServicerContext, caller: str
     ) -> pb.SendEmailResponse:
+        # A request's files are copied out of it and into the database: a large one waits for its share.
+        with self._large.hold(request.ByteSize() if request.attachments else 0):
+            return self._send(request, caller)
+
+    def _send(self, request: pb.SendEmailRequest, caller: str) -> pb.SendEmailResponse:
         email = outgoing_email(
             to=request.to,
             subject=request.subject,

@@ -29,6 +29,7 @@ from gateway.core.logs import contact_ref, masked
 from gateway.core.loops import PRODUCTION, Loop, Timings
 from gateway.core.states import Priority
 from gateway.sending import guard
+from gateway.sending.attachments import LARGE_MESSAGE_BUDGET, LargeMessages
 from gateway.sending.compose import compose, unsubscribe_url
 from gateway.sending.housekeeping import Housekeeper
 from gateway.sending.order import Order
@@ -75,8 +76,10 @@ class Dispatcher:
         on_tenants_paused: Callable[[list[str]], None] = lambda names: None,
         timings: Timings = PRODUCTION,
         order: Order | None = None,
+        large: LargeMessages | None = None,
     ):
         self._transport = transport
+        self._large = large or LargeMessages(LARGE_MESSAGE_BUDGET)  # shared with accepting (process/gateway.py)
         self._order = order or Order(lambda caller: 1.0, settings.lower_class_min_share)
         self._pacer = pacer
         self._settings = settings
@@ -305,45 +308,47 @@ class Dispatcher:
             self._outcomes.record(message, MessageState.SUPPRESSED, failure, attempted=False)
             return None, Reached.NOT_TRIED
 
-        email = OutgoingEmail.from_payload(message.payload, files=lambda: self._files_of(message.pk))
-        raw = compose(email, unsubscribe_url(self._settings.public_base_url, contact.contact_id), self._sender_name)
-        tags = dict(email.tags) | {
-            CONTACT_TAG: contact.contact_id,
-            queue.MESSAGE_TAG: message.message_id,
-            queue.PRIORITY_TAG: Priority(message.priority).label,
-        }
-        if message.tenant:
-            tags[queue.TENANT_TAG] = message.tenant
-        try:
-            ses_message_id = self._transport.send(
-                raw, sender=email.sender.addr_spec, recipient=email.to.addr_spec, tags=tags
-            )
-        except SendFailed as exc:
-            failure = exc.failure
-            metrics.ses_error(failure)
-        except Exception:  # the request may have left: never taken for "not sent"
-            log.exception(
-                "the transport failed unexpectedly sending %s",
-                message.message_id,
-                extra={"message_id": message.message_id},
-            )
-            failure = TRANSPORT_FAILED
-        else:
-            # SES has it: from here on only the bookkeeping is retried (recorder.py), never the send.
-            self._recorder.put(queue.AttemptOutcome(message.pk, MessageState.SENT, ses_message_id=ses_message_id))
-            metrics.reached_ses(message.priority, (utcnow() - message.ready_at).total_seconds())
-            if log.isEnabledFor(logging.INFO):
-                ref = contact_ref(contact.contact_id)
-                log.info(
-                    "sent %s as %s to %s (contact %s, %d bytes)",
-                    message.message_id,
-                    ses_message_id,
-                    masked(email.to.addr_spec),
-                    ref,
-                    len(raw),
-                    extra={"message_id": message.message_id, "contact": ref, "ses_message_id": ses_message_id},
+        # Files are copied several times on their way to SES: a large message waits for its share of the budget.
+        with self._large.hold(OutgoingEmail.attached_bytes(message.payload)):
+            email = OutgoingEmail.from_payload(message.payload, files=lambda: self._files_of(message.pk))
+            raw = compose(email, unsubscribe_url(self._settings.public_base_url, contact.contact_id), self._sender_name)
+            tags = dict(email.tags) | {
+                CONTACT_TAG: contact.contact_id,
+                queue.MESSAGE_TAG: message.message_id,
+                queue.PRIORITY_TAG: Priority(message.priority).label,
+            }
+            if message.tenant:
+                tags[queue.TENANT_TAG] = message.tenant
+            try:
+                ses_message_id = self._transport.send(
+                    raw, sender=email.sender.addr_spec, recipient=email.to.addr_spec, tags=tags
                 )
-            return None, Reached.ANSWERED
+            except SendFailed as exc:
+                failure = exc.failure
+                metrics.ses_error(failure)
+            except Exception:  # the request may have left: never taken for "not sent"
+                log.exception(
+                    "the transport failed unexpectedly sending %s",
+                    message.message_id,
+                    extra={"message_id": message.message_id},
+                )
+                failure = TRANSPORT_FAILED
+            else:
+                # SES has it: from here on only the bookkeeping is retried (recorder.py), never the send.
+                self._recorder.put(queue.AttemptOutcome(message.pk, MessageState.SENT, ses_message_id=ses_message_id))
+                metrics.reached_ses(message.priority, (utcnow() - message.ready_at).total_seconds())
+                if log.isEnabledFor(logging.INFO):
+                    ref = contact_ref(contact.contact_id)
+                    log.info(
+                        "sent %s as %s to %s (contact %s, %d bytes)",
+                        message.message_id,
+                        ses_message_id,
+                        masked(email.to.addr_spec),
+                        ref,
+                        len(raw),
+                        extra={"message_id": message.message_id, "contact": ref, "ses_message_id": ses_message_id},
+                    )
+                return None, Reached.ANSWERED
         ref = contact_ref(contact.contact_id)
         log.warning(
             "send of %s to %s (contact %s) failed: %s; %s",

@@ -81,9 +81,14 @@ class OutgoingEmail:
                 "html": self.html_body,
                 "tags": self.tags,
             }
-            | ({"attachments": len(self.attachments)} if self.attachments else {}),
+            | ({"attachments": sum(len(a.content) for a in self.attachments)} if self.attachments else {}),
             ensure_ascii=False,
         )
+
+    @staticmethod
+    def attached_bytes(payload: str) -> int:
+        """The size of the stored message's files (0 without any), read without parsing the rest."""
+        return json.loads(payload).get("attachments", 0) if '"attachments":' in payload else 0
 
     @classmethod
     def from_payload(cls, payload: str, files: Callable[[], list[tuple]] = list) -> "OutgoingEmail":
