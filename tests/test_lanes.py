@@ -10,7 +10,7 @@ import pytest
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from gateway.core.states import Priority
 from gateway.sending.order import Order
-from gateway.store import queue
+from gateway.store import queue, settling
 from gateway.store.contacts import ensure_recipient
 from gateway.store.database import seen_rows, unit_of_work
 from gateway.store.models import Message, database, open_database
@@ -157,7 +157,7 @@ def test_a_caller_idle_for_a_while_comes_back_without_a_burst(db):
 def test_a_message_back_from_a_retry_keeps_its_place_in_its_lane(db):
     queued(10, caller="crm", tenant="a")
     [first] = even().claim(1, lease_seconds=60, worker="test")
-    queue.record_outcome(first.pk, queue.QUEUED, reason="SES_THROTTLED")  # due again now, as after a backoff
+    settling.record_outcome(first.pk, queue.QUEUED, reason="SES_THROTTLED")  # due again now, as after a backoff
 
     [again] = even().claim(1, lease_seconds=60, worker="test")
 

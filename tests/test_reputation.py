@@ -21,7 +21,7 @@ from gateway.core.errors import InvalidRequest, NothingToResume
 from gateway.sending import reputation
 from gateway.sending.order import Order
 from gateway.sending.pause import Pause, PauseGate, Reached
-from gateway.store import queue
+from gateway.store import queue, settling
 from gateway.store import reputation as store
 from gateway.store.contacts import ensure_recipient
 from gateway.store.database import database, utcnow
@@ -97,8 +97,8 @@ def sent_messages(count: int) -> list[queue.Claimed]:
     claimed = sorted(
         Order(lambda caller: 1.0).claim(count, lease_seconds=60, worker="test"), key=lambda m: m.pk
     )  # reader0 first
-    outcomes = [queue.AttemptOutcome(m.pk, MessageState.SENT, ses_message_id=f"ses-{m.pk}") for m in claimed]
-    queue.record_outcomes(outcomes)
+    outcomes = [settling.AttemptOutcome(m.pk, MessageState.SENT, ses_message_id=f"ses-{m.pk}") for m in claimed]
+    settling.record_outcomes(outcomes)
     now = utcnow()
     for age, sent in enumerate(claimed):
         settled_minutes_ago(sent, age, now)
@@ -134,7 +134,7 @@ def test_the_window_counts_hard_bounces_and_complaints_among_the_newest_sends_wi
         refused = ensure_recipient("refused@example.org")  # refused for good by SES: not a send
         queue.enqueue(contact_pk=refused.pk, caller="", request_id=None, request_hash=None, payload="{}")
         [claimed] = Order(lambda caller: 1.0).claim(1, lease_seconds=60, worker="test")
-        queue.record_outcome(claimed.pk, MessageState.FAILED, reason="SES_MESSAGE_REJECTED")
+        settling.record_outcome(claimed.pk, MessageState.FAILED, reason="SES_MESSAGE_REJECTED")
 
         def counts(**changes):
             reading, _, _ = reputation.read(limits(**changes))

@@ -15,7 +15,7 @@ from gateway.core.errors import InvalidRequest, TenantNotFound, TenantNotHeld
 from gateway.sending import reputation
 from gateway.sending.order import Order
 from gateway.sending.tenant_guard import TenantGuard, TenantLimits, judge_tenant, resume_tenant
-from gateway.store import queue
+from gateway.store import queue, settling
 from gateway.store.contacts import ensure_recipient
 from gateway.store.database import database
 from gateway.store.models import Message, MessageState, ReputationLevel
@@ -52,7 +52,8 @@ def sent(count: int, *, tenant: str) -> list[queue.Claimed]:
     """`count` messages of `tenant`, accepted, claimed and recorded SENT."""
     queued(count, tenant=tenant)
     taken = claim(count)
-    queue.record_outcomes([queue.AttemptOutcome(m.pk, MessageState.SENT, ses_message_id=f"ses-{m.pk}") for m in taken])
+    sent = [settling.AttemptOutcome(m.pk, MessageState.SENT, ses_message_id=f"ses-{m.pk}") for m in taken]
+    settling.record_outcomes(sent)
     return taken
 
 

@@ -20,7 +20,7 @@ from gateway.sending.admission import OPEN, Admission
 from gateway.sending.attachments import LARGE_MESSAGE_BUDGET, Attachment, LargeMessages
 from gateway.sending.compose import unsubscribe_url
 from gateway.sending.outgoing import outgoing_email
-from gateway.store import contacts, queue
+from gateway.store import contacts, queue, settling
 from gateway.store.models import ContactStatus, MessageState
 
 PROTO_STATUS = {status: pb.ContactStatus.Value(f"CONTACT_STATUS_{status.name}") for status in ContactStatus}
@@ -129,7 +129,7 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
     ) -> pb.CancelMessageResponse:
         if not is_token(request.message_id):
             raise errors.InvalidRequest({"message_id": "not a message id (as SendEmail returns it)"})
-        state = queue.cancel(request.message_id, caller)
+        state = settling.cancel(request.message_id, caller)
         if state is None:
             raise errors.MessageNotFound("you sent no message with that id", messageId=request.message_id)
         if state is not MessageState.CANCELLED:

@@ -42,7 +42,7 @@ from gateway.sending.reputation import Limits, ReputationGuard
 from gateway.sending.ses_tenants import SesTenantWatch
 from gateway.sending.tenant_guard import TenantGuard, TenantLimits
 from gateway.ses.tenants import SesTenants
-from gateway.store import queue
+from gateway.store import queue, settling
 from gateway.store import ses_tenants as ses_tenant_rows
 from gateway.store.contacts import CONTACT_TAG
 from gateway.store.database import UNAVAILABLE, database_now, unit_of_work, utcnow
@@ -335,7 +335,8 @@ class Dispatcher:
                 failure = TRANSPORT_FAILED
             else:
                 # SES has it: from here on only the bookkeeping is retried (recorder.py), never the send.
-                self._recorder.put(queue.AttemptOutcome(message.pk, MessageState.SENT, ses_message_id=ses_message_id))
+                sent = settling.AttemptOutcome(message.pk, MessageState.SENT, ses_message_id=ses_message_id)
+                self._recorder.put(sent)
                 metrics.reached_ses(message.priority, (utcnow() - message.ready_at).total_seconds())
                 if log.isEnabledFor(logging.INFO):
                     ref = contact_ref(contact.contact_id)

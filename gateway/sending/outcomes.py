@@ -10,7 +10,7 @@ from gateway.core.failures import Failure, Outcome, retry_delay
 from gateway.core.loops import Timings
 from gateway.sending.pause import Pause, PauseGate
 from gateway.sending.recorder import Recorder
-from gateway.store import queue
+from gateway.store import queue, settling
 from gateway.store import ses_tenants as ses_tenant_rows
 from gateway.store.database import UNAVAILABLE, database_now, unit_of_work, utcnow
 from gateway.store.models import MessageState
@@ -76,7 +76,7 @@ class Outcomes:
         due_at: datetime.datetime | None = None,
         attempted: bool = True,
     ) -> None:
-        outcome = queue.AttemptOutcome(
+        outcome = settling.AttemptOutcome(
             message.pk,
             state,
             reason=failure.reason,

@@ -17,7 +17,7 @@ import peewee
 
 from gateway.core import metrics
 from gateway.core.failures import OUTCOME_NOT_STORED
-from gateway.store import queue
+from gateway.store import settling
 from gateway.store.database import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Recorder:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, outcome: queue.AttemptOutcome) -> None:
+    def put(self, outcome: settling.AttemptOutcome) -> None:
         self._pending.put(outcome)
 
     def stop(self, grace: float) -> None:
@@ -98,13 +98,13 @@ class Recorder:
                 batch.append(outcome)
             self._record(batch)
 
-    def _record(self, batch: list[queue.AttemptOutcome]) -> None:
+    def _record(self, batch: list[settling.AttemptOutcome]) -> None:
         """The batch in one transaction; when the database refuses a row of it, each outcome alone, and one it still
         refuses as SES gave it is stored without SES's details (OUTCOME_NOT_STORED): the recorder goes on, and that
         message keeps the state its attempt led to, so a stall never turns into a resend."""
         what = f"the outcome of {len(batch)} message{'s' * (len(batch) > 1)}"
         try:
-            if write_until_done(lambda: queue.record_outcomes(batch), what, self.abandon):
+            if write_until_done(lambda: settling.record_outcomes(batch), what, self.abandon):
                 metrics.sends_recorded([outcome.state for outcome in batch])  # counted once committed
             return
         except Exception as exc:  # ROW_REFUSED, or a value no driver takes
@@ -114,7 +114,7 @@ class Recorder:
         for outcome in batch:
             self._record([outcome])
 
-    def _record_without_details(self, outcome: queue.AttemptOutcome, refused: Exception) -> None:
+    def _record_without_details(self, outcome: settling.AttemptOutcome, refused: Exception) -> None:
         log.error(
             "the database refused the outcome of message %d as SES gave it (%s): recorded %s without SES's details",
             outcome.pk,
@@ -124,7 +124,7 @@ class Recorder:
 
         def plain() -> None:  # the state the attempt led to, with nothing from SES in it (no id, code or text)
             detail = f"SES's answer could not be stored as given ({type(refused).__name__})"
-            queue.record_outcome(
+            settling.record_outcome(
                 outcome.pk, outcome.state, reason=OUTCOME_NOT_STORED, detail=detail, due_at=outcome.due_at,
                 attempted=outcome.attempted,
             )  # fmt: skip

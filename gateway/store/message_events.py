@@ -7,7 +7,8 @@ from gateway.core.states import EventType
 from gateway.store import event_log
 from gateway.store.database import database, is_postgres, prepared, utcnow
 from gateway.store.models import Message, MessageState
-from gateway.store.queue import SENT, settled_changes
+from gateway.store.queue import SENT
+from gateway.store.settling import settled_changes
 
 # What an SES event proves about its message, in the order events can follow each other: an event only moves a
 # message forward (a late Delivery does not undo a Complaint). States an event can find before it (queued, unknown,

@@ -9,7 +9,8 @@ import peewee
 from gateway.store import event_log
 from gateway.store.database import database, database_now
 from gateway.store.models import FeedbackEvent, Message, MessageState
-from gateway.store.queue import QUEUED, READY_AT, SENDING, UNKNOWN, settled_changes
+from gateway.store.queue import QUEUED, READY_AT, SENDING, UNKNOWN
+from gateway.store.settling import settled_changes
 
 
 def end_expired_leases(*, reason: str, detail: str, resend_after: datetime.timedelta) -> int:
