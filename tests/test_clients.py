@@ -87,6 +87,25 @@ def test_example_sends_then_follows_the_message_until_ses_took_it(example, addre
 
 
 @pytest.mark.slow
+def test_example_attaches_files_that_reach_ses_intact(example, address, ses, tmp_path):
+    invoice, notes = tmp_path / "Rechnung März.pdf", tmp_path / "notes.txt"
+    invoice.write_bytes(b"%PDF-1.7\n" + bytes(range(256)))
+    notes.write_bytes(b"plain text")
+
+    done = example(
+        *("--addr", address, "--to", "ada@example.org", "--subject", "Invoice", "--text", "Attached"),
+        *("--attach", f"{invoice}:application/pdf", "--attach", str(notes)),
+    )
+
+    assert done.returncode == 0, done.stderr
+    files = ses.accepted[0].mime.get_payload()[1:]
+    assert [(f.get_filename(), f.get_content_type(), f.get_payload(decode=True)) for f in files] == [
+        ("Rechnung März.pdf", "application/pdf", invoice.read_bytes()),
+        ("notes.txt", "application/octet-stream", b"plain text"),
+    ]
+
+
+@pytest.mark.slow
 def test_example_reads_the_error_info_of_a_suppressed_recipient(example, address, ses):
     with database.connection_context():
         contact = change_status(ContactStatus.UNSUBSCRIBED, source="test", email="ada@example.org").contact

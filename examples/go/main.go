@@ -12,7 +12,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/ioutil"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +36,8 @@ func main() {
 	text := flags.String("text", "", "the plain-text body")
 	html := flags.String("html", "", "the HTML body")
 	requestID := flags.String("request-id", "", "an idempotency key")
+	var attach attachFlags
+	flags.Var(&attach, "attach", "a file to attach as PATH[:TYPE] (default type application/octet-stream); repeat for more")
 	parseFlags(flags, os.Args[1:])
 	if *to == "" || *subject == "" {
 		usageError("-to and -subject are required")
@@ -56,7 +60,7 @@ func main() {
 	}
 
 	sent, err := gateway.SendEmail(ctx, &mailgatewayv1.SendEmailRequest{
-		To: *to, Subject: *subject, TextBody: *text, HtmlBody: *html, RequestId: *requestID,
+		To: *to, Subject: *subject, TextBody: *text, HtmlBody: *html, RequestId: *requestID, Attachments: attach,
 	})
 	if err != nil {
 		printError(err)
@@ -158,4 +162,23 @@ func envOr(name, fallback string) string {
 		return value
 	}
 	return fallback
+}
+
+// attachFlags reads each -attach PATH[:TYPE] into an Attachment: the file's name without its directory, its bytes,
+// its type.
+type attachFlags []*mailgatewayv1.Attachment
+
+func (a *attachFlags) String() string { return fmt.Sprint(len(*a), " files") }
+
+func (a *attachFlags) Set(spec string) error {
+	path, contentType := spec, "application/octet-stream"
+	if colon := strings.LastIndex(spec, ":"); colon > 0 && strings.Contains(spec[colon+1:], "/") {
+		path, contentType = spec[:colon], spec[colon+1:]
+	}
+	content, err := ioutil.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	*a = append(*a, &mailgatewayv1.Attachment{Filename: filepath.Base(path), ContentType: contentType, Content: content})
+	return nil
 }

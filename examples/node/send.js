@@ -6,6 +6,8 @@
 //
 // A gateway that requires tokens gets MAILGW_CLIENT_TOKEN as `authorization: Bearer …`, as `mailgw send` sends it.
 // --help prints the flags; a wrong or missing flag is one line on stderr and exit code 2.
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { parseArgs } from "node:util";
 
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -15,7 +17,7 @@ import { MailGatewayService, MessageState } from "@mail-gateway/client/mailgatew
 
 const IN_FLIGHT = [MessageState.QUEUED, MessageState.SENDING];
 
-const USAGE = `Usage: node send.js --to ADDRESS --subject TEXT [--text TEXT] [--html HTML] [--addr HOST:PORT] [--request-id KEY]
+const USAGE = `Usage: node send.js --to ADDRESS --subject TEXT [--text TEXT] [--html HTML] [--addr HOST:PORT] [--request-id KEY] [--attach PATH[:TYPE]]...
 Sends one message through the mail gateway, follows it with GetMessage, prints a refusal's details.
 
   --addr HOST:PORT    the gateway (default $MAILGW_GRPC_ADDR, else 127.0.0.1:50051)
@@ -24,6 +26,7 @@ Sends one message through the mail gateway, follows it with GetMessage, prints a
   --text TEXT         the plain-text body
   --html HTML         the HTML body
   --request-id KEY    an idempotency key
+  --attach PATH[:TYPE]  a file to attach, with its MIME type (default application/octet-stream); repeat for more
   -h, --help          this text
 
 Environment:
@@ -48,6 +51,7 @@ try {
       textBody: flags.text,
       htmlBody: flags.html,
       requestId: flags["request-id"],
+      attachments: flags.attach.map(attachment),
     },
     { timeoutMs: 10_000 },
   );
@@ -77,6 +81,7 @@ function parseFlags() {
         text: { type: "string", default: "" },
         html: { type: "string", default: "" },
         "request-id": { type: "string", default: "" },
+        attach: { type: "string", multiple: true, default: [] },
         help: { type: "boolean", short: "h", default: false },
       },
     }).values;
@@ -116,4 +121,13 @@ function printError(err) {
     const delay = Number(retry.retryDelay?.seconds ?? 0n) + (retry.retryDelay?.nanos ?? 0) / 1e9;
     console.error(`  RetryInfo: retry after ${delay}s`);
   }
+}
+
+// attachment reads PATH[:TYPE] into an Attachment: the file's name without its directory, its bytes, its type.
+function attachment(spec) {
+  const colon = spec.lastIndexOf(":");
+  const typed = colon > 0 && spec.slice(colon + 1).includes("/");
+  const path = typed ? spec.slice(0, colon) : spec;
+  const contentType = typed ? spec.slice(colon + 1) : "application/octet-stream";
+  return { filename: basename(path), contentType, content: readFileSync(path) };
 }
