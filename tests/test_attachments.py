@@ -19,6 +19,8 @@ from tests.test_scheduling import at
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40  # every byte value, so a lossy encoding would show
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x01\x02\xff" * 50
 LONG_NAME = "发票" * 120 + ".pdf"  # 244 characters, 2,200 once percent-encoded
+EMOJI_NAME = "🧾" * 60 + ".pdf"  # four bytes each: 12 characters a section
+ASCII_NAME = "quarterly-report-" * 14 + ".pdf"  # 242 printable ASCII characters, too long to quote on one line
 
 
 def request(**fields) -> pb.SendEmailRequest:
@@ -39,6 +41,8 @@ def test_files_and_an_inline_image_reach_ses_as_mime_the_email_package_reads_bac
     attachments = [
         pb.Attachment(filename="Rechnung März 2026.pdf", content_type="application/pdf", content=PDF),
         pb.Attachment(filename=LONG_NAME, content_type="application/pdf", content=b"second"),
+        pb.Attachment(filename=EMOJI_NAME, content_type="application/pdf", content=b"third"),
+        pb.Attachment(filename=ASCII_NAME, content_type="application/pdf", content=b"fourth"),
         pb.Attachment(filename="logo.png", content_type="image/png", content=PNG, content_id="logo@acme"),
     ]
     accepted = gateway.SendEmail(request(attachments=attachments), timeout=10)
@@ -60,6 +64,8 @@ def test_files_and_an_inline_image_reach_ses_as_mime_the_email_package_reads_bac
     assert [(f.get_filename(), f.get_content_type(), f.get_payload(decode=True)) for f in files] == [
         ("Rechnung März 2026.pdf", "application/pdf", PDF),
         (LONG_NAME, "application/pdf", b"second"),
+        (EMOJI_NAME, "application/pdf", b"third"),
+        (ASCII_NAME, "application/pdf", b"fourth"),
     ]
     assert max(len(line) for line in ses.sent[0].raw.split(b"\r\n")) <= 78  # RFC 5322's advice, names included
     assert files_kept() == 0  # sent: the files went with the body
@@ -75,6 +81,10 @@ def test_programs_and_scripts_are_refused_by_name_type_or_first_bytes_and_nothin
         pb.Attachment(filename="../etc/passwd", content_type="text/plain", content=b"x"),
         pb.Attachment(filename="logo.png", content_type="image/png", content=PNG, content_id="not-in-the-html"),
         pb.Attachment(filename="notes.txt", content_type="text/plain", content=b"x", content_id="logo@acme"),
+        pb.Attachment(filename="invoice.exe ", content_type="application/pdf", content=b"data"),
+        pb.Attachment(filename="=?utf-8?b?aW52b2ljZS5leGU=?=", content_type="application/pdf", content=b"data"),
+        pb.Attachment(filename="run.txt", content_type="text/plain", content=b"\xef\xbb\xbf  #!/bin/sh\nrm -rf /"),
+        pb.Attachment(filename="run", content_type="text/x-shellscript", content=b"echo"),
     ]
 
     code, _, details = rpc_failure(gateway.SendEmail, request(attachments=attachments), timeout=10)
@@ -89,6 +99,10 @@ def test_programs_and_scripts_are_refused_by_name_type_or_first_bytes_and_nothin
         "attachments[4].filename",
         "attachments[5].content_id",
         "attachments[6].content_id",
+        "attachments[7].filename",  # "invoice.exe " is stored as invoice.exe
+        "attachments[8].filename",  # an encoded word a mail program would read as invoice.exe
+        "attachments[9].content",  # a script behind a byte-order mark and spaces
+        "attachments[10].content_type",
     }
     assert ".exe is a program or script type" in found["attachments[0].filename"]
     assert 'no "cid:not-in-the-html"' in found["attachments[5].content_id"]
@@ -135,7 +149,7 @@ def test_a_repeated_request_id_with_other_files_is_a_different_message(gateway):
 
 
 def test_the_size_limit_is_a_setting_with_bounds():
-    with pytest.raises(ConfigError, match="MAILGW_MAX_MESSAGE_BYTES must be from 65536 to 29360128"):
+    with pytest.raises(ConfigError, match="MAILGW_MAX_MESSAGE_BYTES must be from 65536 to 28311552"):
         Settings(max_message_bytes=40 * 1024 * 1024)
 
 

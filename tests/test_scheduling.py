@@ -150,3 +150,13 @@ def test_cancel_refuses_what_is_not_a_message_id(make_gateway):
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert details["BadRequest"][0].field_violations[0].field == "message_id"
+
+
+@pytest.mark.one_database
+def test_a_request_retried_after_its_send_at_passed_is_the_same_request(make_gateway, ses):
+    gateway, stub = make_gateway(**TOKENS)
+    when = at(0.3)
+    first = send(stub, "ada@example.org", request_id="reminder-1", send_at=when)
+    time.sleep(0.4)  # the retry comes after the time it asked for
+
+    assert send(stub, "ada@example.org", request_id="reminder-1", send_at=when) == first

@@ -24,7 +24,7 @@ DATABASE_SCHEMES = SQLITE_SCHEMES + POSTGRES_SCHEMES
 # SES: "up to 64 alphanumeric characters, including letters, numbers, hyphens (-) and underscores (_) only".
 CONFIGURATION_SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SLOWEST_SEND_SECONDS = 20  # SES client: 5 s to connect, 15 s to answer
-MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 64 * 1024, 28 * 1024 * 1024
+MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 64 * 1024, 27 * 1024 * 1024
 
 
 @dataclass(frozen=True)

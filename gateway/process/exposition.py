@@ -81,7 +81,8 @@ class QueueCollector(Collector):
         )
         waiting = GaugeMetricFamily(
             "mailgw_queued_oldest_message_age_seconds",
-            "Age (since SendEmail accepted it) of the oldest queued message of each priority; 0 when there is none.",
+            "Age of the oldest queued message of each priority, since it could first be sent (accepted, or its "
+            "send_at); 0 when there is none.",
             labels=["priority"],
         )
         for priority in Priority:

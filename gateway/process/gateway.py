@@ -155,7 +155,6 @@ def create_server(
     open_database(settings.database_url)
     health_servicer = health.HealthServicer()
     dispatcher = None
-    large = LargeMessages(LARGE_MESSAGE_BUDGET)  # accepting and sending large messages share one bound on copies
     if settings.dispatch_workers:
         transport = transport or make_transport(settings)
         dispatcher = Dispatcher(
@@ -166,7 +165,6 @@ def create_server(
             on_tenants_paused=lambda names: report_paused_tenants(health_servicer, names),
             timings=timings,
             order=Order(policies.weight, settings.lower_class_min_share, ses_tenants=settings.ses_tenants),
-            large=large,
         )
     suppression = None
     if settings.transport == "ses" and settings.dispatch_workers and settings.ses_suppression_sync_seconds:
@@ -194,7 +192,8 @@ def create_server(
         feed=events,
         watchers=Watchers(per_caller=settings.max_watchers_per_caller, total=settings.watchers),
         max_message_bytes=settings.max_message_bytes,
-        large=large,
+        # Accepting has a budget of its own: a send waiting for SES never holds up a SendEmail.
+        large=LargeMessages(LARGE_MESSAGE_BUDGET),
     )
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
     admin = MailGatewayAdminServicer(

@@ -26,7 +26,9 @@ BLOCKED_TYPES = frozenset(
     application/x-bat application/bat application/x-javascript application/javascript text/javascript
     application/ecmascript text/ecmascript application/java-archive application/x-java-archive
     application/x-java-jnlp-file application/hta application/x-ms-shortcut application/vbscript text/vbscript
-    application/x-powershell application/x-apple-diskimage application/vnd.android.package-archive""".split()
+    application/x-powershell application/x-apple-diskimage application/vnd.android.package-archive
+    application/x-ms-dos-executable application/x-pie-executable application/x-sharedlib text/x-shellscript
+    text/x-sh text/x-python text/x-perl""".split()
 )
 # The first bytes of a program, whatever its name says: PE (MZ), ELF, Mach-O (both byte orders, 32 and 64 bit, fat).
 EXECUTABLE_MAGIC = (
@@ -76,7 +78,7 @@ def check(attachments: list[Attachment], html_body: str) -> dict[str, str]:
     content_ids = set()
     for number, attachment in enumerate(attachments):
         field = f"attachments[{number}]"
-        problem = _filename_problem(attachment.filename)
+        problem = _filename_problem(attachment.filename.strip())  # checked as it is stored: "a.exe " is a.exe
         if problem:
             violations[f"{field}.filename"] = problem
         kind = attachment.content_type.strip().lower()
@@ -86,7 +88,7 @@ def check(attachments: list[Attachment], html_body: str) -> dict[str, str]:
             violations[f"{field}.content_type"] = f"{kind} is a program or script type, which is refused"
         if not attachment.content:
             violations[f"{field}.content"] = "empty"
-        elif attachment.content.startswith(EXECUTABLE_MAGIC):
+        elif attachment.content[:64].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(EXECUTABLE_MAGIC):
             violations[f"{field}.content"] = "a program or script (by its first bytes), which is refused"
         if attachment.content_id:
             if len(attachment.content_id) > MAX_CONTENT_ID or not CONTENT_ID.fullmatch(attachment.content_id):
@@ -108,6 +110,8 @@ def _filename_problem(filename: str) -> str:
         return f"longer than {MAX_FILENAME} characters"
     if not filename.isprintable() or "/" in filename or "\\" in filename or filename.strip(". ") != filename.strip():
         return "a file's name, without a path, control characters or leading dots"
+    if "=?" in filename:  # a mail program would decode it as an encoded word, into a name nobody checked
+        return 'a name with "=?" in it'
     extension = filename.rpartition(".")[2].lower() if "." in filename else ""
     if extension in BLOCKED_EXTENSIONS:
         return f".{extension} is a program or script type, which is refused"
@@ -118,7 +122,8 @@ class LargeMessages:
     """How many bytes of attachments this process copies at once: accepting (the request's files copied out of it and
     into the database) and sending (read back, base64 in MIME, base64 again in SES's JSON) each make several copies
     of every file, so without a bound 16 callers sending 5 MB at once held 700 MB (bench line 9). A message waits
-    until its files fit in what the others leave; one larger than the whole budget goes alone."""
+    until its files fit in what the others leave; one larger than the whole budget goes alone. Accepting and sending
+    each have their own, so a send waiting for SES never holds up a SendEmail."""
 
     def __init__(self, budget: int):
         self._budget = budget

@@ -108,14 +108,13 @@ def _parameter(name: str, value: str) -> str:
     however long the name (a 255-character name in Chinese is 2,295 characters encoded)."""
     if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value and len(value) <= 60:
         return f'; {name}="{value}"'
-    pieces = [""]
+    charset = "utf-8''"  # RFC 2231: the first section names the charset (and no language)
+    sections = [f"{name}*0*={charset}"]
     for character in value:  # cut between characters, never inside one's %XX bytes
         quoted = urllib.parse.quote(character, safe="")
-        if len(pieces[-1]) + len(quoted) > 60:
-            pieces.append("")
-        pieces[-1] += quoted
-    charset = "utf-8''"  # RFC 2231: the first section names the charset (and no language)
-    sections = [f"{name}*{n}*={charset if n == 0 else ''}{piece}" for n, piece in enumerate(pieces)]
+        if len(sections[-1]) + len(quoted) > 76:  # the line: a space, the section, a ";"
+            sections.append(f"{name}*{len(sections)}*=")
+        sections[-1] += quoted
     return "".join(f";\r\n {section}" for section in sections)
 
 

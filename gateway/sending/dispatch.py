@@ -34,7 +34,7 @@ from gateway.sending.compose import compose, unsubscribe_url
 from gateway.sending.housekeeping import Housekeeper
 from gateway.sending.order import Order
 from gateway.sending.outcomes import Outcomes
-from gateway.sending.outgoing import OutgoingEmail
+from gateway.sending.outgoing import FilesGone, OutgoingEmail
 from gateway.sending.pacing import Pacer
 from gateway.sending.pause import DAILY_QUOTA, Pause, PauseGate, Reached
 from gateway.sending.recorder import Recorder, write_until_done
@@ -79,7 +79,7 @@ class Dispatcher:
         large: LargeMessages | None = None,
     ):
         self._transport = transport
-        self._large = large or LargeMessages(LARGE_MESSAGE_BUDGET)  # shared with accepting (process/gateway.py)
+        self._large = large or LargeMessages(LARGE_MESSAGE_BUDGET)  # sending's own (accepting has another)
         self._order = order or Order(lambda caller: 1.0, settings.lower_class_min_share)
         self._pacer = pacer
         self._settings = settings
@@ -275,6 +275,9 @@ class Dispatcher:
                     extra={"message_id": message.message_id},
                 )
                 self._outcomes.failed(message, NOT_DISPATCHED, attempted=False)
+            except FilesGone as exc:  # settled while it waited (its state stays what settled it): nothing was sent
+                log.warning("%s is not sent: %s", message.message_id, exc, extra={"message_id": message.message_id})
+                self._outcomes.failed(message, DISPATCH_FAILED, attempted=False)
             except Exception:  # a bug before the send: nothing was sent
                 log.exception(
                     "dispatch of %s failed unexpectedly; it is retried later",

@@ -40,6 +40,7 @@ class OutgoingEmail:
     priority: Priority = Priority.TRANSACTIONAL
     tenant: str = ""
     send_at: datetime.datetime | None = None  # naive UTC, ahead of acceptance; None: as soon as it can be
+    asked_send_at: float | None = None  # the send_at the caller asked, past or not: its retry is the same request
     # Kept beside the payload (store/queue.py: one row each, deleted when the message is settled), not in it.
     attachments: tuple[Attachment, ...] = ()
 
@@ -63,8 +64,8 @@ class OutgoingEmail:
         ]
         if self.priority is not Priority.TRANSACTIONAL or self.tenant:
             fields.append([int(self.priority), self.tenant])
-        if self.send_at is not None:
-            fields.append(["send_at", self.send_at.isoformat()])
+        if self.asked_send_at is not None:
+            fields.append(["send_at", repr(self.asked_send_at)])
         if self.attachments:
             fields.append(["attachments", [attachment.digest() for attachment in self.attachments]])
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
@@ -96,6 +97,8 @@ class OutgoingEmail:
         rows, asked only when it has some."""
         fields = json.loads(payload)
         attachments = tuple(Attachment(*row) for row in files()) if fields.get("attachments") else ()
+        if fields.get("attachments") and not attachments:  # settled meanwhile (an SES event): never sent without them
+            raise FilesGone("the message's files were deleted: an SES event settled it while it waited")
         reply_to = fields["reply_to"]
         return cls(
             to=Mailbox(*fields["to"]),
@@ -107,6 +110,10 @@ class OutgoingEmail:
             tags=tuple((name, value) for name, value in fields["tags"]),
             attachments=attachments,
         )
+
+
+class FilesGone(RuntimeError):
+    """A queued message's attachments are no longer stored (it was settled meanwhile): it is not sent."""
 
 
 def _formatted(address: Mailbox) -> str:
@@ -215,6 +222,7 @@ def outgoing_email(
         priority=priority,
         tenant=tenant,
         send_at=scheduled,
+        asked_send_at=send_at,
         attachments=tuple(
             Attachment(a.filename.strip(), a.content_type.strip().lower(), a.content, a.content_id) for a in attachments
         ),
