@@ -22,12 +22,13 @@ def test_bench_smoke_run_produces_every_line(tmp_path):
     report = json.loads(out.read_text())
     lines = {row["line"].split()[0] for row in report["rows"]}
     assert lines == {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
-    # Every figure measured (a NaN is a latency nothing was sent for); a count whose target is none may be 0.
+    # Every figure measured (a NaN is a latency nothing was sent for); a count whose target is none may be 0, and so
+    # may a class's share over a smoke run's few seconds on a loaded machine (the full run judges shares).
     unmeasured = [
         (row["line"], row["metric"], value)
         for row in report["rows"]
         for value in row["ours"] + row["baseline"]
-        if not (value > 0 or (value == 0 and row["target"] == "<= 0"))
+        if not (value > 0 or (value == 0 and (row["target"] == "<= 0" or " share " in f" {row['metric']} ")))
     ]
     assert unmeasured == []
     assert report["machine"]["cores"] >= 1
