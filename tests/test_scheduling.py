@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.api.mailgateway.v1 import mail_gateway_pb2 as pb
 from tests.rpc import error_info, message, quiet_for, rpc_failure, settled
-from tests.test_events import CRM, OTHER, TOKENS, as_, records, watch
+from tests.test_events import CRM, OTHER, TOKENS, as_, records, send, watch
 
 WINDOW = 1.0  # "within a second"
 
@@ -19,11 +19,6 @@ def at(seconds_from_now: float) -> Timestamp:
     stamp = Timestamp()
     stamp.FromNanoseconds(int((time.time() + seconds_from_now) * 1e9))
     return stamp
-
-
-def send(stub, to: str, token: str = CRM, **fields) -> str:
-    request = pb.SendEmailRequest(to=to, subject="Reminder", text_body="Tomorrow at ten", **fields)
-    return stub.SendEmail(request, metadata=as_(token), timeout=10).message_id
 
 
 def arrival(ses, message_id: str, *, timeout: float = 10.0) -> float:

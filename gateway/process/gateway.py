@@ -32,7 +32,6 @@ from gateway.rpc.metrics import ServerMetrics
 from gateway.rpc.service import MailGatewayServicer
 from gateway.sending import reputation
 from gateway.sending.admission import Admission
-from gateway.sending.attachments import LARGE_MESSAGE_BUDGET, LargeMessages
 from gateway.sending.dispatch import Dispatcher, Transport
 from gateway.sending.order import Order
 from gateway.sending.pacing import Pacer
@@ -192,8 +191,6 @@ def create_server(
         feed=events,
         watchers=Watchers(per_caller=settings.max_watchers_per_caller, total=settings.watchers),
         max_message_bytes=settings.max_message_bytes,
-        # Accepting has a budget of its own: a send waiting for SES never holds up a SendEmail.
-        large=LargeMessages(LARGE_MESSAGE_BUDGET),
     )
     pb_grpc.add_MailGatewayServiceServicer_to_server(servicer, server)
     admin = MailGatewayAdminServicer(

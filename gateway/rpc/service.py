@@ -46,7 +46,7 @@ class MailGatewayServicer(pb_grpc.MailGatewayServiceServicer):
         large: LargeMessages | None = None,
     ):
         self._max_message_bytes = max_message_bytes
-        self._large = large or LargeMessages(LARGE_MESSAGE_BUDGET)
+        self._large = large or LargeMessages(LARGE_MESSAGE_BUDGET)  # accepting's own: sending has another
         self._feed = feed
         self._watchers = watchers or Watchers(per_caller=16, total=64)
         self._admission = admission

@@ -224,8 +224,6 @@ class Claimed:
     ready_at: datetime.datetime  # when it could first be sent: accepted, or its send_at; its age counts from here
 
 
-READY_AT = lanes.READY_AT
-
 CLAIMED_COLUMNS = (
     Message.id,
     Message.message_id,
@@ -236,7 +234,7 @@ CLAIMED_COLUMNS = (
     Message.priority,
     Message.tenant,
     Message.turn,
-    READY_AT,
+    lanes.READY_AT,
 )
 
 
@@ -309,7 +307,7 @@ def depth_by_state() -> dict[str, tuple[int, datetime.datetime | None]]:
     """In-flight state -> (messages, the oldest one's creation time), for the metrics. One statement that reads only
     in-flight rows through the (state, due_at) index: its cost grows with the queue, never with the settled history."""
     query = (
-        Message.select(Message.state, peewee.fn.COUNT(Message.id), peewee.fn.MIN(READY_AT))
+        Message.select(Message.state, peewee.fn.COUNT(Message.id), peewee.fn.MIN(lanes.READY_AT))
         .where(Message.state.in_(IN_FLIGHT))
         .group_by(Message.state)
     )

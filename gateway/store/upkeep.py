@@ -8,8 +8,9 @@ import peewee
 
 from gateway.store import event_log
 from gateway.store.database import database, database_now
+from gateway.store.lanes import READY_AT
 from gateway.store.models import FeedbackEvent, Message, MessageState
-from gateway.store.queue import QUEUED, READY_AT, SENDING, UNKNOWN
+from gateway.store.queue import QUEUED, SENDING, UNKNOWN
 from gateway.store.settling import settled_changes
 
 
